@@ -1,0 +1,164 @@
+//! The lane catalog (`lanes.toml`) as a validated model.
+//!
+//! Only [`crate::parse`] builds a [`Catalog`], and it only does so when the whole file is valid,
+//! so every reference in here (a `needs` entry, a group, a pin) is known to resolve.
+
+use crate::glob::Glob;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The catalog versions this build understands.
+pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+
+/// A parsed and validated catalog.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    /// The `version` key.
+    pub version: u32,
+    /// Named path sets (`[paths]`), referenced from pattern lists as `@name`.
+    pub sets: BTreeMap<String, Vec<Glob>>,
+    /// Repository-relative path of the pins file when `pins = "file.toml"`.
+    pub pins_file: Option<String>,
+    /// Host assets by name.
+    pub pins: BTreeMap<String, Pin>,
+    /// Fleet-wide concurrency groups by name.
+    pub groups: BTreeMap<String, Group>,
+    /// Lanes in the order the catalog lists them.
+    pub lanes: Vec<Lane>,
+}
+
+impl Catalog {
+    /// The lane called `name`.
+    pub fn lane(&self, name: &str) -> Option<&Lane> {
+        self.lanes.iter().find(|l| l.name == name)
+    }
+
+    /// The repository-relative paths whose change selects every lane: the catalog itself and
+    /// its pins file.
+    pub fn own_paths<'a>(&'a self, catalog_path: &'a str) -> impl Iterator<Item = &'a str> {
+        std::iter::once(catalog_path).chain(self.pins_file.as_deref())
+    }
+}
+
+/// A host asset: a command whose output must equal `expect` on the host that runs the lane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Pin {
+    /// The command that prints the asset's version.
+    pub command: String,
+    /// The exact expected output (trimmed). This value, not the host's, goes into step keys.
+    pub expect: String,
+}
+
+/// A fleet-wide semaphore.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// How many jobs may hold the group at once.
+    pub limit: u32,
+}
+
+/// How a lane's outcome counts and when it is selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LaneClass {
+    /// Selected by a diff; its failure fails the run.
+    Required,
+    /// Selected by a diff; its failure is shown but does not fail the run.
+    Advisory,
+    /// Never selected by a diff; runs on its `schedule`.
+    Nightly,
+    /// Never selected by a diff; runs when asked for.
+    Manual,
+}
+
+impl LaneClass {
+    /// Every class, in the order docs list them.
+    pub const ALL: [LaneClass; 4] = [
+        LaneClass::Required,
+        LaneClass::Advisory,
+        LaneClass::Nightly,
+        LaneClass::Manual,
+    ];
+
+    /// The name used in `lanes.toml` and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaneClass::Required => "required",
+            LaneClass::Advisory => "advisory",
+            LaneClass::Nightly => "nightly",
+            LaneClass::Manual => "manual",
+        }
+    }
+}
+
+impl std::fmt::Display for LaneClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A named unit of CI work.
+#[derive(Clone, Debug)]
+pub struct Lane {
+    /// The key in `[lane.NAME]`.
+    pub name: String,
+    /// A human title; defaults to the name.
+    pub title: Option<String>,
+    /// Required unless the catalog says otherwise.
+    pub class: LaneClass,
+    /// Trigger patterns with `@sets` expanded; `None` means the lane has no path trigger.
+    pub paths: Option<Vec<Glob>>,
+    /// The fileset the lane sees, `@sets` expanded; `None` means every file.
+    pub inputs: Option<Vec<Glob>>,
+    /// Lanes that must pass first.
+    pub needs: Vec<String>,
+    /// Concurrency group name.
+    pub concurrency: Option<String>,
+    /// Per-host execution scope.
+    pub scope: Option<String>,
+    /// Labels an agent must all have.
+    pub labels: Vec<String>,
+    /// Whole-lane time limit.
+    pub timeout: Option<Duration>,
+    /// Cron expression (nightly lanes only).
+    pub schedule: Option<String>,
+    /// Names of the pins the lane's steps depend on.
+    pub pins: Vec<String>,
+    /// Persistent, unkeyed directories shared between runs of this lane's scope.
+    pub cache_mounts: Vec<String>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+}
+
+/// The shell a step runs under when it names none: `RUN` is passed as the last argument.
+pub const DEFAULT_SHELL: &str = "bash -eo pipefail -c";
+
+/// One command of a lane; the unit of caching.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Unique within its lane.
+    pub name: String,
+    /// The script.
+    pub run: String,
+    /// The interpreter command line; `run` is appended as its last argument.
+    pub shell: Option<String>,
+    /// Declared environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Variables whose values are taken from the invoking environment.
+    pub pass_env: Vec<String>,
+    /// Step time limit.
+    pub timeout: Option<Duration>,
+    /// Whether a result may be reused (default true).
+    pub cache: bool,
+    /// Whether the step may reach the network (default false).
+    pub network: bool,
+    /// Which created or changed files are recorded; `None` means all of them.
+    pub outputs: Option<Vec<Glob>>,
+}
+
+impl Step {
+    /// The shell command line this step runs under.
+    pub fn shell(&self) -> &str {
+        self.shell.as_deref().unwrap_or(DEFAULT_SHELL)
+    }
+}

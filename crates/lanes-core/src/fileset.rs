@@ -1,0 +1,184 @@
+//! Files as the step key sees them: a path, a mode and a content id.
+//!
+//! `lanes-git` produces these (from a commit's tree or from the working tree); this module only
+//! defines them and turns a sorted list of them into a digest. It never reads a file.
+
+use crate::catalog::Catalog;
+use crate::glob::{Glob, MultiMatcher, Scratch};
+use serde::{Deserialize, Serialize};
+
+/// How the bytes of one file are identified.
+///
+/// Committed content is named by its git blob id, so a clean tree is keyed without reading a
+/// single file. Content that git does not know yet (a modified or untracked file in the working
+/// tree) is named by its BLAKE3 hash. The two never collide: the kind is part of the encoding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "hex", rename_all = "kebab-case")]
+pub enum ContentId {
+    /// git's object id of the blob (hex), as stored in a tree or the index.
+    GitBlob(String),
+    /// BLAKE3 of the file's bytes (hex); for a symlink, of its target.
+    Blake3(String),
+}
+
+impl ContentId {
+    /// `blob:1a2b…` or `blake3:3c4d…`, as shown to users.
+    pub fn short(&self) -> String {
+        match self {
+            ContentId::GitBlob(hex) => format!("blob:{}", &hex[..hex.len().min(12)]),
+            ContentId::Blake3(hex) => format!("blake3:{}", &hex[..hex.len().min(12)]),
+        }
+    }
+}
+
+impl std::fmt::Display for ContentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentId::GitBlob(hex) => write!(f, "blob:{hex}"),
+            ContentId::Blake3(hex) => write!(f, "blake3:{hex}"),
+        }
+    }
+}
+
+/// git's file modes, the only ones a fileset can hold.
+pub mod mode {
+    /// A regular file.
+    pub const FILE: u32 = 0o100644;
+    /// An executable file.
+    pub const EXECUTABLE: u32 = 0o100755;
+    /// A symbolic link; its content is the link target.
+    pub const SYMLINK: u32 = 0o120000;
+    /// A submodule commit; its content id is the commit id.
+    pub const GITLINK: u32 = 0o160000;
+}
+
+/// One file of a repository at one state (a commit or the working tree).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Repository-relative path with `/` separators, no leading `./`.
+    pub path: String,
+    /// git file mode (see [`mode`]).
+    pub mode: u32,
+    /// What the bytes are.
+    pub id: ContentId,
+}
+
+/// A BLAKE3 digest, shown as 64 lowercase hex characters.
+pub type Digest = String;
+
+/// Digest of a fileset: BLAKE3 over the sorted `(path, mode, content id)` entries.
+///
+/// Encoding per entry: `path NUL mode-in-octal NUL id-kind ":" id-hex LF`. git paths cannot
+/// contain NUL, so the encoding is unambiguous. `entries` must be sorted by path.
+pub fn digest<'a>(entries: impl IntoIterator<Item = &'a FileEntry>) -> Digest {
+    let mut hasher = FilesetHasher::new();
+    for entry in entries {
+        hasher.add(entry);
+    }
+    hasher.finish()
+}
+
+/// Incremental form of [`digest`], for hashing many filesets in one pass over the files.
+#[derive(Debug, Clone)]
+pub struct FilesetHasher {
+    hasher: blake3::Hasher,
+    #[cfg(debug_assertions)]
+    last: Option<String>,
+}
+
+impl Default for FilesetHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FilesetHasher {
+    /// An empty fileset.
+    pub fn new() -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"lanes-fileset-v1\n");
+        FilesetHasher {
+            hasher,
+            #[cfg(debug_assertions)]
+            last: None,
+        }
+    }
+
+    /// Add the next entry (entries must come in path order).
+    pub fn add(&mut self, entry: &FileEntry) {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(
+                self.last
+                    .as_deref()
+                    .is_none_or(|last| last < entry.path.as_str()),
+                "fileset entries must be sorted and unique: {:?} after {:?}",
+                entry.path,
+                self.last
+            );
+            self.last = Some(entry.path.clone());
+        }
+        let (kind, hex) = match &entry.id {
+            ContentId::GitBlob(hex) => ("blob", hex),
+            ContentId::Blake3(hex) => ("blake3", hex),
+        };
+        let h = &mut self.hasher;
+        h.update(entry.path.as_bytes());
+        h.update(b"\0");
+        h.update(format!("{:o}", entry.mode).as_bytes());
+        h.update(b"\0");
+        h.update(kind.as_bytes());
+        h.update(b":");
+        h.update(hex.as_bytes());
+        h.update(b"\n");
+    }
+
+    /// The digest.
+    pub fn finish(&self) -> Digest {
+        self.hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// The files of `files` (sorted by path) that the pattern list `inputs` selects; `None` means
+/// all of them.
+pub fn select<'f>(inputs: Option<&[Glob]>, files: &'f [FileEntry]) -> Vec<&'f FileEntry> {
+    let Some(inputs) = inputs else {
+        return files.iter().collect();
+    };
+    let matcher = MultiMatcher::single(inputs);
+    let mut scratch = Scratch::default();
+    files
+        .iter()
+        .filter(|f| matcher.decide(&f.path, &mut scratch).is_some())
+        .collect()
+}
+
+/// The input fileset digest of every lane of `catalog`, in catalog order, in one pass over
+/// `files` (sorted by path).
+pub fn lane_digests(catalog: &Catalog, files: &[FileEntry]) -> Vec<Digest> {
+    let with_inputs: Vec<usize> = (0..catalog.lanes.len())
+        .filter(|&i| catalog.lanes[i].inputs.is_some())
+        .collect();
+    let matcher = MultiMatcher::new(
+        with_inputs
+            .iter()
+            .map(|&i| catalog.lanes[i].inputs.as_deref().unwrap_or(&[])),
+    );
+    let mut hashers = vec![FilesetHasher::new(); with_inputs.len()];
+    let mut scratch = Scratch::default();
+    for file in files {
+        matcher.for_each_selecting(&file.path, &mut scratch, |list, _| hashers[list].add(file));
+    }
+    let everything = (with_inputs.len() < catalog.lanes.len()).then(|| digest(files));
+    let mut by_lane = vec![None; catalog.lanes.len()];
+    for (list, lane) in with_inputs.into_iter().enumerate() {
+        by_lane[lane] = Some(hashers[list].finish());
+    }
+    by_lane
+        .into_iter()
+        .map(|d| {
+            d.or_else(|| everything.clone())
+                .expect("lanes without inputs see everything")
+        })
+        .collect()
+}

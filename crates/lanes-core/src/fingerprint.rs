@@ -1,0 +1,127 @@
+//! Step fingerprints and keys: the content address of a step.
+//!
+//! A fingerprint lists everything that can change a step's result; the key is BLAKE3 over its
+//! canonical encoding. Anything that reaches the step's process and is not in here is a false
+//! cache hit waiting to happen, so docs/cache-key.md lists every field, and changing the fields
+//! or their encoding means bumping [`KEY_VERSION`].
+
+use crate::catalog::{Catalog, Lane};
+use crate::fileset::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Version of the fingerprint schema and encoding. Bump on any change to either.
+pub const KEY_VERSION: u32 = 1;
+
+/// Everything that determines a step's result. Field order is the encoding order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFingerprint {
+    /// [`KEY_VERSION`] when the fingerprint was made.
+    pub version: u32,
+    /// The lane's name (steps see it as `LANES_LANE`).
+    pub lane: String,
+    /// The step's name (steps see it as `LANES_STEP`).
+    pub step: String,
+    /// Digest of the lane's input fileset (see [`crate::fileset::digest`]).
+    pub inputs: Digest,
+    /// The shell command line the script runs under.
+    pub shell: String,
+    /// The script.
+    pub command: String,
+    /// Declared environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Passed-through variables and their values in the invoking environment (`None`: unset).
+    pub pass_env: BTreeMap<String, Option<String>>,
+    /// Pins the lane uses, with their expected (not observed) values.
+    pub pins: BTreeMap<String, String>,
+    /// Whether the step may reach the network.
+    pub network: bool,
+    /// Cache mounts the step can write to (their contents are not keyed, their names are).
+    pub cache_mounts: BTreeSet<String>,
+    /// The step's `outputs` patterns in order, or `None` for "every created or changed file".
+    pub outputs: Option<Vec<String>>,
+    /// Operating system and architecture, such as `linux-x86_64`.
+    pub platform: String,
+    /// The key of the previous step of the lane, which fixes the directory state it starts from.
+    pub previous: Option<Digest>,
+}
+
+impl StepFingerprint {
+    /// The canonical encoding: compact JSON of the struct in field order, maps sorted by key.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a fingerprint of strings and maps always serializes")
+    }
+
+    /// The step's key: BLAKE3 of the canonical encoding, 64 hex characters.
+    pub fn key(&self) -> Digest {
+        blake3::hash(&self.canonical()).to_hex().to_string()
+    }
+}
+
+/// What a fingerprint needs from the machine that runs the step.
+#[derive(Clone, Copy)]
+pub struct Host<'a> {
+    /// `os-arch`, such as `linux-x86_64`.
+    pub platform: &'a str,
+    /// Reads a variable of the invoking environment (for `pass-env`).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl std::fmt::Debug for Host<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fingerprints of every step of `lane`, in order, each chained to the previous step's key.
+pub fn lane_fingerprints(
+    catalog: &Catalog,
+    lane: &Lane,
+    inputs: &Digest,
+    host: Host<'_>,
+) -> Vec<StepFingerprint> {
+    let pins: BTreeMap<String, String> = lane
+        .pins
+        .iter()
+        .filter_map(|name| {
+            catalog
+                .pins
+                .get(name)
+                .map(|pin| (name.clone(), pin.expect.clone()))
+        })
+        .collect();
+    let cache_mounts: BTreeSet<String> = lane.cache_mounts.iter().cloned().collect();
+    let mut previous: Option<Digest> = None;
+    lane.steps
+        .iter()
+        .map(|step| {
+            let fingerprint = StepFingerprint {
+                version: KEY_VERSION,
+                lane: lane.name.clone(),
+                step: step.name.clone(),
+                inputs: inputs.clone(),
+                shell: step.shell().to_owned(),
+                command: step.run.clone(),
+                env: step.env.clone(),
+                pass_env: step
+                    .pass_env
+                    .iter()
+                    .map(|v| (v.clone(), (host.env)(v)))
+                    .collect(),
+                pins: pins.clone(),
+                network: step.network,
+                cache_mounts: cache_mounts.clone(),
+                outputs: step
+                    .outputs
+                    .as_ref()
+                    .map(|o| o.iter().map(|g| g.text.clone()).collect()),
+                platform: host.platform.to_owned(),
+                previous: previous.take(),
+            };
+            previous = Some(fingerprint.key());
+            fingerprint
+        })
+        .collect()
+}

@@ -1,0 +1,1415 @@
+//! `lanes.toml` text -> [`Catalog`], or every diagnostic at once.
+//!
+//! The file is read into toml's spanned document tree and walked by hand rather than through
+//! `serde` derive: derive stops at the first unknown key, and users deserve every error of a
+//! broken catalog in one pass, each pointing at the exact text that is wrong.
+
+use crate::catalog::{Catalog, Group, Lane, LaneClass, Pin, SUPPORTED_VERSIONS, Step};
+use crate::diagnostic::{Diagnostic, Sink, Source, nearest};
+use crate::glob::Glob;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// A catalog that did not validate: every diagnostic, and the sources they point into.
+#[derive(Clone, Debug)]
+pub struct CatalogError {
+    /// The catalog and, when one was read, its pins file.
+    pub sources: Vec<Source>,
+    /// Every problem found, in source order per file.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.diagnostics.len();
+        write!(
+            f,
+            "the catalog has {n} error{}",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+/// Reads a file the catalog refers to (the pins file), by repository-relative path.
+pub type LoadFile<'a> = dyn FnMut(&str) -> Result<String, String> + 'a;
+
+/// Parse and validate a catalog. `load` reads the pins file when the catalog names one; it is the
+/// only I/O, and the caller decides where it reads from (a commit or the working tree).
+pub fn parse(source: &Source, load: &mut LoadFile<'_>) -> Result<Catalog, CatalogError> {
+    let mut sources = vec![source.clone()];
+    let (doc, syntax) = DeTable::parse_recoverable(&source.text);
+    let mut main = Sink::new(source);
+    if !syntax.is_empty() {
+        for err in syntax {
+            let span = err.span().unwrap_or(0..0);
+            main.push(
+                "catalog::syntax",
+                span,
+                format!("invalid TOML: {}", err.message().trim_end()),
+                "here",
+                Some("see docs/manifest.md for the catalog format".into()),
+            );
+        }
+        return Err(CatalogError {
+            sources,
+            diagnostics: main.diagnostics,
+        });
+    }
+    let doc = doc.into_inner();
+    let mut p = Parser {
+        sink: main,
+        lane_names: BTreeSet::new(),
+    };
+
+    let version = p.version(&doc);
+    let sets = doc.get("paths").map(|v| p.sets(v)).unwrap_or_default();
+
+    let mut pins_file = None;
+    let mut pins = BTreeMap::new();
+    let mut pins_diagnostics = Vec::new();
+    if let Some(value) = doc.get("pins") {
+        match value.get_ref() {
+            DeValue::String(path) => {
+                let path = path.trim_start_matches("./").to_owned();
+                match load(&path) {
+                    Ok(text) => {
+                        let pins_source = Source::new(path.clone(), text);
+                        let (pins_doc, syntax) = DeTable::parse_recoverable(&pins_source.text);
+                        let mut sink = Sink::new(&pins_source);
+                        for err in &syntax {
+                            sink.push(
+                                "catalog::syntax",
+                                err.span().unwrap_or(0..0),
+                                format!("invalid TOML: {}", err.message().trim_end()),
+                                "here",
+                                None,
+                            );
+                        }
+                        if syntax.is_empty() {
+                            pins = pins_table(&mut sink, pins_doc.get_ref());
+                        }
+                        pins_diagnostics = sink.diagnostics;
+                        sources.push(pins_source);
+                    }
+                    Err(why) => p.sink.push(
+                        "catalog::pins-file",
+                        value.span(),
+                        format!("cannot read pins file `{path}`: {why}"),
+                        "pins file named here",
+                        Some("the path is relative to the repository root".into()),
+                    ),
+                }
+                pins_file = Some(path);
+            }
+            DeValue::Table(table) => pins = pins_table(&mut p.sink, table),
+            _ => p.type_error("pins", value, "a table of pins or the path of a pins file"),
+        }
+    }
+
+    let groups = doc.get("group").map(|v| p.groups(v)).unwrap_or_default();
+
+    let mut lanes = Vec::new();
+    let mut refs = Vec::new();
+    if let Some(value) = doc.get("lane")
+        && let Some(table) = p.table("lane", value)
+    {
+        // Names first, so `needs` can be checked against lanes defined later in the file.
+        for (name, _) in table.iter() {
+            p.lane_names.insert(name.get_ref().to_string());
+        }
+        for (name, value) in table.iter() {
+            if let Some((lane, r)) = p.lane(name, value, &sets) {
+                lanes.push(lane);
+                refs.push(r);
+            }
+        }
+    }
+
+    p.check_refs(&lanes, &refs, &groups, &pins);
+    p.check_cycles(&lanes, &refs);
+
+    const TOP_KEYS: &[&str] = &["version", "paths", "pins", "group", "lane"];
+    for (key, _) in doc.iter() {
+        if !TOP_KEYS.contains(&key.get_ref().as_ref()) {
+            p.unknown_key(key, TOP_KEYS, "the catalog");
+        }
+    }
+
+    let mut diagnostics = p.sink.diagnostics;
+    diagnostics.sort_by_key(|d| d.span.start);
+    diagnostics.extend(pins_diagnostics);
+    match version {
+        Some(version) if diagnostics.is_empty() => Ok(Catalog {
+            version,
+            sets,
+            pins_file,
+            pins,
+            groups,
+            lanes,
+        }),
+        _ => Err(CatalogError {
+            sources,
+            diagnostics,
+        }),
+    }
+}
+
+/// Spans kept while parsing a lane, for cross-reference errors found after all lanes are read.
+#[derive(Debug, Default)]
+struct LaneRefs {
+    name: Range<usize>,
+    needs: Vec<Range<usize>>,
+    concurrency: Option<Range<usize>>,
+    pins: Vec<Range<usize>>,
+}
+
+const LANE_KEYS: &[&str] = &[
+    "title",
+    "class",
+    "paths",
+    "inputs",
+    "needs",
+    "concurrency",
+    "scope",
+    "labels",
+    "timeout",
+    "schedule",
+    "pins",
+    "cache-mounts",
+    "step",
+];
+
+const STEP_KEYS: &[&str] = &[
+    "name", "run", "shell", "env", "pass-env", "timeout", "cache", "network", "outputs",
+];
+
+struct Parser<'s> {
+    sink: Sink<'s>,
+    lane_names: BTreeSet<String>,
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+type Key<'i> = Spanned<std::borrow::Cow<'i, str>>;
+
+fn kind(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+impl Parser<'_> {
+    fn type_error(&mut self, key: &str, value: &Value<'_>, expected: &str) {
+        self.sink.push(
+            "catalog::type",
+            value.span(),
+            format!("`{key}` must be {expected}, not {}", kind(value.get_ref())),
+            format!("expected {expected}"),
+            None,
+        );
+    }
+
+    fn unknown_key(&mut self, key: &Key<'_>, known: &[&str], within: &str) {
+        let word = key.get_ref().as_ref();
+        let help = match nearest(word, known.iter().copied()) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("known keys: {}", known.join(", ")),
+        };
+        self.sink.push(
+            "catalog::unknown-key",
+            key.span(),
+            format!("unknown key `{word}` in {within}"),
+            "unknown key",
+            Some(help),
+        );
+    }
+
+    fn table<'a, 'i>(&mut self, key: &str, value: &'a Value<'i>) -> Option<&'a DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.type_error(key, value, "a table");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, key: &str, value: &Value<'_>) -> Option<String> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.type_error(key, value, "a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str, value: &Value<'_>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.type_error(key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    /// An array of strings, each with its span.
+    fn strings(&mut self, key: &str, value: &Value<'_>) -> Vec<(String, Range<usize>)> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.type_error(key, value, "an array of strings");
+            return Vec::new();
+        };
+        items
+            .iter()
+            .filter_map(|item| match item.get_ref() {
+                DeValue::String(s) => Some((s.to_string(), item.span())),
+                _ => {
+                    self.type_error(key, item, "an array of strings");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// A name that will appear in URLs, file names and environment variables.
+    fn name(&mut self, what: &str, name: &str, span: Range<usize>) {
+        let ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            self.sink.push(
+                "catalog::name",
+                span,
+                format!("invalid {what} name `{name}`"),
+                "invalid name",
+                Some(
+                    "use letters, digits, `-`, `_` and `.`, starting with a letter or digit".into(),
+                ),
+            );
+        }
+    }
+
+    fn duration(&mut self, key: &str, value: &Value<'_>) -> Option<Duration> {
+        let text = self.string(key, value)?;
+        match parse_duration(&text) {
+            Some(d) => Some(d),
+            None => {
+                self.sink.push(
+                    "catalog::duration",
+                    value.span(),
+                    format!("invalid duration `{text}` for `{key}`"),
+                    "not a duration",
+                    Some("write a positive duration such as \"90s\", \"30m\" or \"1h30m\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn version(&mut self, doc: &DeTable<'_>) -> Option<u32> {
+        let Some(value) = doc.get("version") else {
+            self.sink.push(
+                "catalog::version",
+                0..0,
+                "the catalog has no `version`",
+                "expected `version = 1` at the top",
+                Some("add `version = 1` as the first line".into()),
+            );
+            return None;
+        };
+        let supported = match value.get_ref() {
+            DeValue::Integer(i) => i
+                .as_str()
+                .parse::<u32>()
+                .ok()
+                .filter(|v| SUPPORTED_VERSIONS.contains(v)),
+            _ => None,
+        };
+        if supported.is_none() {
+            let list: Vec<String> = SUPPORTED_VERSIONS.iter().map(u32::to_string).collect();
+            self.sink.push(
+                "catalog::version",
+                value.span(),
+                format!("unsupported catalog version {}", text_of(value.get_ref())),
+                "unsupported version",
+                Some(format!(
+                    "this lanes understands version {}; upgrade lanes or write `version = 1`",
+                    list.join(", ")
+                )),
+            );
+        }
+        supported
+    }
+
+    fn sets(&mut self, value: &Value<'_>) -> BTreeMap<String, Vec<Glob>> {
+        let mut sets = BTreeMap::new();
+        let Some(table) = self.table("paths", value) else {
+            return sets;
+        };
+        for (name, value) in table.iter() {
+            let name_str = name.get_ref().to_string();
+            self.name("path set", &name_str, name.span());
+            let key = format!("paths.{name_str}");
+            let mut globs = Vec::new();
+            for (pattern, span) in self.strings(&key, value) {
+                if pattern.trim_start_matches('!').starts_with('@') {
+                    self.sink.push(
+                        "catalog::nested-set",
+                        span,
+                        format!("path set `{name_str}` refers to another set: `{pattern}`"),
+                        "sets cannot refer to sets",
+                        Some("list the patterns here, or reference both sets from the lane".into()),
+                    );
+                    continue;
+                }
+                if let Some(glob) = self.glob(&pattern, span) {
+                    globs.push(glob);
+                }
+            }
+            sets.insert(name_str, globs);
+        }
+        sets
+    }
+
+    fn glob(&mut self, pattern: &str, span: Range<usize>) -> Option<Glob> {
+        match Glob::parse(pattern) {
+            Ok(glob) => Some(glob),
+            Err(e) => {
+                self.sink
+                    .push("catalog::glob", span, e.message, "invalid pattern", e.help);
+                None
+            }
+        }
+    }
+
+    /// A pattern list: globs and `@set` / `!@set` references, expanded in place.
+    fn patterns(
+        &mut self,
+        key: &str,
+        value: &Value<'_>,
+        sets: &BTreeMap<String, Vec<Glob>>,
+    ) -> Vec<Glob> {
+        let mut out = Vec::new();
+        for (pattern, span) in self.strings(key, value) {
+            let (negate, rest) = match pattern.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, pattern.as_str()),
+            };
+            if let Some(set) = rest.strip_prefix('@') {
+                match sets.get(set) {
+                    Some(globs) if negate => out.extend(globs.iter().map(Glob::flipped)),
+                    Some(globs) => out.extend(globs.iter().cloned()),
+                    None => {
+                        let help = match nearest(set, sets.keys().map(String::as_str)) {
+                            Some(near) => format!("did you mean `@{near}`?"),
+                            None if sets.is_empty() => {
+                                "define it under [paths], e.g. `name = [\"src/**\"]`".into()
+                            }
+                            None => format!(
+                                "defined sets: {}",
+                                sets.keys()
+                                    .map(|k| format!("@{k}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        };
+                        self.sink.push(
+                            "catalog::undefined-set",
+                            span,
+                            format!("undefined path set `@{set}`"),
+                            "not defined under [paths]",
+                            Some(help),
+                        );
+                    }
+                }
+            } else if let Some(glob) = self.glob(&pattern, span) {
+                out.push(glob);
+            }
+        }
+        out
+    }
+
+    fn groups(&mut self, value: &Value<'_>) -> BTreeMap<String, Group> {
+        let mut groups = BTreeMap::new();
+        let Some(table) = self.table("group", value) else {
+            return groups;
+        };
+        for (name, value) in table.iter() {
+            let name_str = name.get_ref().to_string();
+            self.name("group", &name_str, name.span());
+            let Some(group) = self.table(&format!("group.{name_str}"), value) else {
+                continue;
+            };
+            let mut limit = None;
+            for (key, value) in group.iter() {
+                match key.get_ref().as_ref() {
+                    "limit" => {
+                        limit = match value.get_ref() {
+                            DeValue::Integer(i) => {
+                                i.as_str().parse::<u32>().ok().filter(|l| *l >= 1)
+                            }
+                            _ => None,
+                        };
+                        if limit.is_none() {
+                            self.sink.push(
+                                "catalog::group-limit",
+                                value.span(),
+                                format!("group `{name_str}` needs a `limit` of at least 1"),
+                                "expected a positive integer",
+                                None,
+                            );
+                        }
+                    }
+                    _ => self.unknown_key(key, &["limit"], &format!("group `{name_str}`")),
+                }
+            }
+            if group.get("limit").is_none() {
+                self.sink.push(
+                    "catalog::group-limit",
+                    name.span(),
+                    format!("group `{name_str}` has no `limit`"),
+                    "group defined here",
+                    Some("add `limit = 1` (how many jobs may hold it at once)".into()),
+                );
+            }
+            if let Some(limit) = limit {
+                groups.insert(name_str, Group { limit });
+            }
+        }
+        groups
+    }
+
+    fn lane(
+        &mut self,
+        name: &Key<'_>,
+        value: &Value<'_>,
+        sets: &BTreeMap<String, Vec<Glob>>,
+    ) -> Option<(Lane, LaneRefs)> {
+        let lane_name = name.get_ref().to_string();
+        self.name("lane", &lane_name, name.span());
+        let table = self.table(&format!("lane.{lane_name}"), value)?;
+        let mut lane = Lane {
+            name: lane_name.clone(),
+            title: None,
+            class: LaneClass::Required,
+            paths: None,
+            inputs: None,
+            needs: Vec::new(),
+            concurrency: None,
+            scope: None,
+            labels: Vec::new(),
+            timeout: None,
+            schedule: None,
+            pins: Vec::new(),
+            cache_mounts: Vec::new(),
+            steps: Vec::new(),
+        };
+        let mut refs = LaneRefs {
+            name: name.span(),
+            ..LaneRefs::default()
+        };
+        let mut schedule_span = None;
+        let within = format!("lane `{lane_name}`");
+        for (key, value) in table.iter() {
+            let k = key.get_ref().as_ref();
+            let path = format!("lane.{lane_name}.{k}");
+            match k {
+                "title" => lane.title = self.string(&path, value),
+                "class" => {
+                    if let Some(text) = self.string(&path, value) {
+                        match LaneClass::ALL.iter().find(|c| c.as_str() == text) {
+                            Some(class) => lane.class = *class,
+                            None => {
+                                let names = LaneClass::ALL.map(LaneClass::as_str);
+                                let help = match nearest(&text, names) {
+                                    Some(near) => format!("did you mean `{near}`?"),
+                                    None => format!("one of: {}", names.join(", ")),
+                                };
+                                self.sink.push(
+                                    "catalog::class",
+                                    value.span(),
+                                    format!("unknown lane class `{text}`"),
+                                    "unknown class",
+                                    Some(help),
+                                );
+                            }
+                        }
+                    }
+                }
+                "paths" => lane.paths = Some(self.patterns(&path, value, sets)),
+                "inputs" => lane.inputs = Some(self.patterns(&path, value, sets)),
+                "needs" => {
+                    for (need, span) in self.strings(&path, value) {
+                        lane.needs.push(need);
+                        refs.needs.push(span);
+                    }
+                }
+                "concurrency" => {
+                    lane.concurrency = self.string(&path, value);
+                    refs.concurrency = Some(value.span());
+                }
+                "scope" => {
+                    lane.scope = self.string(&path, value);
+                    if let Some(scope) = &lane.scope {
+                        self.name("scope", &scope.clone(), value.span());
+                    }
+                }
+                "labels" => {
+                    lane.labels = self
+                        .strings(&path, value)
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
+                }
+                "timeout" => lane.timeout = self.duration(&path, value),
+                "schedule" => {
+                    schedule_span = Some(value.span());
+                    if let Some(text) = self.string(&path, value) {
+                        if let Err(why) = text.parse::<croner::Cron>() {
+                            self.sink.push(
+                                "catalog::cron",
+                                value.span(),
+                                format!("invalid cron schedule `{text}`: {why}"),
+                                "not a cron expression",
+                                Some(
+                                    "five fields: minute hour day-of-month month day-of-week, \
+                                     e.g. \"0 3 * * *\" for 03:00 every day"
+                                        .into(),
+                                ),
+                            );
+                        }
+                        lane.schedule = Some(text);
+                    }
+                }
+                "pins" => {
+                    for (pin, span) in self.strings(&path, value) {
+                        lane.pins.push(pin);
+                        refs.pins.push(span);
+                    }
+                }
+                "cache-mounts" => {
+                    for (mount, span) in self.strings(&path, value) {
+                        self.name("cache mount", &mount, span);
+                        lane.cache_mounts.push(mount);
+                    }
+                }
+                "step" => lane.steps = self.steps(&lane_name, value, sets),
+                _ => self.unknown_key(key, LANE_KEYS, &within),
+            }
+        }
+        match (lane.class, schedule_span) {
+            (LaneClass::Nightly, None) => self.sink.push(
+                "catalog::schedule",
+                name.span(),
+                format!("nightly lane `{lane_name}` has no `schedule`"),
+                "nightly lane",
+                Some("add a cron schedule, e.g. `schedule = \"0 3 * * *\"`".into()),
+            ),
+            (class, Some(span)) if class != LaneClass::Nightly => self.sink.push(
+                "catalog::schedule",
+                span,
+                format!("`schedule` on {class} lane `{lane_name}`"),
+                "only nightly lanes have a schedule",
+                Some("set `class = \"nightly\"` or remove `schedule`".into()),
+            ),
+            _ => {}
+        }
+        if table.get("step").is_none() {
+            self.sink.push(
+                "catalog::no-steps",
+                name.span(),
+                format!("lane `{lane_name}` has no steps"),
+                "lane defined here",
+                Some(format!(
+                    "add one: `[[lane.{lane_name}.step]]` with `name = \"...\"` and `run = \"...\"`"
+                )),
+            );
+        }
+        Some((lane, refs))
+    }
+
+    fn steps(
+        &mut self,
+        lane: &str,
+        value: &Value<'_>,
+        sets: &BTreeMap<String, Vec<Glob>>,
+    ) -> Vec<Step> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.type_error(
+                &format!("lane.{lane}.step"),
+                value,
+                "an array of tables ([[...]])",
+            );
+            return Vec::new();
+        };
+        let mut steps = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for item in items.iter() {
+            let Some(table) = self.table(&format!("lane.{lane}.step"), item) else {
+                continue;
+            };
+            let mut step = Step {
+                name: String::new(),
+                run: String::new(),
+                shell: None,
+                env: BTreeMap::new(),
+                pass_env: Vec::new(),
+                timeout: None,
+                cache: true,
+                network: false,
+                outputs: None,
+            };
+            let mut name_span = None;
+            let mut has_run = false;
+            for (key, value) in table.iter() {
+                let k = key.get_ref().as_ref();
+                let path = format!("lane.{lane}.step.{k}");
+                match k {
+                    "name" => {
+                        if let Some(name) = self.string(&path, value) {
+                            self.name("step", &name, value.span());
+                            step.name = name;
+                            name_span = Some(value.span());
+                        }
+                    }
+                    "run" => {
+                        has_run = true;
+                        step.run = self.string(&path, value).unwrap_or_default();
+                    }
+                    "shell" => {
+                        step.shell = self.string(&path, value);
+                        if step.shell.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                            self.sink.push(
+                                "catalog::shell",
+                                value.span(),
+                                "empty `shell`",
+                                "empty",
+                                Some("name an interpreter, e.g. \"sh -c\"".into()),
+                            );
+                        }
+                    }
+                    "env" => {
+                        if let Some(env) = self.table(&path, value) {
+                            for (var, val) in env.iter() {
+                                self.env_name(var.get_ref(), var.span());
+                                if let Some(v) =
+                                    self.string(&format!("{path}.{}", var.get_ref()), val)
+                                {
+                                    step.env.insert(var.get_ref().to_string(), v);
+                                }
+                            }
+                        }
+                    }
+                    "pass-env" => {
+                        for (var, span) in self.strings(&path, value) {
+                            self.env_name(&var, span);
+                            step.pass_env.push(var);
+                        }
+                    }
+                    "timeout" => step.timeout = self.duration(&path, value),
+                    "cache" => step.cache = self.boolean(&path, value).unwrap_or(true),
+                    "network" => step.network = self.boolean(&path, value).unwrap_or(false),
+                    "outputs" => step.outputs = Some(self.patterns(&path, value, sets)),
+                    _ => self.unknown_key(key, STEP_KEYS, &format!("a step of lane `{lane}`")),
+                }
+            }
+            let here = item.span();
+            match name_span {
+                None => self.sink.push(
+                    "catalog::step-name",
+                    here.clone(),
+                    format!("a step of lane `{lane}` has no `name`"),
+                    "step without a name",
+                    Some("add `name = \"...\"`, unique within the lane".into()),
+                ),
+                Some(span) => {
+                    if let Some(first) = seen.get(&step.name) {
+                        let (line, _) = self.sink.source().line_col(first.start);
+                        self.sink.push(
+                            "catalog::duplicate-step",
+                            span.clone(),
+                            format!("lane `{lane}` has two steps named `{}`", step.name),
+                            "duplicate step name",
+                            Some(format!(
+                                "the first is on line {line}; step names must be unique in a lane"
+                            )),
+                        );
+                    } else {
+                        seen.insert(step.name.clone(), span);
+                    }
+                }
+            }
+            if !has_run {
+                self.sink.push(
+                    "catalog::step-run",
+                    here,
+                    format!("step `{}` of lane `{lane}` has no `run`", step.name),
+                    "step without a command",
+                    Some("add `run = \"...\"`: the script to run".into()),
+                );
+            }
+            steps.push(step);
+        }
+        steps
+    }
+
+    fn env_name(&mut self, name: &str, span: Range<usize>) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            self.sink.push(
+                "catalog::env-name",
+                span,
+                format!("invalid environment variable name `{name}`"),
+                "invalid name",
+                Some("use letters, digits and `_`, not starting with a digit".into()),
+            );
+        } else if name.starts_with("LANES_") {
+            self.sink.push(
+                "catalog::env-name",
+                span,
+                format!("`{name}` is reserved"),
+                "reserved name",
+                Some("lanes sets LANES_* variables itself; pick another name".into()),
+            );
+        }
+    }
+
+    fn check_refs(
+        &mut self,
+        lanes: &[Lane],
+        refs: &[LaneRefs],
+        groups: &BTreeMap<String, Group>,
+        pins: &BTreeMap<String, Pin>,
+    ) {
+        for (lane, refs) in lanes.iter().zip(refs) {
+            for (need, span) in lane.needs.iter().zip(&refs.needs) {
+                if !self.lane_names.contains(need) {
+                    let help = match nearest(need, self.lane_names.iter().map(String::as_str)) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => "`needs` names other lanes of this catalog".into(),
+                    };
+                    self.sink.push(
+                        "catalog::unknown-lane",
+                        span.clone(),
+                        format!("lane `{}` needs `{need}`, which is not a lane", lane.name),
+                        "unknown lane",
+                        Some(help),
+                    );
+                }
+            }
+            if let (Some(group), Some(span)) = (&lane.concurrency, &refs.concurrency)
+                && !groups.contains_key(group)
+            {
+                let help = match nearest(group, groups.keys().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("define it: `[group.{group}]` with `limit = 1`"),
+                };
+                self.sink.push(
+                    "catalog::undefined-group",
+                    span.clone(),
+                    format!("undefined concurrency group `{group}`"),
+                    "no such [group]",
+                    Some(help),
+                );
+            }
+            for (pin, span) in lane.pins.iter().zip(&refs.pins) {
+                if !pins.contains_key(pin) {
+                    let help = match nearest(pin, pins.keys().map(String::as_str)) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!(
+                            "declare it under [pins]: `{pin} = {{ command = \"...\", expect = \"...\" }}`"
+                        ),
+                    };
+                    self.sink.push(
+                        "catalog::undefined-pin",
+                        span.clone(),
+                        format!("undefined pin `{pin}`"),
+                        "not declared in [pins]",
+                        Some(help),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every cycle in `needs`, each reported once, at the first lane of the cycle in file order.
+    fn check_cycles(&mut self, lanes: &[Lane], refs: &[LaneRefs]) {
+        let index: HashMap<&str, usize> = lanes
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.name.as_str(), i))
+            .collect();
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+        }
+        let mut marks = vec![Mark::New; lanes.len()];
+        let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
+        for start in 0..lanes.len() {
+            if marks[start] != Mark::New {
+                continue;
+            }
+            // Iterative DFS keeping the path, so a back edge names the exact cycle.
+            let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+            marks[start] = Mark::Active;
+            while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+                let needs = &lanes[node].needs;
+                if *next < needs.len() {
+                    let edge = *next;
+                    *next += 1;
+                    let Some(&to) = index.get(needs[edge].as_str()) else {
+                        continue;
+                    };
+                    match marks[to] {
+                        Mark::New => {
+                            marks[to] = Mark::Active;
+                            stack.push((to, 0));
+                        }
+                        Mark::Active => {
+                            let from = stack.iter().position(|(n, _)| *n == to).unwrap_or(0);
+                            let cycle: Vec<usize> = stack[from..].iter().map(|(n, _)| *n).collect();
+                            let mut canonical = cycle.clone();
+                            canonical.sort_unstable();
+                            if reported.insert(canonical) {
+                                self.report_cycle(lanes, refs, &cycle);
+                            }
+                        }
+                        Mark::Done => {}
+                    }
+                } else {
+                    marks[node] = Mark::Done;
+                    stack.pop();
+                }
+            }
+        }
+    }
+
+    fn report_cycle(&mut self, lanes: &[Lane], refs: &[LaneRefs], cycle: &[usize]) {
+        // Start the description at the lane that comes first in the file.
+        let first = (0..cycle.len())
+            .min_by_key(|&i| refs[cycle[i]].name.start)
+            .unwrap_or(0);
+        let ordered: Vec<usize> = cycle[first..]
+            .iter()
+            .chain(&cycle[..first])
+            .copied()
+            .collect();
+        let mut names: Vec<&str> = ordered.iter().map(|&i| lanes[i].name.as_str()).collect();
+        names.push(names[0]);
+        let head = ordered[0];
+        let next = &lanes[ordered.get(1).copied().unwrap_or(head)].name;
+        let span = lanes[head]
+            .needs
+            .iter()
+            .position(|n| n == next)
+            .map_or_else(|| refs[head].name.clone(), |i| refs[head].needs[i].clone());
+        self.sink.push(
+            "catalog::cycle",
+            span,
+            format!("`needs` forms a cycle: {}", names.join(" -> ")),
+            "this edge closes the cycle",
+            Some("remove one of these `needs` so the lanes can run in order".into()),
+        );
+    }
+}
+
+fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin> {
+    let mut pins = BTreeMap::new();
+    for (name, value) in table.iter() {
+        let name_str = name.get_ref().to_string();
+        let DeValue::Table(fields) = value.get_ref() else {
+            sink.push(
+                "catalog::pin",
+                value.span(),
+                format!(
+                    "pin `{name_str}` must be a table, not {}",
+                    kind(value.get_ref())
+                ),
+                "expected a table",
+                Some(format!(
+                    "write `{name_str} = {{ command = \"...\", expect = \"...\" }}`"
+                )),
+            );
+            continue;
+        };
+        let mut command = None;
+        let mut expect = None;
+        for (key, value) in fields.iter() {
+            let slot = match key.get_ref().as_ref() {
+                "command" => &mut command,
+                "expect" => &mut expect,
+                other => {
+                    let help = match nearest(other, ["command", "expect"]) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => "a pin has `command` and `expect`".into(),
+                    };
+                    sink.push(
+                        "catalog::unknown-key",
+                        key.span(),
+                        format!("unknown key `{other}` in pin `{name_str}`"),
+                        "unknown key",
+                        Some(help),
+                    );
+                    continue;
+                }
+            };
+            match value.get_ref() {
+                DeValue::String(s) => *slot = Some(s.trim().to_owned()),
+                other => sink.push(
+                    "catalog::type",
+                    value.span(),
+                    format!(
+                        "`{}` of pin `{name_str}` must be a string, not {}",
+                        key.get_ref(),
+                        kind(other)
+                    ),
+                    "expected a string",
+                    None,
+                ),
+            }
+        }
+        match (command, expect) {
+            (Some(command), Some(expect)) => {
+                pins.insert(name_str, Pin { command, expect });
+            }
+            (command, _) => sink.push(
+                "catalog::pin",
+                name.span(),
+                format!(
+                    "pin `{name_str}` has no `{}`",
+                    if command.is_none() { "command" } else { "expect" }
+                ),
+                "incomplete pin",
+                Some("a pin needs `command` (what prints the version) and `expect` (its exact output)".into()),
+            ),
+        }
+    }
+    pins
+}
+
+fn text_of(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::String(s) => format!("\"{s}\""),
+        DeValue::Integer(i) => i.as_str().to_owned(),
+        DeValue::Float(f) => f.as_str().to_owned(),
+        DeValue::Boolean(b) => b.to_string(),
+        other => kind(other).to_owned(),
+    }
+}
+
+/// `90s`, `30m`, `1h30m`, `2h`, `1d`: one or more `<integer><unit>` groups, total above zero.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match rest[..unit_len].trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(factor)?)?;
+        rest = rest[unit_len..].trim_start();
+    }
+    (total > 0).then(|| Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::DEFAULT_SHELL;
+
+    fn no_files(path: &str) -> Result<String, String> {
+        Err(format!("no file `{path}` in this test"))
+    }
+
+    fn ok(text: &str) -> Catalog {
+        match parse(&Source::new("lanes.toml", text), &mut no_files) {
+            Ok(c) => c,
+            Err(e) => panic!("expected a valid catalog, got {:#?}", e.diagnostics),
+        }
+    }
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        match parse(&Source::new("lanes.toml", text), &mut no_files) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.diagnostics,
+        }
+    }
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        errors(text).into_iter().map(|d| d.code).collect()
+    }
+
+    const FULL: &str = r#"
+version = 1
+
+[paths]
+rust = ["crates/**", "Cargo.toml", "Cargo.lock"]
+docs = ["docs/", "*.md"]
+
+[pins]
+rustc = { command = "rustc --version", expect = "rustc 1.95.0 (59807616e 2026-04-14)" }
+
+[group.mac]
+limit = 1
+
+[lane.fmt]
+[[lane.fmt.step]]
+name = "fmt"
+run = "cargo fmt --check"
+
+[lane.test]
+title = "Rust tests"
+class = "advisory"
+paths = ["@rust", "!crates/**/README.md"]
+inputs = ["@rust", "!@docs"]
+needs = ["fmt"]
+concurrency = "mac"
+scope = "compile"
+labels = ["linux"]
+timeout = "30m"
+pins = ["rustc"]
+cache-mounts = ["target"]
+
+[[lane.test.step]]
+name = "build"
+run = "cargo build --workspace --tests"
+
+[[lane.test.step]]
+name = "test"
+run = "cargo test --workspace"
+shell = "sh -c"
+env = { RUST_BACKTRACE = "1" }
+pass-env = ["HOME_CACHE"]
+timeout = "1h30m"
+cache = false
+network = true
+outputs = ["target/report.xml"]
+
+[lane.nightly-bench]
+class = "nightly"
+schedule = "0 3 * * *"
+[[lane.nightly-bench.step]]
+name = "bench"
+run = "cargo bench"
+"#;
+
+    #[test]
+    fn parses_every_key() {
+        let c = ok(FULL);
+        assert_eq!(c.version, 1);
+        assert_eq!(
+            c.lanes.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+            ["fmt", "test", "nightly-bench"]
+        );
+        let fmt = c.lane("fmt").expect("fmt lane");
+        assert_eq!(fmt.class, LaneClass::Required, "class defaults to required");
+        assert!(fmt.paths.is_none() && fmt.inputs.is_none());
+        assert_eq!(fmt.steps[0].shell(), DEFAULT_SHELL);
+        assert!(fmt.steps[0].cache && !fmt.steps[0].network);
+
+        let test = c.lane("test").expect("test lane");
+        assert_eq!(test.title.as_deref(), Some("Rust tests"));
+        assert_eq!(test.class, LaneClass::Advisory);
+        let texts = |g: &Option<Vec<Glob>>| {
+            g.as_ref()
+                .expect("set")
+                .iter()
+                .map(|g| g.text.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            texts(&test.paths),
+            [
+                "crates/**",
+                "Cargo.toml",
+                "Cargo.lock",
+                "!crates/**/README.md"
+            ]
+        );
+        assert_eq!(
+            texts(&test.inputs),
+            ["crates/**", "Cargo.toml", "Cargo.lock", "!docs/", "!*.md"]
+        );
+        assert_eq!(test.needs, ["fmt"]);
+        assert_eq!(test.concurrency.as_deref(), Some("mac"));
+        assert_eq!(test.scope.as_deref(), Some("compile"));
+        assert_eq!(test.labels, ["linux"]);
+        assert_eq!(test.timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(test.pins, ["rustc"]);
+        assert_eq!(test.cache_mounts, ["target"]);
+        let step = &test.steps[1];
+        assert_eq!(step.shell(), "sh -c");
+        assert_eq!(
+            step.env.get("RUST_BACKTRACE").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(step.pass_env, ["HOME_CACHE"]);
+        assert_eq!(step.timeout, Some(Duration::from_secs(5400)));
+        assert!(!step.cache && step.network);
+        assert_eq!(texts(&step.outputs), ["target/report.xml"]);
+        assert_eq!(c.groups["mac"].limit, 1);
+        assert_eq!(
+            c.pins["rustc"].expect,
+            "rustc 1.95.0 (59807616e 2026-04-14)"
+        );
+        assert_eq!(
+            c.lane("nightly-bench").and_then(|l| l.schedule.as_deref()),
+            Some("0 3 * * *")
+        );
+    }
+
+    #[test]
+    fn reads_pins_from_a_file() {
+        let text = "version = 1\npins = \"ci/pins.toml\"\n[lane.a]\npins = [\"xcode\"]\n\
+                    [[lane.a.step]]\nname = \"s\"\nrun = \"true\"\n";
+        let mut asked = Vec::new();
+        let mut load = |path: &str| {
+            asked.push(path.to_owned());
+            Ok(
+                "xcode = { command = \"xcodebuild -version\", expect = \"Xcode 16.2\" }\n"
+                    .to_owned(),
+            )
+        };
+        let c = parse(&Source::new("lanes.toml", text), &mut load).expect("valid");
+        assert_eq!(asked, ["ci/pins.toml"]);
+        assert_eq!(c.pins_file.as_deref(), Some("ci/pins.toml"));
+        assert_eq!(c.pins["xcode"].expect, "Xcode 16.2");
+    }
+
+    #[test]
+    fn a_missing_pins_file_is_an_error_at_its_name() {
+        let d = errors("version = 1\npins = \"ci/pins.toml\"\n");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, "catalog::pins-file");
+        assert_eq!((d[0].line, d[0].column), (2, 8));
+    }
+
+    #[test]
+    fn errors_in_the_pins_file_point_into_it() {
+        let text = "version = 1\npins = \"pins.toml\"\n";
+        let mut load = |_: &str| Ok("a = { command = \"x\", expct = \"1\" }\n".to_owned());
+        let err = parse(&Source::new("lanes.toml", text), &mut load).expect_err("invalid");
+        let files: Vec<&str> = err.diagnostics.iter().map(|d| d.file.as_str()).collect();
+        assert_eq!(files, ["pins.toml", "pins.toml"]);
+        assert_eq!(
+            err.diagnostics[0].help.as_deref(),
+            Some("did you mean `expect`?")
+        );
+        assert_eq!(err.sources.len(), 2);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_with_a_location() {
+        let d = errors("version = 1\n[lane.a\n");
+        assert_eq!(d[0].code, "catalog::syntax");
+        assert_eq!(d[0].line, 2);
+    }
+
+    #[test]
+    fn version_is_required_and_checked() {
+        assert_eq!(
+            codes("[lane.a]\n[[lane.a.step]]\nname='a'\nrun='b'\n"),
+            ["catalog::version"]
+        );
+        let d = errors("version = 2\n");
+        assert_eq!(d[0].code, "catalog::version");
+        assert_eq!(d[0].message, "unsupported catalog version 2");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_nearest_known_key() {
+        let d = errors(
+            "version = 1\n[lane.a]\nconcurency = \"g\"\n[[lane.a.step]]\nname = \"s\"\nrun = \"x\"\nenvv = {}\n",
+        );
+        assert_eq!(d.len(), 2, "{d:#?}");
+        assert_eq!(d[0].message, "unknown key `concurency` in lane `a`");
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `concurrency`?"));
+        assert_eq!((d[0].line, d[0].column), (3, 1));
+        assert_eq!(d[1].help.as_deref(), Some("did you mean `env`?"));
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        let d = errors(
+            "version = 1\n[lane.a]\nneeds = \"b\"\ntimeout = 30\n[[lane.a.step]]\nname = \"s\"\nrun = \"x\"\ncache = \"no\"\n",
+        );
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "`lane.a.needs` must be an array of strings, not a string",
+                "`lane.a.timeout` must be a string, not an integer",
+                "`lane.a.step.cache` must be true or false, not a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn needs_cycles_name_the_cycle_once() {
+        let lane = |name: &str, needs: &str| {
+            format!(
+                "[lane.{name}]\nneeds = [{needs}]\n[[lane.{name}.step]]\nname = \"s\"\nrun = \"x\"\n"
+            )
+        };
+        let text = format!(
+            "version = 1\n{}{}{}{}",
+            lane("a", "\"b\""),
+            lane("b", "\"c\""),
+            lane("c", "\"a\""),
+            lane("d", "\"d\"")
+        );
+        let d = errors(&text);
+        let messages: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "`needs` forms a cycle: a -> b -> c -> a",
+                "`needs` forms a cycle: d -> d"
+            ]
+        );
+        assert_eq!(d[0].line, 3, "points at a's `needs`");
+    }
+
+    #[test]
+    fn a_lane_may_need_a_lane_defined_later() {
+        ok(
+            "version = 1\n[lane.a]\nneeds = [\"b\"]\n[[lane.a.step]]\nname = \"s\"\nrun = \"x\"\n\
+            [lane.b]\n[[lane.b.step]]\nname = \"s\"\nrun = \"x\"\n",
+        );
+    }
+
+    #[test]
+    fn schedule_rules() {
+        let step = "[[lane.n.step]]\nname = \"s\"\nrun = \"x\"\n";
+        assert_eq!(
+            codes(&format!(
+                "version = 1\n[lane.n]\nclass = \"nightly\"\n{step}"
+            )),
+            ["catalog::schedule"]
+        );
+        assert_eq!(
+            codes(&format!(
+                "version = 1\n[lane.n]\nschedule = \"0 3 * * *\"\n{step}"
+            )),
+            ["catalog::schedule"]
+        );
+        assert_eq!(
+            codes(&format!(
+                "version = 1\n[lane.n]\nclass = \"nightly\"\nschedule = \"61 3 * * *\"\n{step}"
+            )),
+            ["catalog::cron"]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        for bad in ["", "0s", "30", "m", "1x", "-5m", "1.5h", "30 minutes"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Every kind of error the catalog can have, in one file: all are reported in one pass.
+    pub(crate) const BROKEN: &str = r#"version = 1
+
+[paths]
+rust = ["crates/**", "src/[a"]
+
+[group.mac]
+limit = 1
+
+[lane.fmt]
+title = "Format"
+class = "requird"
+paths = ["@rsut"]
+[[lane.fmt.step]]
+name = "fmt"
+run = "cargo fmt --check"
+
+[lane.test]
+concurency = "mac"
+concurrency = "linux"
+needs = ["fmt", "lint"]
+timeout = "30 minutes"
+schedule = "0 3 * * *"
+[[lane.test.step]]
+name = "build"
+run = "cargo build"
+[[lane.test.step]]
+name = "build"
+run = "cargo test"
+
+[lane.a]
+needs = ["b"]
+[[lane.a.step]]
+name = "a"
+run = "true"
+
+[lane.b]
+needs = ["a"]
+[[lane.b.step]]
+name = "b"
+run = "true"
+"#;
+
+    #[test]
+    fn every_error_in_one_pass() {
+        let rendered: String = errors(BROKEN)
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}:{} [{}] {}\n  label: {}\n  help: {}\n",
+                    d.file,
+                    d.line,
+                    d.column,
+                    d.code,
+                    d.message,
+                    d.label,
+                    d.help.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        insta::assert_snapshot!(rendered);
+    }
+}
