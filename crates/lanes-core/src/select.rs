@@ -226,3 +226,167 @@ impl<'c> Selector<'c> {
 pub fn select(catalog: &Catalog, trigger: Trigger<'_>) -> Selection {
     Selector::new(catalog).select(trigger)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Source;
+
+    const CATALOG: &str = r#"
+version = 1
+pins = "ci/pins.toml"
+
+[paths]
+rust = ["crates/**", "Cargo.toml"]
+
+[lane.fmt]
+[[lane.fmt.step]]
+name = "fmt"
+run = "true"
+
+[lane.test]
+paths = ["@rust", "!crates/**/README.md"]
+needs = ["build"]
+[[lane.test.step]]
+name = "t"
+run = "true"
+
+[lane.build]
+class = "manual"
+paths = ["never/**"]
+[[lane.build.step]]
+name = "b"
+run = "true"
+
+[lane.docs]
+class = "advisory"
+paths = ["docs/", "*.md"]
+[[lane.docs.step]]
+name = "d"
+run = "true"
+
+[lane.bench]
+class = "nightly"
+schedule = "0 3 * * *"
+paths = ["crates/**"]
+[[lane.bench.step]]
+name = "b"
+run = "true"
+"#;
+
+    fn catalog() -> Catalog {
+        let mut load = |_: &str| Ok("x = { command = \"x\", expect = \"1\" }".to_owned());
+        crate::parse(&Source::new("lanes.toml", CATALOG), &mut load).expect("valid")
+    }
+
+    fn changed(paths: &[&str]) -> Selection {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        select(
+            &catalog(),
+            Trigger::Changed {
+                paths: &paths,
+                catalog_path: "lanes.toml",
+            },
+        )
+    }
+
+    fn lane<'s>(s: &'s Selection, name: &str) -> &'s LaneSelection {
+        s.lanes
+            .iter()
+            .find(|l| l.name == name)
+            .expect("lane exists")
+    }
+
+    #[test]
+    fn a_matching_path_selects_with_the_deciding_pattern() {
+        let s = changed(&["crates/a/src/lib.rs", "crates/a/README.md"]);
+        let test = lane(&s, "test");
+        assert!(test.selected);
+        assert_eq!(
+            test.reasons,
+            [Reason::Path {
+                path: "crates/a/src/lib.rs".into(),
+                pattern: "crates/**".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn an_excluded_path_alone_does_not_select() {
+        let s = changed(&["crates/a/README.md"]);
+        assert_eq!(lane(&s, "test").reasons, [Reason::NoMatchingPath]);
+        // `*.md` does not cross `/`, so the docs lane ignores it too.
+        assert_eq!(lane(&s, "docs").reasons, [Reason::NoMatchingPath]);
+    }
+
+    #[test]
+    fn lanes_without_paths_always_run() {
+        let s = changed(&["unrelated.txt"]);
+        assert_eq!(lane(&s, "fmt").reasons, [Reason::Always]);
+        assert!(!lane(&s, "test").selected);
+    }
+
+    #[test]
+    fn nightly_and_manual_lanes_are_never_selected_by_a_diff() {
+        let s = changed(&["crates/a/src/lib.rs", "never/x", "lanes.toml"]);
+        assert_eq!(lane(&s, "bench").reasons, [Reason::Nightly]);
+        // build is manual, but test needs it.
+        assert_eq!(
+            lane(&s, "build").reasons,
+            [Reason::NeededBy {
+                lane: "test".into()
+            }]
+        );
+        let s = changed(&["never/x"]);
+        assert_eq!(lane(&s, "build").reasons, [Reason::Manual]);
+    }
+
+    #[test]
+    fn a_catalog_or_pins_change_selects_every_diff_lane() {
+        for file in ["lanes.toml", "ci/pins.toml"] {
+            let s = changed(&[file]);
+            for name in ["fmt", "test", "docs"] {
+                assert_eq!(
+                    lane(&s, name).reasons.first(),
+                    Some(&Reason::CatalogChanged { path: file.into() }),
+                    "{name} after {file}"
+                );
+            }
+            assert!(!lane(&s, "bench").selected);
+        }
+    }
+
+    #[test]
+    fn all_forces_required_and_advisory_lanes() {
+        let s = select(&catalog(), Trigger::All);
+        for name in ["fmt", "test", "docs"] {
+            assert_eq!(lane(&s, name).reasons, [Reason::Forced], "{name}");
+        }
+        assert_eq!(
+            lane(&s, "build").reasons,
+            [Reason::NeededBy {
+                lane: "test".into()
+            }]
+        );
+        assert_eq!(lane(&s, "bench").reasons, [Reason::Nightly]);
+    }
+
+    #[test]
+    fn every_changed_path_that_selects_is_a_reason() {
+        let s = changed(&["Cargo.toml", "crates/b/x.rs"]);
+        assert_eq!(lane(&s, "test").reasons.len(), 2);
+    }
+
+    #[test]
+    fn json_shape() {
+        let s = changed(&["docs/a.md"]);
+        let json = serde_json::to_value(lane(&s, "docs")).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "docs", "class": "advisory", "selected": true,
+                "reasons": [{"kind": "path", "path": "docs/a.md", "pattern": "docs/"}]})
+        );
+        let json = serde_json::to_value(&lane(&s, "test").reasons).expect("serializes");
+        assert_eq!(json, serde_json::json!([{"kind": "no-matching-path"}]));
+    }
+}
