@@ -1,0 +1,130 @@
+//! `lanes fingerprint`: what each step's key is made of.
+
+use crate::args::FingerprintArgs;
+use crate::error::{CliError, exit};
+use crate::printer::Printer;
+use crate::workspace::Workspace;
+use lanes_core::fileset;
+use lanes_core::fingerprint::{Host, StepFingerprint, lane_fingerprints};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+struct Output<'a> {
+    lane: &'a str,
+    steps: Vec<StepOutput<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct StepOutput<'a> {
+    name: &'a str,
+    key: String,
+    fingerprint: &'a StepFingerprint,
+}
+
+/// `os-arch` of this machine, as it goes into keys.
+pub(crate) fn platform() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Result<u8, CliError> {
+    let workspace = Workspace::open(dir, args.revision.head.as_deref())?;
+    let catalog = workspace.catalog()?;
+    let lane = catalog.lane(&args.lane).ok_or_else(|| {
+        let names: Vec<&str> = catalog.lanes.iter().map(|l| l.name.as_str()).collect();
+        CliError::usage(
+            format!("no lane `{}` in the catalog", args.lane),
+            format!("lanes: {}", names.join(", ")),
+        )
+    })?;
+    if let Some(step) = &args.step
+        && !lane.steps.iter().any(|s| &s.name == step)
+    {
+        let names: Vec<&str> = lane.steps.iter().map(|s| s.name.as_str()).collect();
+        return Err(CliError::usage(
+            format!("lane `{}` has no step `{step}`", lane.name),
+            format!("steps: {}", names.join(", ")),
+        ));
+    }
+    let files = workspace.files()?;
+    let inputs = fileset::select(lane.inputs.as_deref(), &files);
+    let digest = fileset::digest(inputs.iter().copied());
+    let platform = platform();
+    let env = |name: &str| std::env::var(name).ok();
+    let fingerprints = lane_fingerprints(
+        &catalog,
+        lane,
+        &digest,
+        Host {
+            platform: &platform,
+            env: &env,
+        },
+    );
+    let steps: Vec<StepOutput<'_>> = fingerprints
+        .iter()
+        .filter(|f| args.step.as_ref().is_none_or(|s| *s == f.step))
+        .map(|f| StepOutput {
+            name: &f.step,
+            key: f.key(),
+            fingerprint: f,
+        })
+        .collect();
+
+    if args.json {
+        printer.json(&Output {
+            lane: &lane.name,
+            steps,
+        })?;
+        return Ok(exit::SUCCESS);
+    }
+    let mut text = format!(
+        "lane {}: {} input files, digest {}\n",
+        lane.name,
+        inputs.len(),
+        digest
+    );
+    for step in &steps {
+        let f = step.fingerprint;
+        let _ = writeln!(text, "step {}\n  key          {}", step.name, step.key);
+        let _ = writeln!(text, "  shell        {}", f.shell);
+        let _ = writeln!(
+            text,
+            "  command      {}",
+            f.command.replace('\n', "\n               ")
+        );
+        for (k, v) in &f.env {
+            let _ = writeln!(text, "  env          {k}={v}");
+        }
+        for (k, v) in &f.pass_env {
+            let _ = writeln!(
+                text,
+                "  pass-env     {k}={}",
+                v.as_deref().unwrap_or("(unset)")
+            );
+        }
+        for (k, v) in &f.pins {
+            let _ = writeln!(text, "  pin          {k}={v}");
+        }
+        let _ = writeln!(
+            text,
+            "  network      {}",
+            if f.network { "on" } else { "off" }
+        );
+        if !f.cache_mounts.is_empty() {
+            let mounts: Vec<&str> = f.cache_mounts.iter().map(String::as_str).collect();
+            let _ = writeln!(text, "  cache-mounts {}", mounts.join(", "));
+        }
+        if let Some(outputs) = &f.outputs {
+            let _ = writeln!(text, "  outputs      {}", outputs.join(", "));
+        }
+        let _ = writeln!(text, "  platform     {}", f.platform);
+        let _ = writeln!(
+            text,
+            "  previous     {}",
+            f.previous.as_deref().unwrap_or("(first step)")
+        );
+    }
+    printer.out(&text)?;
+    Ok(exit::SUCCESS)
+}

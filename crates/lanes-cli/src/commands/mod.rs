@@ -1,0 +1,5 @@
+//! One module per subcommand. Each takes its arguments and the printer and returns an exit code.
+
+pub(crate) mod check;
+pub(crate) mod fingerprint;
+pub(crate) mod select;

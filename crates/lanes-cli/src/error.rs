@@ -1,0 +1,52 @@
+//! The CLI's errors and the one place that maps them to exit codes.
+
+use lanes_core::CatalogError;
+use lanes_git::GitError;
+
+/// Exit codes: 0 success, 1 the thing checked failed, 2 usage or catalog error. Every
+/// [`CliError`] exits with [`exit::USAGE`]: a command that checks something returns
+/// [`exit::FAILED`] itself.
+pub(crate) mod exit {
+    pub(crate) const SUCCESS: u8 = 0;
+    pub(crate) const FAILED: u8 = 1;
+    pub(crate) const USAGE: u8 = 2;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The user asked for something that does not exist or cannot be done.
+    #[error("{message}")]
+    Usage {
+        message: String,
+        help: Option<String>,
+    },
+    /// The catalog does not validate; its diagnostics have been printed.
+    #[error("{0}")]
+    Catalog(CatalogError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("failed to write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub(crate) fn usage(message: impl Into<String>, help: impl Into<Option<String>>) -> Self {
+        CliError::Usage {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    pub(crate) fn help(&self) -> Option<String> {
+        match self {
+            CliError::Usage { help, .. } => help.clone(),
+            CliError::Git(e) => e.help(),
+            CliError::Catalog(_) | CliError::Read { .. } | CliError::Output(_) => None,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The `lanes` binary.
+
+mod args;
+mod commands;
+mod error;
+mod printer;
+mod render;
+mod workspace;
+
+use clap::Parser;
+use error::{CliError, exit};
+use printer::Printer;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let printer = Printer::new();
+    let dir = match &cli.directory {
+        Some(dir) => dir.clone(),
+        None => std::path::PathBuf::from("."),
+    };
+    let result = match &cli.command {
+        args::Command::Check(a) => commands::check::run(&dir, a, &printer),
+        args::Command::Select(a) => commands::select::run(&dir, a, &printer),
+        args::Command::Fingerprint(a) => commands::fingerprint::run(&dir, a, &printer),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            report(&printer, &error);
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn report(printer: &Printer, error: &CliError) {
+    if let CliError::Catalog(catalog) = error {
+        printer.err(&render::catalog_error(catalog, printer.color));
+        return;
+    }
+    let mut text = format!("error: {error}\n");
+    if let Some(help) = error.help() {
+        text.push_str(&format!("  help: {help}\n"));
+    }
+    printer.err(&text);
+}
