@@ -76,8 +76,19 @@ pub fn parse(source: &Source, load: &mut LoadFile<'_>) -> Result<Catalog, Catalo
         match value.get_ref() {
             DeValue::String(path) => {
                 let path = path.trim_start_matches("./").to_owned();
-                match load(&path) {
-                    Ok(text) => {
+                let outside = path.starts_with('/') || path.split('/').any(|c| c == "..");
+                if outside {
+                    p.sink.push(
+                        "catalog::pins-file",
+                        value.span(),
+                        format!("pins file `{path}` is outside the repository"),
+                        "pins file named here",
+                        Some("name a file inside the repository, relative to its root".into()),
+                    );
+                }
+                match (!outside).then(|| load(&path)) {
+                    None => {}
+                    Some(Ok(text)) => {
                         let pins_source = Source::new(path.clone(), text);
                         let (pins_doc, syntax) = DeTable::parse_recoverable(&pins_source.text);
                         let mut sink = Sink::new(&pins_source);
@@ -96,7 +107,7 @@ pub fn parse(source: &Source, load: &mut LoadFile<'_>) -> Result<Catalog, Catalo
                         pins_diagnostics = sink.diagnostics;
                         sources.push(pins_source);
                     }
-                    Err(why) => p.sink.push(
+                    Some(Err(why)) => p.sink.push(
                         "catalog::pins-file",
                         value.span(),
                         format!("cannot read pins file `{path}`: {why}"),
@@ -629,7 +640,7 @@ impl Parser<'_> {
             ),
             _ => {}
         }
-        if table.get("step").is_none() {
+        if lane.steps.is_empty() {
             self.sink.push(
                 "catalog::no-steps",
                 name.span(),
@@ -928,7 +939,7 @@ impl Parser<'_> {
             "catalog::cycle",
             span,
             format!("`needs` forms a cycle: {}", names.join(" -> ")),
-            "this edge closes the cycle",
+            "the cycle starts here",
             Some("remove one of these `needs` so the lanes can run in order".into()),
         );
     }
@@ -1220,6 +1231,30 @@ run = "cargo bench"
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].code, "catalog::pins-file");
         assert_eq!((d[0].line, d[0].column), (2, 8));
+    }
+
+    #[test]
+    fn a_pins_file_outside_the_repository_is_an_error() {
+        for path in ["../pins.toml", "/etc/pins.toml", "ci/../../pins.toml"] {
+            let d = errors(&format!("version = 1\npins = \"{path}\"\n"));
+            assert_eq!(d.len(), 1, "{path}: {d:#?}");
+            assert_eq!(
+                d[0].message,
+                format!("pins file `{path}` is outside the repository")
+            );
+        }
+    }
+
+    #[test]
+    fn a_lane_needs_at_least_one_step() {
+        assert_eq!(
+            codes("version = 1\n[lane.a]\nstep = []\n"),
+            ["catalog::no-steps"]
+        );
+        assert_eq!(
+            codes("version = 1\n[lane.a]\ntitle = \"A\"\n"),
+            ["catalog::no-steps"]
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub(crate) fn run(dir: &Path, args: &CheckArgs, printer: &Printer) -> Result<u8,
         printer.json(&value)?;
     } else {
         match &outcome {
-            Ok(catalog) => printer.out(&format!("ok: {} lanes\n", catalog.lanes.len()))?,
+            Ok(catalog) => {
+                let n = catalog.lanes.len();
+                printer.out(&format!("ok: {n} lane{}\n", if n == 1 { "" } else { "s" }))?
+            }
             Err(error) => printer.err(&render::catalog_error(error, printer.color)),
         }
     }

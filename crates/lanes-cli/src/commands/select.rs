@@ -25,8 +25,8 @@ pub(crate) fn run(dir: &Path, args: &SelectArgs, printer: &Printer) -> Result<u8
     let workspace = Workspace::open(dir, args.revision.head.as_deref())?;
     let catalog = workspace.catalog()?;
     let repo = &workspace.repo;
-    let base_rev = match &args.base {
-        Some(rev) => rev.clone(),
+    let base_rev = match args.base.as_deref().filter(|b| !b.is_empty()) {
+        Some(rev) => rev.to_owned(),
         None => repo.default_base()?,
     };
     let base = repo.resolve(&base_rev)?;

@@ -1,0 +1,88 @@
+//! The crate graph follows docs/architecture.md: `lanes-core` depends on no crate of ours,
+//! adapters depend on core (and `lanes-exec` may use `lanes-cache`), nothing depends on the CLI.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+/// Workspace crates each crate may depend on (normal, dev or build dependencies).
+fn allowed(krate: &str) -> Option<&'static [&'static str]> {
+    Some(match krate {
+        "lanes-core" => &[],
+        "lanes-git" | "lanes-cache" | "lanes-store" => &["lanes-core"],
+        "lanes-exec" => &["lanes-core", "lanes-cache"],
+        "lanes-agent" => &["lanes-core", "lanes-exec", "lanes-cache"],
+        "lanes-server" => &[
+            "lanes-core",
+            "lanes-store",
+            "lanes-git",
+            "lanes-exec",
+            "lanes-cache",
+            "lanes-agent",
+        ],
+        "lanes-cli" => &[
+            "lanes-core",
+            "lanes-git",
+            "lanes-cache",
+            "lanes-exec",
+            "lanes-store",
+            "lanes-server",
+            "lanes-agent",
+        ],
+        _ => return None,
+    })
+}
+
+#[test]
+fn crate_dependencies_point_inward() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let packages = metadata["packages"].as_array().expect("packages");
+    let ours: Vec<&str> = packages
+        .iter()
+        .map(|p| p["name"].as_str().expect("name"))
+        .collect();
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for package in packages {
+        let name = package["name"].as_str().expect("name");
+        for dep in package["dependencies"].as_array().expect("dependencies") {
+            let dep = dep["name"].as_str().expect("name");
+            if ours.contains(&dep) {
+                edges.entry(name).or_default().push(dep);
+            }
+        }
+    }
+    assert!(
+        ours.contains(&"lanes-core") && ours.contains(&"lanes-cli"),
+        "{ours:?}"
+    );
+    let mut forbidden = Vec::new();
+    for krate in &ours {
+        let Some(allowed) = allowed(krate) else {
+            panic!("crate `{krate}` has no rule: add it to `allowed` and docs/architecture.md");
+        };
+        for dep in edges.get(krate).into_iter().flatten() {
+            if !allowed.contains(dep) {
+                forbidden.push(format!("{krate} -> {dep}"));
+            }
+        }
+    }
+    assert!(
+        forbidden.is_empty(),
+        "forbidden crate dependencies: {forbidden:?}"
+    );
+}
