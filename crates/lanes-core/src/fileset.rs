@@ -78,6 +78,18 @@ pub fn digest<'a>(entries: impl IntoIterator<Item = &'a FileEntry>) -> Digest {
     hasher.finish()
 }
 
+/// Appends the encoding of one entry (see [`digest`]) to `out`.
+fn encode(entry: &FileEntry, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let (kind, hex) = match &entry.id {
+        ContentId::GitBlob(hex) => ("blob", hex),
+        ContentId::Blake3(hex) => ("blake3", hex),
+    };
+    out.extend_from_slice(entry.path.as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = writeln!(out, "\0{:o}\0{kind}:{hex}", entry.mode);
+}
+
 /// Incremental form of [`digest`], for hashing many filesets in one pass over the files.
 #[derive(Debug, Clone)]
 pub struct FilesetHasher {
@@ -106,31 +118,25 @@ impl FilesetHasher {
 
     /// Add the next entry (entries must come in path order).
     pub fn add(&mut self, entry: &FileEntry) {
+        let mut encoded = Vec::new();
+        encode(entry, &mut encoded);
+        self.add_encoded(&entry.path, &encoded);
+    }
+
+    /// Add the next entry, already encoded by [`encode`] (to hash one file into many filesets).
+    fn add_encoded(&mut self, path: &str, encoded: &[u8]) {
         #[cfg(debug_assertions)]
         {
             debug_assert!(
-                self.last
-                    .as_deref()
-                    .is_none_or(|last| last < entry.path.as_str()),
-                "fileset entries must be sorted and unique: {:?} after {:?}",
-                entry.path,
+                self.last.as_deref().is_none_or(|last| last < path),
+                "fileset entries must be sorted and unique: {path:?} after {:?}",
                 self.last
             );
-            self.last = Some(entry.path.clone());
+            self.last = Some(path.to_owned());
         }
-        let (kind, hex) = match &entry.id {
-            ContentId::GitBlob(hex) => ("blob", hex),
-            ContentId::Blake3(hex) => ("blake3", hex),
-        };
-        let h = &mut self.hasher;
-        h.update(entry.path.as_bytes());
-        h.update(b"\0");
-        h.update(format!("{:o}", entry.mode).as_bytes());
-        h.update(b"\0");
-        h.update(kind.as_bytes());
-        h.update(b":");
-        h.update(hex.as_bytes());
-        h.update(b"\n");
+        #[cfg(not(debug_assertions))]
+        let _ = path;
+        self.hasher.update(encoded);
     }
 
     /// The digest.
@@ -166,8 +172,13 @@ pub fn lane_digests(catalog: &Catalog, files: &[FileEntry]) -> Vec<Digest> {
     );
     let mut hashers = vec![FilesetHasher::new(); with_inputs.len()];
     let mut scratch = Scratch::default();
+    let mut encoded = Vec::new();
     for file in files {
-        matcher.for_each_selecting(&file.path, &mut scratch, |list, _| hashers[list].add(file));
+        encoded.clear();
+        encode(file, &mut encoded);
+        matcher.for_each_selecting(&file.path, &mut scratch, |list, _| {
+            hashers[list].add_encoded(&file.path, &encoded);
+        });
     }
     let everything = (with_inputs.len() < catalog.lanes.len()).then(|| digest(files));
     let mut by_lane = vec![None; catalog.lanes.len()];
@@ -181,4 +192,41 @@ pub fn lane_digests(catalog: &Catalog, files: &[FileEntry]) -> Vec<Digest> {
                 .expect("lanes without inputs see everything")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding is part of every key: this digest changes only with `KEY_VERSION`.
+    #[test]
+    fn the_digest_encoding_is_stable() {
+        let files = [
+            FileEntry {
+                path: "a.rs".into(),
+                mode: mode::FILE,
+                id: ContentId::GitBlob("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391".into()),
+            },
+            FileEntry {
+                path: "bin/run".into(),
+                mode: mode::EXECUTABLE,
+                id: ContentId::Blake3(
+                    "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262".into(),
+                ),
+            },
+        ];
+        let mut expected = blake3::Hasher::new();
+        expected.update(b"lanes-fileset-v1\n");
+        expected.update(b"a.rs\x00100644\x00blob:e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\n");
+        expected.update(b"bin/run\x00100755\x00blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262\n");
+        assert_eq!(digest(&files), expected.finalize().to_hex().to_string());
+    }
+
+    #[test]
+    fn the_empty_fileset_has_a_digest_of_its_own() {
+        assert_eq!(
+            digest([]),
+            blake3::hash(b"lanes-fileset-v1\n").to_hex().to_string()
+        );
+    }
 }

@@ -125,3 +125,35 @@ pub fn lane_fingerprints(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canonical encoding is part of every key: it changes only with `KEY_VERSION`.
+    #[test]
+    fn the_canonical_encoding_is_stable() {
+        let f = StepFingerprint {
+            version: KEY_VERSION,
+            lane: "test".into(),
+            step: "build".into(),
+            inputs: "ab".into(),
+            shell: "bash -eo pipefail -c".into(),
+            command: "cargo build".into(),
+            env: BTreeMap::from([("Z".into(), "1".into()), ("A".into(), "2".into())]),
+            pass_env: BTreeMap::from([("HOME_CACHE".into(), None)]),
+            pins: BTreeMap::from([("rustc".into(), "1.95".into())]),
+            network: false,
+            cache_mounts: BTreeSet::from(["target".into()]),
+            outputs: None,
+            platform: "linux-x86_64".into(),
+            previous: None,
+        };
+        let expected = r#"{"version":1,"lane":"test","step":"build","inputs":"ab","shell":"bash -eo pipefail -c","command":"cargo build","env":{"A":"2","Z":"1"},"pass_env":{"HOME_CACHE":null},"pins":{"rustc":"1.95"},"network":false,"cache_mounts":["target"],"outputs":null,"platform":"linux-x86_64","previous":null}"#;
+        assert_eq!(String::from_utf8(f.canonical()).expect("utf-8"), expected);
+        assert_eq!(
+            f.key(),
+            blake3::hash(expected.as_bytes()).to_hex().to_string()
+        );
+    }
+}
