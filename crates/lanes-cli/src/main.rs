@@ -15,10 +15,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let printer = Printer::new();
-    let dir = match &cli.directory {
-        Some(dir) => dir.clone(),
-        None => std::path::PathBuf::from("."),
-    };
+    // Absolute, so errors name the directory rather than `.`.
+    let given = cli.directory.clone().unwrap_or_else(|| ".".into());
+    let dir = std::path::absolute(&given).unwrap_or(given);
     let result = match &cli.command {
         args::Command::Check(a) => commands::check::run(&dir, a, &printer),
         args::Command::Select(a) => commands::select::run(&dir, a, &printer),

@@ -52,11 +52,16 @@ impl Glob {
                 help: Some("write a path or glob relative to the repository root".into()),
             });
         }
-        if rest.starts_with("./") || rest.split('/').any(|c| c == "..") {
+        let components: Vec<&str> = rest.split('/').collect();
+        let last = components.len() - 1;
+        let odd = |(i, c): (usize, &&str)| *c == "." || *c == ".." || (c.is_empty() && i < last);
+        if components.iter().enumerate().any(odd) {
             return Err(GlobError {
-                message: format!("pattern `{text}` is not relative to the repository root"),
+                message: format!("pattern `{text}` is not a plain path from the repository root"),
                 help: Some(
-                    "patterns are anchored at the repository root: drop `./` and `..`".into(),
+                    "patterns are anchored at the repository root and never match `.`, `..` or \
+                     `//` in a path: drop them"
+                        .into(),
                 ),
             });
         }
@@ -398,6 +403,9 @@ mod tests {
         assert!(Glob::parse("!").is_err());
         assert!(Glob::parse("./src/**").is_err());
         assert!(Glob::parse("src/../x").is_err());
+        assert!(Glob::parse("src/./x").is_err());
+        assert!(Glob::parse("src//x").is_err());
+        assert!(Glob::parse("src/").is_ok());
     }
 
     #[test]

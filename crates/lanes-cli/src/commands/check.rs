@@ -5,9 +5,18 @@ use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::render;
 use crate::workspace::{CATALOG_PATH, Workspace};
+use lanes_core::Diagnostic;
 use lanes_core::{Catalog, CatalogError, Source};
-use serde_json::json;
+use serde::Serialize;
 use std::path::Path;
+
+/// The `--json` document. Field order is the documented order.
+#[derive(Debug, Serialize)]
+struct Output<'a> {
+    ok: bool,
+    lanes: Option<usize>,
+    diagnostics: &'a [Diagnostic],
+}
 
 pub(crate) fn run(dir: &Path, args: &CheckArgs, printer: &Printer) -> Result<u8, CliError> {
     let result = match &args.manifest {
@@ -21,8 +30,16 @@ pub(crate) fn run(dir: &Path, args: &CheckArgs, printer: &Printer) -> Result<u8,
     };
     if args.json {
         let value = match &outcome {
-            Ok(catalog) => json!({"ok": true, "lanes": catalog.lanes.len(), "diagnostics": []}),
-            Err(e) => json!({"ok": false, "lanes": null, "diagnostics": e.diagnostics}),
+            Ok(catalog) => Output {
+                ok: true,
+                lanes: Some(catalog.lanes.len()),
+                diagnostics: &[],
+            },
+            Err(e) => Output {
+                ok: false,
+                lanes: None,
+                diagnostics: &e.diagnostics,
+            },
         };
         printer.json(&value)?;
     } else {
