@@ -5,54 +5,8 @@ mod common;
 use common::{Repo, lanes_in, monorepo};
 use serde_json::json;
 
-/// A catalog with one error of most kinds.
-const BROKEN: &str = r#"version = 1
-
-[paths]
-rust = ["crates/**", "src/[a"]
-
-[group.mac]
-limit = 1
-
-[lane.fmt]
-class = "requird"
-paths = ["@rsut"]
-[[lane.fmt.step]]
-name = "fmt"
-run = "cargo fmt --check"
-
-[lane.test]
-concurency = "mac"
-concurrency = "linux"
-needs = ["fmt", "lint"]
-timeout = "30 minutes"
-schedule = "0 3 * * *"
-[[lane.test.step]]
-name = "build"
-run = "cargo build"
-[[lane.test.step]]
-name = "build"
-run = "cargo test"
-
-[lane.a]
-needs = ["b"]
-[[lane.a.step]]
-name = "a"
-run = "true"
-
-[lane.b]
-needs = ["a"]
-[[lane.b.step]]
-name = "b"
-run = "true"
-
-[lane.nightly]
-class = "nightly"
-schedule = "0 25 * * *"
-[[lane.nightly.step]]
-name = "n"
-run = "true"
-"#;
+/// A catalog with one error of most kinds (shared with lanes-core's diagnostics snapshot).
+const BROKEN: &str = include_str!("../../lanes-core/testdata/broken.toml");
 
 #[test]
 fn a_valid_catalog_prints_ok_and_the_lane_count() {

@@ -1386,47 +1386,7 @@ run = "cargo bench"
     }
 
     /// Every kind of error the catalog can have, in one file: all are reported in one pass.
-    pub(crate) const BROKEN: &str = r#"version = 1
-
-[paths]
-rust = ["crates/**", "src/[a"]
-
-[group.mac]
-limit = 1
-
-[lane.fmt]
-title = "Format"
-class = "requird"
-paths = ["@rsut"]
-[[lane.fmt.step]]
-name = "fmt"
-run = "cargo fmt --check"
-
-[lane.test]
-concurency = "mac"
-concurrency = "linux"
-needs = ["fmt", "lint"]
-timeout = "30 minutes"
-schedule = "0 3 * * *"
-[[lane.test.step]]
-name = "build"
-run = "cargo build"
-[[lane.test.step]]
-name = "build"
-run = "cargo test"
-
-[lane.a]
-needs = ["b"]
-[[lane.a.step]]
-name = "a"
-run = "true"
-
-[lane.b]
-needs = ["a"]
-[[lane.b.step]]
-name = "b"
-run = "true"
-"#;
+    const BROKEN: &str = include_str!("../testdata/broken.toml");
 
     #[test]
     fn every_error_in_one_pass() {
