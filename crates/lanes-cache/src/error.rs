@@ -1,0 +1,35 @@
+//! Errors of the store. All are about the environment (disk, permissions): the caller decides
+//! whether to carry on without the cache, which is what `lanes run` does.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A filesystem operation failed.
+    #[error("failed to {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, phrased to follow "failed to".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A digest that is not 64 lowercase hex characters was used as a name.
+    #[error("invalid digest `{0}`: expected 64 lowercase hex characters")]
+    InvalidDigest(String),
+}
+
+pub(crate) trait IoContext<T> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, CacheError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T, CacheError> {
+        self.map_err(|source| CacheError::Io {
+            action,
+            path: path.into(),
+            source,
+        })
+    }
+}

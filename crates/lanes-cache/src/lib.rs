@@ -1,0 +1,18 @@
+//! Content-addressed storage for lanes.
+//!
+//! A [`LocalStore`] keeps two kinds of records under one directory:
+//! - **blobs**, named by the BLAKE3 digest of their bytes (logs, output files, output trees);
+//! - **action results**, named by a step key: what running the step produced.
+//!
+//! Every write goes to a temporary file in the store, is fsynced and renamed into place, so a
+//! reader never sees half a record and two processes can share one store. Every read is verified:
+//! a blob whose bytes do not hash to its name, or an action result whose checksum does not match,
+//! is deleted and reported as a miss. A corrupt entry is never a hit.
+
+mod action;
+mod error;
+mod store;
+
+pub use action::{ActionResult, Lookup, RESULT_VERSION};
+pub use error::CacheError;
+pub use store::LocalStore;
