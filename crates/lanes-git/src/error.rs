@@ -51,6 +51,13 @@ pub enum GitError {
         head: CommitId,
     },
 
+    /// A working-tree file changed between being keyed and being copied into a lane directory.
+    #[error("`{path}` changed while lanes was reading it")]
+    ChangedWhileReading {
+        /// The repository-relative path.
+        path: String,
+    },
+
     /// The commits have no common ancestor (unrelated histories).
     #[error("`{base:.12}` and `{head:.12}` have no common ancestor")]
     NoMergeBase {
@@ -113,6 +120,11 @@ impl GitError {
             GitError::NonUtf8Path { .. } => {
                 Some("rename the file: lanes only supports UTF-8 paths".to_owned())
             }
+            GitError::ChangedWhileReading { .. } => Some(
+                "something is writing to the working tree; run again once it is quiet, or test a \
+                 commit with --head"
+                    .to_owned(),
+            ),
             GitError::Other { .. } => None,
         }
     }

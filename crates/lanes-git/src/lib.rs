@@ -4,10 +4,12 @@
 //! ([`Repo::resolve`], [`Repo::default_base`], [`Repo::merge_base`]), changed paths for lane
 //! selection ([`Repo::changed_paths`], [`Repo::changed_paths_worktree`]), files at a commit
 //! ([`Repo::read_file_at`], for the catalog), and filesets with content ids for step keys
-//! ([`Repo::files_at`], [`Repo::files_worktree`]).
+//! ([`Repo::files_at`], [`Repo::files_worktree`]), and a fileset written into a lane's directory
+//! ([`Repo::materialize`]).
 //!
 //! Everything goes through gix, in process: no `git` binary is needed at run time. The crate
-//! only reads; it never writes refs, objects or the index. It makes no decisions either: which
+//! never writes to the repository: no refs, objects or index; `materialize` writes only below
+//! the directory it is given. It makes no decisions either: which
 //! lanes a changed path selects, or what a fileset's digest is, belongs to `lanes-core`.
 //!
 //! Errors are [`GitError`]s whose messages stand alone and whose [`GitError::help`] says what to
@@ -16,8 +18,10 @@
 mod diff;
 mod error;
 mod files;
+mod materialize;
 mod repo;
 mod revision;
 
 pub use error::GitError;
+pub use materialize::Materialized;
 pub use repo::{CommitId, Repo};

@@ -5,5 +5,6 @@
 mod diff;
 mod files;
 mod fixture;
+mod materialize;
 mod repo;
 mod revision;
