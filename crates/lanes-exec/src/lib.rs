@@ -1,0 +1,11 @@
+//! Running steps.
+//!
+//! [`process::run`] runs one command the way a step must run: in a process group of its own,
+//! with stdin closed, a clean environment, stdout and stderr captured into one log with a
+//! timestamp per line, and a timeout or cancellation that takes down the whole process tree
+//! (SIGTERM to the group, a grace period, then SIGKILL). When the command exits, whatever it left
+//! running in its group is killed too, so a step never leaks processes into the next one.
+
+pub mod process;
+
+pub use process::{Cancel, ExecError, Finished, Outcome, StepCommand, run};

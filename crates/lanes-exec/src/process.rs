@@ -1,0 +1,239 @@
+//! One command, run to completion or killed with its whole process group.
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct StepCommand {
+    /// Program and arguments, such as `["bash", "-eo", "pipefail", "-c", "make"]`.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// The complete environment: nothing else is inherited.
+    pub env: BTreeMap<String, String>,
+    /// Kill the process group after this long.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a step is stopped.
+    pub grace: Duration,
+}
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal it did not expect ended it.
+    Signaled(i32),
+    /// It ran past its timeout and was killed.
+    TimedOut,
+    /// It was cancelled and killed.
+    Cancelled,
+}
+
+impl Outcome {
+    /// True for exit code 0.
+    pub fn passed(self) -> bool {
+        self == Outcome::Exited(0)
+    }
+}
+
+/// The result of [`run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Wall time from spawn to exit.
+    pub duration: Duration,
+}
+
+/// A flag that stops running steps when raised (Ctrl-C, a superseded run).
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag that is down.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Raise the flag: every step watching it is stopped.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is raised.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a step could not be run at all (as opposed to running and failing).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The command line is empty.
+    #[error("empty command line")]
+    EmptyCommand,
+    /// The program could not be started.
+    #[error("failed to start `{program}`: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Waiting for the process failed.
+    #[error("failed to wait for the step: {0}")]
+    Wait(std::io::Error),
+    /// Writing the log failed.
+    #[error("failed to write the step log: {0}")]
+    Log(std::io::Error),
+}
+
+/// How often the waiting loop looks at the cancel flag and the deadline.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Run `command`, writing its output to `log`, one timestamped line per output line.
+pub fn run(
+    command: &StepCommand,
+    log: impl Write + Send + 'static,
+    cancel: &Cancel,
+) -> Result<Finished, ExecError> {
+    let (program, args) = command.argv.split_first().ok_or(ExecError::EmptyCommand)?;
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(&command.cwd)
+        .env_clear()
+        .envs(&command.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let group = Pid::from_child(&child);
+
+    let log = Arc::new(Mutex::new(log));
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let log = Arc::clone(&log);
+        thread::spawn(move || copy_lines(stream, &log, started))
+    })
+    .collect();
+
+    let (outcome, status) = wait(child, group, command, cancel, started)?;
+    // Whatever the step started and left behind dies with it; this also closes the pipes the
+    // leftovers might hold, so the readers finish.
+    let _ = kill_process_group(group, Signal::KILL);
+    for reader in readers {
+        reader
+            .join()
+            .expect("the log reader does not panic")
+            .map_err(ExecError::Log)?;
+    }
+    let duration = started.elapsed();
+    let outcome = outcome.unwrap_or_else(|| match status.code() {
+        Some(code) => Outcome::Exited(code),
+        None => Outcome::Signaled(status.signal().unwrap_or(0)),
+    });
+    log.lock()
+        .expect("log lock")
+        .flush()
+        .map_err(ExecError::Log)?;
+    Ok(Finished { outcome, duration })
+}
+
+/// Wait for the child, stopping its group on timeout or cancellation. Returns the outcome when
+/// lanes decided it (timed out, cancelled), and the exit status in every case.
+fn wait(
+    child: Child,
+    group: Pid,
+    command: &StepCommand,
+    cancel: &Cancel,
+    started: Instant,
+) -> Result<(Option<Outcome>, ExitStatus), ExecError> {
+    let (tx, rx) = mpsc::channel();
+    let mut child = child;
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let mut stopped: Option<(Outcome, Instant)> = None;
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(status) => return Ok((stopped.map(|(o, _)| o), status.map_err(ExecError::Wait)?)),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(ExecError::Wait(std::io::Error::other(
+                    "the waiter thread stopped",
+                )));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        match stopped {
+            None => {
+                let why = if cancel.is_cancelled() {
+                    Some(Outcome::Cancelled)
+                } else if command.timeout.is_some_and(|t| started.elapsed() >= t) {
+                    Some(Outcome::TimedOut)
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    let _ = kill_process_group(group, Signal::TERM);
+                    stopped = Some((why, Instant::now()));
+                }
+            }
+            Some((_, at)) if at.elapsed() >= command.grace => {
+                let _ = kill_process_group(group, Signal::KILL);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Copy `stream` into `log`, prefixing each line with the time since the step started.
+fn copy_lines(
+    stream: Box<dyn Read + Send>,
+    log: &Mutex<impl Write>,
+    started: Instant,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        let t = started.elapsed();
+        let stamp = format!("[{:>4}.{:03}s] ", t.as_secs(), t.subsec_millis());
+        let mut log = log.lock().expect("log lock");
+        log.write_all(stamp.as_bytes())?;
+        log.write_all(&line)?;
+    }
+}
