@@ -105,11 +105,20 @@ impl<'s> Sink<'s> {
     }
 }
 
-/// The nearest of `candidates` to `word`, if one is close enough to be a likely typo.
-pub(crate) fn nearest<'a>(
+/// A help line: "did you mean `x`?" for the nearest candidate, else `otherwise()`.
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+    otherwise: impl FnOnce() -> String,
+) -> String {
+    match nearest(word, candidates) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => otherwise(),
+    }
+}
+
+/// The nearest of `candidates` to `word`, if one is close enough to be a likely typo.
+fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

@@ -5,7 +5,7 @@
 //! broken catalog in one pass, each pointing at the exact text that is wrong.
 
 use crate::catalog::{Catalog, Group, Lane, LaneClass, Pin, SUPPORTED_VERSIONS, Step};
-use crate::diagnostic::{Diagnostic, Sink, Source, nearest};
+use crate::diagnostic::{Diagnostic, Sink, Source, did_you_mean};
 use crate::glob::Glob;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -232,10 +232,9 @@ impl Parser<'_> {
 
     fn unknown_key(&mut self, key: &Key<'_>, known: &[&str], within: &str) {
         let word = key.get_ref().as_ref();
-        let help = match nearest(word, known.iter().copied()) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => format!("known keys: {}", known.join(", ")),
-        };
+        let help = did_you_mean(word, known.iter().copied(), || {
+            format!("known keys: {}", known.join(", "))
+        });
         self.sink.push(
             "catalog::unknown-key",
             key.span(),
@@ -426,18 +425,15 @@ impl Parser<'_> {
                     Some(globs) if negate => out.extend(globs.iter().map(Glob::flipped)),
                     Some(globs) => out.extend(globs.iter().cloned()),
                     None => {
-                        let help = match nearest(set, sets.keys().map(String::as_str)) {
-                            Some(near) => format!("did you mean `@{near}`?"),
-                            None if sets.is_empty() => {
-                                "define it under [paths], e.g. `name = [\"src/**\"]`".into()
-                            }
-                            None => format!(
-                                "defined sets: {}",
-                                sets.keys()
-                                    .map(|k| format!("@{k}"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
+                        let help = if sets.is_empty() {
+                            "define it under [paths], e.g. `name = [\"src/**\"]`".into()
+                        } else {
+                            let names: Vec<String> = sets.keys().map(|k| format!("@{k}")).collect();
+                            did_you_mean(
+                                &format!("@{set}"),
+                                names.iter().map(String::as_str),
+                                || format!("defined sets: {}", names.join(", ")),
+                            )
                         };
                         self.sink.push(
                             "catalog::undefined-set",
@@ -547,10 +543,9 @@ impl Parser<'_> {
                             Some(class) => lane.class = *class,
                             None => {
                                 let names = LaneClass::ALL.map(LaneClass::as_str);
-                                let help = match nearest(&text, names) {
-                                    Some(near) => format!("did you mean `{near}`?"),
-                                    None => format!("one of: {}", names.join(", ")),
-                                };
+                                let help = did_you_mean(&text, names, || {
+                                    format!("one of: {}", names.join(", "))
+                                });
                                 self.sink.push(
                                     "catalog::class",
                                     value.span(),
@@ -814,10 +809,10 @@ impl Parser<'_> {
         for (lane, refs) in lanes.iter().zip(refs) {
             for (need, span) in lane.needs.iter().zip(&refs.needs) {
                 if !self.lane_names.contains(need) {
-                    let help = match nearest(need, self.lane_names.iter().map(String::as_str)) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None => "`needs` names other lanes of this catalog".into(),
-                    };
+                    let help =
+                        did_you_mean(need, self.lane_names.iter().map(String::as_str), || {
+                            "`needs` names other lanes of this catalog".into()
+                        });
                     self.sink.push(
                         "catalog::unknown-lane",
                         span.clone(),
@@ -830,10 +825,9 @@ impl Parser<'_> {
             if let (Some(group), Some(span)) = (&lane.concurrency, &refs.concurrency)
                 && !groups.contains_key(group)
             {
-                let help = match nearest(group, groups.keys().map(String::as_str)) {
-                    Some(near) => format!("did you mean `{near}`?"),
-                    None => format!("define it: `[group.{group}]` with `limit = 1`"),
-                };
+                let help = did_you_mean(group, groups.keys().map(String::as_str), || {
+                    format!("define it: `[group.{group}]` with `limit = 1`")
+                });
                 self.sink.push(
                     "catalog::undefined-group",
                     span.clone(),
@@ -844,12 +838,11 @@ impl Parser<'_> {
             }
             for (pin, span) in lane.pins.iter().zip(&refs.pins) {
                 if !pins.contains_key(pin) {
-                    let help = match nearest(pin, pins.keys().map(String::as_str)) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None => format!(
+                    let help = did_you_mean(pin, pins.keys().map(String::as_str), || {
+                        format!(
                             "declare it under [pins]: `{pin} = {{ command = \"...\", expect = \"...\" }}`"
-                        ),
-                    };
+                        )
+                    });
                     self.sink.push(
                         "catalog::undefined-pin",
                         span.clone(),
@@ -971,10 +964,9 @@ fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin>
                 "command" => &mut command,
                 "expect" => &mut expect,
                 other => {
-                    let help = match nearest(other, ["command", "expect"]) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None => "a pin has `command` and `expect`".into(),
-                    };
+                    let help = did_you_mean(other, ["command", "expect"], || {
+                        "a pin has `command` and `expect`".into()
+                    });
                     sink.push(
                         "catalog::unknown-key",
                         key.span(),
