@@ -21,25 +21,6 @@ pub enum ContentId {
     Blake3(String),
 }
 
-impl ContentId {
-    /// `blob:1a2b…` or `blake3:3c4d…`, as shown to users.
-    pub fn short(&self) -> String {
-        match self {
-            ContentId::GitBlob(hex) => format!("blob:{}", &hex[..hex.len().min(12)]),
-            ContentId::Blake3(hex) => format!("blake3:{}", &hex[..hex.len().min(12)]),
-        }
-    }
-}
-
-impl std::fmt::Display for ContentId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ContentId::GitBlob(hex) => write!(f, "blob:{hex}"),
-            ContentId::Blake3(hex) => write!(f, "blake3:{hex}"),
-        }
-    }
-}
-
 /// git's file modes, the only ones a fileset can hold.
 pub mod mode {
     /// A regular file.

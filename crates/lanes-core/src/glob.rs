@@ -258,16 +258,6 @@ impl MultiMatcher {
         MultiMatcher::new([list])
     }
 
-    /// Number of lists.
-    pub fn len(&self) -> usize {
-        self.negated.len()
-    }
-
-    /// True when there are no lists.
-    pub fn is_empty(&self) -> bool {
-        self.negated.is_empty()
-    }
-
     /// Calls `f(list, position)` for every list that selects `path`, where `position` is the
     /// pattern that decided (the last matching one, which is not an exclusion).
     pub fn for_each_selecting(

@@ -572,7 +572,7 @@ impl Parser<'_> {
                 "scope" => {
                     lane.scope = self.string(&path, value);
                     if let Some(scope) = &lane.scope {
-                        self.name("scope", &scope.clone(), value.span());
+                        self.name("scope", scope, value.span());
                     }
                 }
                 "labels" => {
