@@ -18,6 +18,9 @@ pub enum CacheError {
     /// A digest that is not 64 lowercase hex characters was used as a name.
     #[error("invalid digest `{0}`: expected 64 lowercase hex characters")]
     InvalidDigest(String),
+    /// A run id that is not 1 to 128 ASCII letters, digits and `-` was used as a name.
+    #[error("invalid run id `{0}`: expected 1 to 128 ASCII letters, digits and `-`")]
+    InvalidRunId(String),
 }
 
 pub(crate) trait IoContext<T> {

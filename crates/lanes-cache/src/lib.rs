@@ -11,8 +11,19 @@
 
 mod action;
 mod error;
+mod gc;
+mod history;
+mod lease;
+mod scan;
+mod stats;
 mod store;
+mod tree;
 
 pub use action::{ActionResult, Lookup, RESULT_VERSION};
 pub use error::CacheError;
+pub use gc::{GcPolicy, GcReport};
+pub use history::HistoryEntry;
+pub use lease::{RunRegistration, UseGuard};
+pub use stats::{CacheStats, RunEvent};
 pub use store::LocalStore;
+pub use tree::{OutputEntry, OutputKind, OutputTree, TREE_VERSION};

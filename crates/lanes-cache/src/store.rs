@@ -47,7 +47,7 @@ impl LocalStore {
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, CacheError> {
         let digest = blake3::hash(bytes).to_hex().to_string();
         let path = self.blob_path(&digest)?;
-        if !path.exists() {
+        if !touch(&path) {
             self.write_atomically(&path, |file| file.write_all(bytes))?;
         }
         Ok(digest)
@@ -74,7 +74,7 @@ impl LocalStore {
         }
         let digest = hasher.finalize().to_hex().to_string();
         let path = self.blob_path(&digest)?;
-        if !path.exists() {
+        if !touch(&path) {
             self.persist(temp, &path)?;
         }
         Ok((digest, size))
@@ -94,6 +94,61 @@ impl LocalStore {
             return Ok(None);
         }
         Ok(Some(bytes))
+    }
+
+    /// Whether a blob is stored (not verified: use it to skip storing something again).
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).is_ok_and(|path| touch(&path))
+    }
+
+    /// Write the blob `digest` to the new file `dest` (mode 0755 when `executable`, else 0644),
+    /// verifying it while copying. Returns `Ok(false)`, with `dest` and the blob removed, when the
+    /// blob is missing or corrupt.
+    pub fn copy_blob_to(
+        &self,
+        digest: &str,
+        dest: &Path,
+        executable: bool,
+    ) -> Result<bool, CacheError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.blob_path(digest)?;
+        let mut input = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).at("open", &path),
+        };
+        let mut output = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .open(dest)
+            .at("create", dest)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buffer = vec![0; 256 * 1024];
+        loop {
+            let n = match input.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).at("read", &path),
+            };
+            hasher.update(&buffer[..n]);
+            output.write_all(&buffer[..n]).at("write", dest)?;
+        }
+        if hasher.finalize().to_hex().as_str() != digest {
+            drop(output);
+            remove_if_present(dest)?;
+            remove_if_present(&path)?;
+            return Ok(false);
+        }
+        if executable {
+            // The umask may have cleared bits that `mode` asked for.
+            use std::os::unix::fs::PermissionsExt;
+            output
+                .set_permissions(std::fs::Permissions::from_mode(0o755))
+                .at("set the mode of", dest)?;
+        }
+        Ok(true)
     }
 
     /// Record a passing step's result under its key.
@@ -120,7 +175,10 @@ impl LocalStore {
             Err(e) => return Err(e).at("read", &path),
         };
         match self.verify_action(key, &text)? {
-            Ok(result) => Ok(Lookup::Hit(result)),
+            Ok(result) => {
+                touch(&path);
+                Ok(Lookup::Hit(result))
+            }
             Err(why) => {
                 remove_if_present(&path)?;
                 Ok(Lookup::Corrupt(why))
@@ -206,9 +264,28 @@ fn check_digest(digest: &str) -> Result<(), CacheError> {
     }
 }
 
+/// Mark an existing entry as just used (its mtime is the last-use time garbage collection goes
+/// by). Returns whether the entry exists.
+fn touch(path: &Path) -> bool {
+    match std::fs::File::options().append(true).open(path) {
+        Ok(file) => {
+            let _ = file.set_modified(std::time::SystemTime::now());
+            true
+        }
+        Err(_) => path.exists(),
+    }
+}
+
 fn remove_if_present(path: &Path) -> Result<(), CacheError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(e).at("remove", path),
         _ => Ok(()),
+    }
+}
+
+impl LocalStore {
+    /// Write `bytes` to `path`, a file under the store's root, the way every record is written.
+    pub(crate) fn write_atomically_at(&self, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+        self.write_atomically(path, |file| file.write_all(bytes))
     }
 }

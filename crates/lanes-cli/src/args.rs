@@ -23,6 +23,80 @@ pub(crate) enum Command {
     Select(SelectArgs),
     /// Print the fingerprint and key of each step of a lane.
     Fingerprint(FingerprintArgs),
+    /// Run the selected lanes (or the named ones) here, reusing every step result seen before.
+    Run(RunArgs),
+    /// Say, step by step, whether a lane's steps would hit the cache, and why not.
+    Explain(ExplainArgs),
+    /// Look after the step cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Lanes to run, with the lanes they need [default: the lanes the change selects]
+    #[arg(value_name = "LANE")]
+    pub(crate) lanes: Vec<String>,
+    /// The branch the change is compared against, via its merge-base with the head [default:
+    /// the remote's default branch, then main, then master]
+    #[arg(long, value_name = "REV", env = "LANES_BASE")]
+    pub(crate) base: Option<String>,
+    #[command(flatten)]
+    pub(crate) revision: RevisionArgs,
+    /// Run every required and advisory lane, whatever changed.
+    #[arg(long, conflicts_with = "lanes")]
+    pub(crate) all: bool,
+    /// Lanes run at once [default: the number of cores]
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) jobs: Option<u32>,
+    /// Also write the JSON report here [default: only in the cache directory]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) report: Option<PathBuf>,
+    /// Run every step, reusing nothing (results are still recorded).
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Keep starting lanes after a required lane failed [default: stop starting new lanes].
+    #[arg(long)]
+    pub(crate) keep_going: bool,
+    /// Stream every step's output as it runs.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// The lane.
+    pub(crate) lane: String,
+    /// Explain only this step.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) step: Option<String>,
+    #[command(flatten)]
+    pub(crate) revision: RevisionArgs,
+    /// Print a JSON object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Entries, bytes, hits, misses and time saved.
+    Stats {
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict least recently used entries (never one a running `lanes run` uses).
+    Gc {
+        /// Evict until the cache is at most this big: 500M, 10G, 1T (powers of 1024) or bytes.
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Evict entries not used for this long: 30m, 12h, 7d.
+        #[arg(long, value_name = "DURATION")]
+        max_age: Option<String>,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

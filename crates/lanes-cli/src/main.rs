@@ -1,9 +1,11 @@
 //! The `lanes` binary.
 
 mod args;
+mod cache_dir;
 mod commands;
 mod error;
 mod printer;
+mod progress;
 mod render;
 mod workspace;
 
@@ -22,6 +24,10 @@ fn main() -> ExitCode {
         args::Command::Check(a) => commands::check::run(&dir, a, &printer),
         args::Command::Select(a) => commands::select::run(&dir, a, &printer),
         args::Command::Fingerprint(a) => commands::fingerprint::run(&dir, a, &printer),
+        args::Command::Run(a) => commands::run::run(&dir, a, &printer),
+        args::Command::Explain(_) | args::Command::Cache(_) => {
+            Err(error::CliError::usage("not built yet", None::<String>))
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

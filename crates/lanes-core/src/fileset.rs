@@ -59,6 +59,37 @@ pub fn digest<'a>(entries: impl IntoIterator<Item = &'a FileEntry>) -> Digest {
     hasher.finish()
 }
 
+/// The canonical listing of a fileset: the exact bytes [`digest`] hashes, so
+/// `blake3(listing(entries)) == digest(entries)`. Kept beside results so a changed key can be
+/// explained file by file.
+pub fn listing<'a>(entries: impl IntoIterator<Item = &'a FileEntry>) -> Vec<u8> {
+    let mut out = b"lanes-fileset-v1\n".to_vec();
+    for entry in entries {
+        encode(entry, &mut out);
+    }
+    out
+}
+
+/// The entries of a listing made by [`listing`]; `None` if it is not one.
+pub fn parse_listing(bytes: &[u8]) -> Option<Vec<FileEntry>> {
+    let body = bytes.strip_prefix(b"lanes-fileset-v1\n")?;
+    let text = std::str::from_utf8(body).ok()?;
+    text.lines()
+        .map(|line| {
+            let mut parts = line.split('\0');
+            let path = parts.next()?.to_owned();
+            let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
+            let (kind, hex) = parts.next()?.split_once(':')?;
+            let id = match kind {
+                "blob" => ContentId::GitBlob(hex.to_owned()),
+                "blake3" => ContentId::Blake3(hex.to_owned()),
+                _ => return None,
+            };
+            Some(FileEntry { path, mode, id })
+        })
+        .collect()
+}
+
 /// Appends the encoding of one entry (see [`digest`]) to `out`.
 fn encode(entry: &FileEntry, out: &mut Vec<u8>) {
     use std::io::Write as _;
@@ -201,6 +232,26 @@ mod tests {
         expected.update(b"a.rs\x00100644\x00blob:e69de29bb2d1d6434b8b29ae775ad8c2e48c5391\n");
         expected.update(b"bin/run\x00100755\x00blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262\n");
         assert_eq!(digest(&files), expected.finalize().to_hex().to_string());
+    }
+
+    #[test]
+    fn a_listing_hashes_to_the_digest_and_parses_back() {
+        let files = [
+            FileEntry {
+                path: "a b/c.rs".into(),
+                mode: mode::EXECUTABLE,
+                id: ContentId::GitBlob("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391".into()),
+            },
+            FileEntry {
+                path: "z".into(),
+                mode: mode::SYMLINK,
+                id: ContentId::Blake3("af".repeat(32)),
+            },
+        ];
+        let bytes = listing(&files);
+        assert_eq!(blake3::hash(&bytes).to_hex().to_string(), digest(&files));
+        assert_eq!(parse_listing(&bytes), Some(files.to_vec()));
+        assert_eq!(parse_listing(b"something else"), None);
     }
 
     #[test]

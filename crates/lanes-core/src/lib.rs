@@ -11,6 +11,7 @@ pub mod fileset;
 pub mod fingerprint;
 pub mod glob;
 pub mod parse;
+pub mod plan;
 pub mod select;
 
 pub use catalog::{Catalog, Lane, LaneClass, Step};

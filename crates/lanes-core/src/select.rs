@@ -40,6 +40,23 @@ pub enum Reason {
     Nightly,
     /// Skipped: manual lanes run only when asked for.
     Manual,
+    /// Named on the command line (`lanes run LANE`).
+    Requested,
+    /// Skipped: other lanes were named on the command line.
+    NotRequested,
+    /// Skipped at run time: a required lane failed and the run stopped starting lanes (run
+    /// without `--keep-going`).
+    StoppedAfterFailure {
+        /// The lane that failed.
+        lane: String,
+    },
+    /// Skipped at run time: a lane it needs did not pass.
+    NeedFailed {
+        /// The lane that did not pass.
+        lane: String,
+    },
+    /// Skipped at run time: the run was cancelled before the lane started.
+    RunCancelled,
 }
 
 /// The decision for one lane.

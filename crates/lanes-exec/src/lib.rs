@@ -5,7 +5,14 @@
 //! timestamp per line, and a timeout or cancellation that takes down the whole process tree
 //! (SIGTERM to the group, a grace period, then SIGKILL). When the command exits, whatever it left
 //! running in its group is killed too, so a step never leaks processes into the next one.
+//!
+//! [`lane::run_lane`] is the stacked executor on top: for each step of a lane, look its key up in
+//! the store, restore what a hit produced, else run it and record what it produced
+//! ([`outputs`]).
 
+pub mod lane;
+pub mod outputs;
 pub mod process;
 
+pub use lane::{CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, run_lane};
 pub use process::{Cancel, ExecError, Finished, Outcome, StepCommand, run};

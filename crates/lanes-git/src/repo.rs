@@ -41,7 +41,7 @@ impl fmt::Display for CommitId {
 }
 
 /// A git repository, opened once and queried many times.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Repo {
     pub(crate) inner: gix::Repository,
 }

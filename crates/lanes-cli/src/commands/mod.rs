@@ -2,4 +2,5 @@
 
 pub(crate) mod check;
 pub(crate) mod fingerprint;
+pub(crate) mod run;
 pub(crate) mod select;

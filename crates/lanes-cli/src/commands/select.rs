@@ -118,7 +118,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// A reason in words, the same words the UI will use.
-fn describe(reason: &Reason) -> String {
+pub(crate) fn describe(reason: &Reason) -> String {
     match reason {
         Reason::Path { path, pattern } => format!("{path} matched {pattern}"),
         Reason::CatalogChanged { path } => format!("{path} changed"),
@@ -128,5 +128,10 @@ fn describe(reason: &Reason) -> String {
         Reason::NoMatchingPath => "no matching path".to_owned(),
         Reason::Nightly => "nightly".to_owned(),
         Reason::Manual => "manual".to_owned(),
+        Reason::Requested => "named on the command line".to_owned(),
+        Reason::NotRequested => "not named on the command line".to_owned(),
+        Reason::StoppedAfterFailure { lane } => format!("not started after {lane} failed"),
+        Reason::NeedFailed { lane } => format!("needs {lane}, which did not pass"),
+        Reason::RunCancelled => "the run was cancelled".to_owned(),
     }
 }

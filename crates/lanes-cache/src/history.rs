@@ -1,0 +1,58 @@
+//! History: the latest fingerprint and outcome of each lane's steps, so `lanes explain` can say
+//! what changed since. One file per step, `ROOT/v1/history/<BLAKE3 of "lane\0step">`, replaced
+//! atomically on each record. Garbage collection never removes history.
+
+use crate::error::{CacheError, IoContext};
+use crate::store::LocalStore;
+use lanes_core::{Digest, StepFingerprint};
+use serde::{Deserialize, Serialize};
+use std::io::ErrorKind;
+use std::path::PathBuf;
+
+/// The last recorded run of one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The lane's name.
+    pub lane: String,
+    /// The step's name.
+    pub step: String,
+    /// The step's key.
+    pub key: Digest,
+    /// The full fingerprint, to compare with the next one.
+    pub fingerprint: StepFingerprint,
+    /// How it ended: `passed`, `failed`, `timed-out`, `cancelled` or `cached`.
+    pub status: String,
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    pub recorded_at_ms: u64,
+}
+
+impl LocalStore {
+    /// Record `entry` as the latest run of its lane and step, replacing the previous one.
+    pub fn record_history(&self, entry: &HistoryEntry) -> Result<(), CacheError> {
+        let json = serde_json::to_vec(entry).expect("a history entry always serializes");
+        self.write_atomically_at(&self.history_path(&entry.lane, &entry.step), &json)
+    }
+
+    /// The latest recorded run of `step` in `lane`; `None` if there is none or it does not parse.
+    pub fn latest(&self, lane: &str, step: &str) -> Result<Option<HistoryEntry>, CacheError> {
+        let path = self.history_path(lane, step);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at("read", &path),
+        };
+        Ok(serde_json::from_slice::<HistoryEntry>(&bytes)
+            .ok()
+            .filter(|entry| entry.lane == lane && entry.step == step))
+    }
+
+    fn history_path(&self, lane: &str, step: &str) -> PathBuf {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(lane.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(step.as_bytes());
+        self.root()
+            .join("history")
+            .join(hasher.finalize().to_hex().as_str())
+    }
+}

@@ -1,0 +1,778 @@
+//! `lanes run`: select lanes, run them here in `needs` order, reuse every step seen before.
+
+use crate::args::RunArgs;
+use crate::cache_dir::{KEEP_RUNS, cache_dir};
+use crate::commands::fingerprint::platform;
+use crate::commands::select::describe;
+use crate::error::{CliError, exit};
+use crate::printer::Printer;
+use crate::progress::Progress;
+use crate::workspace::{CATALOG_PATH, Workspace};
+use lanes_cache::{LocalStore, RunEvent};
+use lanes_core::fingerprint::{Host, lane_fingerprints};
+use lanes_core::plan::{Plan, PlanLane};
+use lanes_core::select::LaneSelection;
+use lanes_core::{Catalog, FileEntry, LaneClass, Reason, StepFingerprint, Trigger, fileset};
+use lanes_exec::lane::{millis, unix_millis};
+use lanes_exec::{Cancel, Event, Fileset, LaneContext, LaneResult, Status, StepResult};
+use lanes_git::Repo;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Version of the report document.
+const REPORT_VERSION: u32 = 1;
+
+/// Time between SIGTERM and SIGKILL when a step is stopped.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The report every run writes. Field order is the documented order.
+#[derive(Debug, Serialize)]
+struct Report {
+    version: u32,
+    run_id: String,
+    base: Option<String>,
+    head: Option<String>,
+    started_at: String,
+    duration_ms: u64,
+    status: &'static str,
+    lanes: Vec<LaneReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct LaneReport {
+    name: String,
+    class: LaneClass,
+    status: Status,
+    reasons: Vec<Reason>,
+    duration_ms: u64,
+    lock_wait_ms: u64,
+    steps: Vec<StepResult>,
+}
+
+/// A lane's files, for the lane thread to materialize.
+struct LaneFiles {
+    repo: Repo,
+    files: Vec<FileEntry>,
+}
+
+impl Fileset for LaneFiles {
+    fn materialize(&self, dest: &Path) -> Result<(), String> {
+        self.repo
+            .materialize(&self.files, dest)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn listing(&self) -> Vec<u8> {
+        fileset::listing(&self.files)
+    }
+}
+
+enum Message {
+    Event(usize, Event),
+    Done(usize, LaneResult, Option<File>),
+}
+
+/// One lane of the run set.
+struct Planned {
+    /// Index in the catalog.
+    lane: usize,
+    fingerprints: Vec<StepFingerprint>,
+    files: Option<Vec<FileEntry>>,
+}
+
+pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, CliError> {
+    let run_started = Instant::now();
+    let started_at = jiff::Timestamp::now();
+    let workspace = Workspace::open(dir, args.revision.head.as_deref())?;
+    let catalog = workspace.catalog()?;
+    let (base, selection) = choose(&workspace, &catalog, args)?;
+    let head = workspace.head_commit()?;
+
+    let cache_root = cache_dir()?;
+    let store = LocalStore::open(&cache_root).map_err(|e| {
+        CliError::usage(
+            format!("cannot use the cache directory: {e}"),
+            "set LANES_CACHE_DIR to a directory lanes may write to".to_owned(),
+        )
+    })?;
+    let run_id = new_run_id(started_at);
+    let _registration = store.register_run(&run_id).map_err(|e| {
+        CliError::usage(
+            format!("cannot register the run in the cache: {e}"),
+            None::<String>,
+        )
+    })?;
+    let run_dir = cache_root.join("runs").join(&run_id);
+    let io = |what: &str, path: &Path, e: std::io::Error| {
+        CliError::usage(
+            format!("cannot {what} {}: {e}", path.display()),
+            None::<String>,
+        )
+    };
+    std::fs::create_dir_all(&run_dir).map_err(|e| io("create", &run_dir, e))?;
+    prune_runs(&cache_root.join("runs"), &run_id);
+
+    // Keys of every lane that will run, from one listing of the files.
+    let index: BTreeMap<&str, usize> = catalog
+        .lanes
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
+    let run_set: Vec<usize> = selection
+        .selected()
+        .map(|l| index[l.name.as_str()])
+        .collect();
+    let files = if run_set.is_empty() {
+        Vec::new()
+    } else {
+        workspace.files()?
+    };
+    let platform = platform();
+    let env = |name: &str| std::env::var(name).ok();
+    let host = Host {
+        platform: &platform,
+        env: &env,
+    };
+    let mut planned: Vec<Planned> = run_set
+        .iter()
+        .map(|&i| {
+            let lane = &catalog.lanes[i];
+            let entries: Vec<FileEntry> = fileset::select(lane.inputs.as_deref(), &files)
+                .into_iter()
+                .cloned()
+                .collect();
+            let digest = fileset::digest(&entries);
+            Planned {
+                lane: i,
+                fingerprints: lane_fingerprints(&catalog, lane, &digest, host),
+                files: Some(entries),
+            }
+        })
+        .collect();
+    drop(files);
+
+    let position: BTreeMap<usize, usize> =
+        run_set.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    let groups: Vec<&String> = catalog.groups.keys().collect();
+    let plan_lanes = run_set
+        .iter()
+        .map(|&i| {
+            let lane = &catalog.lanes[i];
+            PlanLane {
+                needs: lane
+                    .needs
+                    .iter()
+                    .filter_map(|n| position.get(&index[n.as_str()]).copied())
+                    .collect(),
+                group: lane
+                    .concurrency
+                    .as_ref()
+                    .and_then(|g| groups.iter().position(|x| *x == g)),
+            }
+        })
+        .collect();
+    let limits = groups.iter().map(|g| catalog.groups[*g].limit).collect();
+    let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut plan = Plan::new(plan_lanes, limits, jobs);
+
+    let cancel = Cancel::new();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, cancel.flag())
+            .map_err(|e| CliError::usage(format!("cannot handle signals: {e}"), None::<String>))?;
+    }
+
+    let width = run_set
+        .iter()
+        .map(|&i| catalog.lanes[i].name.len())
+        .max()
+        .unwrap_or(4);
+    let mut progress = Progress::new(run_set.len(), width);
+    progress.line(&header(&workspace, &base, &selection, &run_set, &run_id));
+
+    let mut results: Vec<Option<LaneResult>> = vec![None; run_set.len()];
+    let mut extra: Vec<Vec<Reason>> = vec![Vec::new(); run_set.len()];
+    let mut cancelled: Vec<bool> = vec![false; run_set.len()];
+    let (tx, rx) = mpsc::channel::<Message>();
+    let mut stopped = false;
+    let mut abandoned_on_cancel = false;
+    let mut threads = Vec::new();
+    loop {
+        if cancel.is_cancelled() && !abandoned_on_cancel {
+            abandoned_on_cancel = true;
+            progress.note("cancelling: stopping running steps");
+            progress.line("cancelled: stopping running steps");
+            for p in plan.abandon() {
+                cancelled[p] = true;
+                extra[p].push(Reason::RunCancelled);
+                progress.lane_done(p);
+            }
+        }
+        if !stopped && !cancel.is_cancelled() {
+            while let Some(p) = plan.next() {
+                let lane = &catalog.lanes[planned[p].lane];
+                progress.lane_status(p, &lane.name, "starting");
+                let files = planned[p].files.take().unwrap_or_default();
+                let slot = match take_slot(&cache_root.join("work").join(&lane.name)) {
+                    Ok(slot) => slot,
+                    Err(e) => return Err(io("lock a lane directory in", &cache_root, e)),
+                };
+                let logs = run_dir.join("logs").join(&lane.name);
+                std::fs::create_dir_all(&logs).map_err(|e| io("create", &logs, e))?;
+                let events_tx = tx.clone();
+                let cx = LaneContext {
+                    store: store.clone(),
+                    slot: slot.0,
+                    logs,
+                    mounts: cache_root
+                        .join("mounts")
+                        .join(lane.scope.as_deref().unwrap_or("default")),
+                    env: base_env(head.as_str(), &run_id),
+                    lookup: !args.no_cache,
+                    cancel: cancel.clone(),
+                    grace: GRACE,
+                    stream: args.verbose,
+                    events: Arc::new(move |event| {
+                        let _ = events_tx.send(Message::Event(p, event));
+                    }),
+                };
+                let fileset = LaneFiles {
+                    repo: workspace.repo.clone(),
+                    files,
+                };
+                let lane = lane.clone();
+                let fingerprints = planned[p].fingerprints.clone();
+                let done_tx = tx.clone();
+                let lock = slot.1;
+                threads.push(std::thread::spawn(move || {
+                    let result = lanes_exec::run_lane(&lane, &fingerprints, &fileset, &cx);
+                    let _ = done_tx.send(Message::Done(p, result, Some(lock)));
+                }));
+            }
+        }
+        if plan.is_done() {
+            break;
+        }
+        let message = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match message {
+            Message::Event(p, event) => {
+                let lane = &catalog.lanes[planned[p].lane];
+                show_event(&mut progress, p, lane, &event);
+            }
+            Message::Done(p, result, lock) => {
+                drop(lock);
+                let lane = &catalog.lanes[planned[p].lane];
+                progress.lane_done(p);
+                progress.line(&lane_line(lane, &result));
+                let passed = result.status.is_success();
+                for skip in plan.finish(p, passed) {
+                    let need = &catalog.lanes[planned[skip.need].lane].name;
+                    extra[skip.lane].push(Reason::NeedFailed { lane: need.clone() });
+                    progress.line(&format!(
+                        "{}: skipped, needs {need}, which did not pass",
+                        catalog.lanes[planned[skip.lane].lane].name
+                    ));
+                }
+                if !passed
+                    && lane.class == LaneClass::Required
+                    && !args.keep_going
+                    && !stopped
+                    && !cancel.is_cancelled()
+                {
+                    stopped = true;
+                    for q in plan.abandon() {
+                        extra[q].push(Reason::StoppedAfterFailure {
+                            lane: lane.name.clone(),
+                        });
+                        progress.lane_done(q);
+                    }
+                }
+                results[p] = Some(result);
+            }
+        }
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    // Lanes that finished after the plan was done may still have queued their last events.
+    while let Ok(Message::Event(p, event)) = rx.try_recv() {
+        show_event(&mut progress, p, &catalog.lanes[planned[p].lane], &event);
+    }
+    progress.finish();
+
+    // The report: every lane of the catalog, in catalog order.
+    let was_cancelled = cancel.is_cancelled();
+    let lanes: Vec<LaneReport> = selection
+        .lanes
+        .iter()
+        .zip(&catalog.lanes)
+        .enumerate()
+        .map(|(i, (selected, lane))| {
+            let mut reasons = selected.reasons.clone();
+            let Some(&p) = position.get(&i) else {
+                return LaneReport {
+                    name: lane.name.clone(),
+                    class: lane.class,
+                    status: Status::Skipped,
+                    reasons,
+                    duration_ms: 0,
+                    lock_wait_ms: 0,
+                    steps: Vec::new(),
+                };
+            };
+            reasons.append(&mut extra[p]);
+            match results[p].take() {
+                Some(result) => LaneReport {
+                    name: lane.name.clone(),
+                    class: lane.class,
+                    status: result.status,
+                    reasons,
+                    duration_ms: millis(result.duration),
+                    lock_wait_ms: millis(result.lock_wait),
+                    steps: result.steps,
+                },
+                None => LaneReport {
+                    name: lane.name.clone(),
+                    class: lane.class,
+                    status: if cancelled[p] {
+                        Status::Cancelled
+                    } else {
+                        Status::Skipped
+                    },
+                    reasons,
+                    duration_ms: 0,
+                    lock_wait_ms: 0,
+                    steps: Vec::new(),
+                },
+            }
+        })
+        .collect();
+    let required_failed = lanes.iter().any(|l| {
+        l.class == LaneClass::Required
+            && matches!(
+                l.status,
+                Status::Failed | Status::TimedOut | Status::Cancelled
+            )
+    });
+    let status = if was_cancelled {
+        "cancelled"
+    } else if required_failed {
+        "failed"
+    } else {
+        "passed"
+    };
+    let report = Report {
+        version: REPORT_VERSION,
+        run_id: run_id.clone(),
+        base: base.map(|b| b.as_str().to_owned()),
+        head: workspace.head.as_ref().map(|h| h.as_str().to_owned()),
+        started_at: started_at.to_string(),
+        duration_ms: millis(run_started.elapsed()),
+        status,
+        lanes,
+    };
+
+    let (hits, misses, saved_ms, ran_ms) = tally(&report.lanes);
+    if let Err(e) = store.record_run(&RunEvent {
+        run_id: run_id.clone(),
+        finished_at_ms: unix_millis(SystemTime::now()),
+        hits,
+        misses,
+        saved_ms,
+        ran_ms,
+    }) {
+        printer.err(&format!(
+            "warning: the run was not counted in the cache statistics: {e}\n"
+        ));
+    }
+    let json = serde_json::to_string_pretty(&report).expect("a report always serializes") + "\n";
+    let report_path = run_dir.join("report.json");
+    std::fs::write(&report_path, &json).map_err(|e| io("write", &report_path, e))?;
+    if let Some(path) = &args.report {
+        let path = dir.join(path);
+        std::fs::write(&path, &json).map_err(|e| io("write", &path, e))?;
+    }
+    printer.out(&summary(&report, &report_path))?;
+    Ok(if required_failed || was_cancelled {
+        exit::FAILED
+    } else {
+        exit::SUCCESS
+    })
+}
+
+/// The base commit (when there is one) and which lanes run.
+fn choose(
+    workspace: &Workspace,
+    catalog: &Catalog,
+    args: &RunArgs,
+) -> Result<(Option<lanes_git::CommitId>, lanes_core::Selection), CliError> {
+    let repo = &workspace.repo;
+    let base_rev = args.base.as_deref().filter(|b| !b.is_empty());
+    let needs_base = args.lanes.is_empty() && !args.all;
+    let base = match base_rev {
+        Some(rev) => Some(repo.resolve(rev)?),
+        None if needs_base => Some(repo.resolve(&repo.default_base()?)?),
+        // The base only labels the report when lanes are named or `--all` is given.
+        None => repo.default_base().ok().and_then(|b| repo.resolve(&b).ok()),
+    };
+    if !args.lanes.is_empty() {
+        return Ok((base, requested(catalog, &args.lanes)?));
+    }
+    if args.all {
+        return Ok((base, lanes_core::select(catalog, Trigger::All)));
+    }
+    let base_commit = base
+        .clone()
+        .expect("a base is resolved when selecting by change");
+    let head = workspace.head_commit()?;
+    let merge_base = repo.merge_base(&base_commit, &head)?;
+    let changed = workspace.changed_since(&merge_base)?;
+    let selection = lanes_core::select(
+        catalog,
+        Trigger::Changed {
+            paths: &changed,
+            catalog_path: CATALOG_PATH,
+        },
+    );
+    Ok((base, selection))
+}
+
+/// The named lanes and everything they need.
+fn requested(catalog: &Catalog, names: &[String]) -> Result<lanes_core::Selection, CliError> {
+    let mut reasons: BTreeMap<&str, Vec<Reason>> = BTreeMap::new();
+    let mut stack: Vec<&str> = Vec::new();
+    for name in names {
+        if catalog.lane(name).is_none() {
+            let all: Vec<&str> = catalog.lanes.iter().map(|l| l.name.as_str()).collect();
+            return Err(CliError::usage(
+                format!("no lane `{name}` in the catalog"),
+                format!("lanes: {}", all.join(", ")),
+            ));
+        }
+        let entry = reasons.entry(name.as_str()).or_default();
+        if !entry.contains(&Reason::Requested) {
+            entry.push(Reason::Requested);
+            stack.push(name);
+        }
+    }
+    while let Some(name) = stack.pop() {
+        let lane = catalog.lane(name).expect("only known lanes are stacked");
+        for need in &lane.needs {
+            let entry = reasons.entry(need.as_str()).or_default();
+            let reason = Reason::NeededBy {
+                lane: name.to_owned(),
+            };
+            if entry.is_empty() {
+                stack.push(need);
+            }
+            if !entry.contains(&reason) {
+                entry.push(reason);
+            }
+        }
+    }
+    Ok(lanes_core::Selection {
+        lanes: catalog
+            .lanes
+            .iter()
+            .map(|lane| {
+                let found = reasons.remove(lane.name.as_str());
+                LaneSelection {
+                    name: lane.name.clone(),
+                    class: lane.class,
+                    selected: found.is_some(),
+                    reasons: found.unwrap_or_else(|| vec![Reason::NotRequested]),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// The environment every step starts from.
+fn base_env(commit: &str, run_id: &str) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert(
+        "PATH".to_owned(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+    );
+    env.insert("LANG".to_owned(), "C.UTF-8".to_owned());
+    env.insert("CI".to_owned(), "true".to_owned());
+    env.insert("LANES_COMMIT".to_owned(), commit.to_owned());
+    env.insert("LANES_RUN_ID".to_owned(), run_id.to_owned());
+    env
+}
+
+/// `20261122T101500Z-1a2b3c`: sortable by time, unique per process.
+fn new_run_id(at: jiff::Timestamp) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(&at.as_nanosecond().to_le_bytes());
+    let random = hasher.finalize().to_hex();
+    format!("{}-{}", at.strftime("%Y%m%dT%H%M%SZ"), &random[..6])
+}
+
+/// Lock the first free lane directory slot under `dir`: the same path run after run (tools that
+/// remember absolute paths, such as cargo, keep their incremental state), another one when a
+/// concurrent `lanes run` holds it.
+fn take_slot(dir: &Path) -> std::io::Result<(PathBuf, File)> {
+    std::fs::create_dir_all(dir)?;
+    for n in 0.. {
+        let lock = File::create(dir.join(format!("{n}.lock")))?;
+        match lock.try_lock() {
+            Ok(()) => return Ok((dir.join(n.to_string()), lock)),
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Keep the logs and reports of the last [`KEEP_RUNS`] runs.
+fn prune_runs(runs: &Path, current: &str) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n != current)
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(KEEP_RUNS);
+    for name in &names[..excess] {
+        let _ = std::fs::remove_dir_all(runs.join(name));
+    }
+}
+
+fn header(
+    workspace: &Workspace,
+    base: &Option<lanes_git::CommitId>,
+    selection: &lanes_core::Selection,
+    run_set: &[usize],
+    run_id: &str,
+) -> String {
+    let head = match &workspace.head {
+        Some(h) => format!("{h:.12}"),
+        None => "working tree".to_owned(),
+    };
+    let base = base
+        .as_ref()
+        .map(|b| format!("base {b:.12}, "))
+        .unwrap_or_default();
+    format!(
+        "run {run_id}: {base}head {head}: {} of {} lanes to run",
+        run_set.len(),
+        selection.lanes.len()
+    )
+}
+
+fn show_event(progress: &mut Progress, p: usize, lane: &lanes_core::Lane, event: &Event) {
+    match event {
+        Event::StepStarted { index } => {
+            progress.lane_status(p, &lane.name, &lane.steps[*index].name);
+            progress.line(&format!(
+                "{}/{}: started",
+                lane.name, lane.steps[*index].name
+            ));
+        }
+        Event::StepFinished { index, result } => {
+            progress.line(&step_line(lane, result));
+            if matches!(result.status, Status::Failed | Status::TimedOut) {
+                progress.raw(&tail(&result.log, 50));
+            }
+            if let Some(next) = lane.steps.get(index + 1) {
+                progress.lane_status(p, &lane.name, &next.name);
+            }
+        }
+        Event::WaitingForMount { name } => {
+            progress.lane_status(p, &lane.name, &format!("waiting for cache mount {name}"));
+            progress.line(&format!(
+                "{}: waiting for the cache mount `{name}`, held by another lane",
+                lane.name
+            ));
+        }
+        Event::Output { index, line } => {
+            progress.raw(&format!(
+                "{}/{} | {line}\n",
+                lane.name, lane.steps[*index].name
+            ));
+        }
+        Event::Warning(text) => progress.line(&format!("warning: {text}")),
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+fn step_line(lane: &lanes_core::Lane, step: &StepResult) -> String {
+    let name = format!("{}/{}", lane.name, step.name);
+    match step.status {
+        Status::Cached => format!("{name}: cached (saved {})", seconds(step.saved_ms)),
+        Status::Passed => format!("{name}: passed in {}", seconds(step.duration_ms)),
+        Status::Failed => match step.exit_code {
+            Some(code) => format!(
+                "{name}: FAILED with exit code {code} after {}; log: {}",
+                seconds(step.duration_ms),
+                step.log.display()
+            ),
+            None => format!("{name}: FAILED; log: {}", step.log.display()),
+        },
+        Status::TimedOut => format!(
+            "{name}: TIMED OUT after {}; log: {}",
+            seconds(step.duration_ms),
+            step.log.display()
+        ),
+        Status::Cancelled => format!("{name}: cancelled after {}", seconds(step.duration_ms)),
+        Status::Skipped => format!("{name}: skipped"),
+    }
+}
+
+fn lane_line(lane: &lanes_core::Lane, result: &LaneResult) -> String {
+    let ran = result
+        .steps
+        .iter()
+        .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
+        .count();
+    let cached = result
+        .steps
+        .iter()
+        .filter(|s| s.status == Status::Cached)
+        .count();
+    let mut line = format!(
+        "{}: {} in {} ({ran} run, {cached} cached)",
+        lane.name,
+        result.status.as_str(),
+        seconds(millis(result.duration))
+    );
+    if let Some(error) = &result.error {
+        let _ = write!(line, ": {error}");
+    }
+    line
+}
+
+/// The last `n` lines of a log file.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    let mut out = String::new();
+    if start > 0 {
+        let _ = writeln!(out, "    ... {start} earlier lines in {}", path.display());
+    }
+    for line in &lines[start..] {
+        let _ = writeln!(out, "    | {line}");
+    }
+    out
+}
+
+/// Hits, misses (steps that ran with the cache on), time saved, time spent running.
+fn tally(lanes: &[LaneReport]) -> (u64, u64, u64, u64) {
+    let steps = lanes.iter().flat_map(|l| &l.steps);
+    let (mut hits, mut misses, mut saved, mut ran) = (0, 0, 0, 0);
+    for step in steps {
+        match step.cache {
+            lanes_exec::CacheUse::Hit => {
+                hits += 1;
+                saved += step.saved_ms;
+            }
+            lanes_exec::CacheUse::Miss if step.status != Status::Skipped => {
+                misses += 1;
+                ran += step.duration_ms;
+            }
+            _ if step.status != Status::Skipped => ran += step.duration_ms,
+            _ => {}
+        }
+    }
+    (hits, misses, saved, ran)
+}
+
+fn summary(report: &Report, report_path: &Path) -> String {
+    let shown: Vec<&LaneReport> = report
+        .lanes
+        .iter()
+        .filter(|l| !l.steps.is_empty() || l.status != Status::Skipped || is_runtime_skip(l))
+        .collect();
+    let width = shown.iter().map(|l| l.name.len()).max().unwrap_or(4).max(4);
+    let mut out = String::new();
+    if !shown.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:8}  {:9}  {:>8}  {:>10}  {:>8}",
+            "lane", "class", "status", "duration", "run/cached", "saved"
+        );
+    }
+    for lane in &shown {
+        let ran = lane
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
+            .count();
+        let cached = lane
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Cached)
+            .count();
+        let saved: u64 = lane.steps.iter().map(|s| s.saved_ms).sum();
+        let _ = writeln!(
+            out,
+            "{:width$}  {:8}  {:9}  {:>8}  {:>10}  {:>8}",
+            lane.name,
+            lane.class.as_str(),
+            lane.status.as_str(),
+            seconds(lane.duration_ms),
+            format!("{ran}/{cached}"),
+            seconds(saved),
+        );
+        if lane.steps.is_empty()
+            && let Some(reason) = lane.reasons.last()
+        {
+            let _ = writeln!(out, "{:width$}  ({})", "", describe(reason));
+        }
+    }
+    let not_selected = report.lanes.len() - shown.len();
+    if not_selected > 0 {
+        let _ = writeln!(
+            out,
+            "{not_selected} lane(s) not selected (see the report for reasons)"
+        );
+    }
+    let saved: u64 = report
+        .lanes
+        .iter()
+        .flat_map(|l| &l.steps)
+        .map(|s| s.saved_ms)
+        .sum();
+    let _ = writeln!(
+        out,
+        "run {} {} in {} (saved {}); report: {}",
+        report.run_id,
+        report.status,
+        seconds(report.duration_ms),
+        seconds(saved),
+        report_path.display()
+    );
+    out
+}
+
+fn is_runtime_skip(lane: &LaneReport) -> bool {
+    lane.reasons.iter().any(|r| {
+        matches!(
+            r,
+            Reason::NeedFailed { .. } | Reason::StoppedAfterFailure { .. } | Reason::RunCancelled
+        )
+    })
+}

@@ -1,0 +1,735 @@
+//! One lane, step by step: look the key up, restore what a hit produced, else run the step and
+//! record what it produced.
+//!
+//! The lane directory is only materialized when a step has to run: a lane whose every step hits
+//! touches nothing but the store. When steps 1..k hit and step k+1 must run, the directory is
+//! materialized from the fileset, the outputs of steps 1..k are restored onto it in order, and
+//! step k+1 starts from the state it would have had if 1..k had run.
+
+use crate::outputs::{self, OutputError, Snapshot};
+use crate::process::{self, Cancel, Outcome, StepCommand};
+use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, OutputTree, RESULT_VERSION};
+use lanes_core::glob::{MultiMatcher, Scratch};
+use lanes_core::{Digest, Lane, StepFingerprint};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How a step or a lane ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// It ran and exited 0.
+    Passed,
+    /// It ran and failed (non-zero exit, killed by a signal, or could not be started).
+    Failed,
+    /// It ran past its timeout, or its lane's, and was killed.
+    TimedOut,
+    /// The run was cancelled while it ran.
+    Cancelled,
+    /// It did not run: an earlier step or a needed lane failed, or it was not selected.
+    Skipped,
+    /// Its recorded result was reused.
+    Cached,
+}
+
+impl Status {
+    /// The name used in reports and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed-out",
+            Status::Cancelled => "cancelled",
+            Status::Skipped => "skipped",
+            Status::Cached => "cached",
+        }
+    }
+
+    /// Passed or cached.
+    pub fn is_success(self) -> bool {
+        matches!(self, Status::Passed | Status::Cached)
+    }
+}
+
+/// Whether the cache was consulted for a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheUse {
+    /// A recorded result was reused.
+    Hit,
+    /// Nothing usable was recorded; the step ran (or would have).
+    Miss,
+    /// The step has `cache = false`, or the run was started with `--no-cache`.
+    Disabled,
+}
+
+/// What happened to one step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    /// The step's name.
+    pub name: String,
+    /// How it ended.
+    pub status: Status,
+    /// Whether its result came from the cache.
+    pub cache: CacheUse,
+    /// Its key.
+    pub key: Digest,
+    /// Wall time spent on it in this run (restoring, for a hit).
+    pub duration_ms: u64,
+    /// For a hit, how long the recorded run took: the time the hit saved.
+    pub saved_ms: u64,
+    /// Exit code when it ran to completion (128 + signal when a signal ended it).
+    pub exit_code: Option<i32>,
+    /// The step's log file.
+    pub log: PathBuf,
+}
+
+/// What happened to one lane.
+#[derive(Clone, Debug)]
+pub struct LaneResult {
+    /// How it ended: `cached` when every step was a hit.
+    pub status: Status,
+    /// Wall time of the lane.
+    pub duration: Duration,
+    /// Time spent waiting for cache mounts held by other lanes.
+    pub lock_wait: Duration,
+    /// Every step, in order.
+    pub steps: Vec<StepResult>,
+    /// Why the lane could not run at all (materialization failed, a mount collides...).
+    pub error: Option<String>,
+}
+
+/// Something worth showing while a lane runs.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Step `index` started running (not sent for hits).
+    StepStarted {
+        /// Position in the lane.
+        index: usize,
+    },
+    /// Step `index` ended.
+    StepFinished {
+        /// Position in the lane.
+        index: usize,
+        /// Its result.
+        result: StepResult,
+    },
+    /// Waiting for a cache mount another lane holds.
+    WaitingForMount {
+        /// The mount.
+        name: String,
+    },
+    /// One line of a running step's output (only when [`LaneContext::stream`] is set).
+    Output {
+        /// Position in the lane.
+        index: usize,
+        /// The line, with its timestamp, without the newline.
+        line: String,
+    },
+    /// Something went wrong with the cache; the lane carries on without it.
+    Warning(String),
+}
+
+/// The lane's files, provided by whoever knows the repository.
+pub trait Fileset: Send {
+    /// Write exactly the lane's input files into the empty directory `dest`.
+    fn materialize(&self, dest: &Path) -> Result<(), String>;
+    /// The fileset's canonical listing, whose BLAKE3 is the fingerprint's `inputs` (kept so
+    /// `lanes explain` can name the files that changed).
+    fn listing(&self) -> Vec<u8>;
+}
+
+/// Where a lane runs and what it may use.
+pub struct LaneContext {
+    /// The step cache.
+    pub store: LocalStore,
+    /// The lane's slot: `src/` (the lane directory), `home/`, `tmp/` are made inside it.
+    pub slot: PathBuf,
+    /// Where step logs go: `<logs>/<step>.log`.
+    pub logs: PathBuf,
+    /// Where this lane's cache mounts live (`<mounts>/<name>/`, locked by `<name>.lock`).
+    pub mounts: PathBuf,
+    /// The base environment (`PATH`, `LANG`, `CI`, `LANES_COMMIT`, `LANES_RUN_ID`); `HOME`,
+    /// `TMPDIR`, `LANES_LANE`, `LANES_STEP` and the step's own variables are added.
+    pub env: BTreeMap<String, String>,
+    /// Whether recorded results may be reused (`--no-cache` turns this off; results are still
+    /// recorded).
+    pub lookup: bool,
+    /// Raised to stop the lane.
+    pub cancel: Cancel,
+    /// SIGTERM to SIGKILL.
+    pub grace: Duration,
+    /// Send every output line as [`Event::Output`].
+    pub stream: bool,
+    /// Where events go.
+    pub events: Arc<dyn Fn(Event) + Send + Sync>,
+}
+
+impl std::fmt::Debug for LaneContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneContext")
+            .field("slot", &self.slot)
+            .field("lookup", &self.lookup)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a hit left to apply if a later step has to run.
+struct Pending {
+    index: usize,
+    outputs: Digest,
+}
+
+/// Run `lane`'s steps (with their `fingerprints`, in order).
+pub fn run_lane(
+    lane: &Lane,
+    fingerprints: &[StepFingerprint],
+    fileset: &dyn Fileset,
+    cx: &LaneContext,
+) -> LaneResult {
+    let started = Instant::now();
+    let deadline = lane.timeout.map(|t| started + t);
+    let mut runner = Runner {
+        lane,
+        fingerprints,
+        fileset,
+        cx,
+        materialized: false,
+        pending: Vec::new(),
+        mounts: Vec::new(),
+        lock_wait: Duration::ZERO,
+    };
+    let mut steps: Vec<StepResult> = Vec::new();
+    let mut error = None;
+    let mut index = 0;
+    // Steps whose recorded outputs could not be restored: they run instead.
+    let mut no_lookup = vec![false; lane.steps.len()];
+    while index < lane.steps.len() {
+        if steps
+            .last()
+            .is_some_and(|s: &StepResult| !s.status.is_success())
+            || error.is_some()
+        {
+            steps.push(runner.skipped(index));
+            index += 1;
+            continue;
+        }
+        if cx.cancel.is_cancelled() {
+            steps.push(StepResult {
+                status: Status::Cancelled,
+                ..runner.skipped(index)
+            });
+            index += 1;
+            continue;
+        }
+        match runner.step(index, deadline, no_lookup[index]) {
+            Ok(result) => {
+                (cx.events)(Event::StepFinished {
+                    index,
+                    result: result.clone(),
+                });
+                steps.push(result);
+                index += 1;
+            }
+            Err(StepError::Restore { index: bad, why }) => {
+                (cx.events)(Event::Warning(format!(
+                    "lane {}: the recorded outputs of step {} could not be restored ({why}); \
+                     running it again",
+                    lane.name, lane.steps[bad].name
+                )));
+                no_lookup[bad] = true;
+                runner.materialized = false;
+                runner.pending.clear();
+                steps.truncate(bad);
+                index = bad;
+                // The hits before `bad` must be applied again on the fresh directory.
+                runner.pending = steps
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| (s.cache == CacheUse::Hit).then_some(i))
+                    .filter_map(|i| {
+                        runner.recorded_outputs(i).map(|o| Pending {
+                            index: i,
+                            outputs: o,
+                        })
+                    })
+                    .collect();
+            }
+            Err(StepError::Lane(why)) => {
+                error = Some(why);
+                steps.push(StepResult {
+                    status: Status::Failed,
+                    ..runner.skipped(index)
+                });
+                (cx.events)(Event::StepFinished {
+                    index,
+                    result: steps[index].clone(),
+                });
+                index += 1;
+            }
+        }
+    }
+    let status = lane_status(&steps);
+    LaneResult {
+        status,
+        duration: started.elapsed(),
+        lock_wait: runner.lock_wait,
+        steps,
+        error,
+    }
+}
+
+fn lane_status(steps: &[StepResult]) -> Status {
+    if let Some(bad) = steps.iter().find(|s| {
+        matches!(
+            s.status,
+            Status::Failed | Status::TimedOut | Status::Cancelled
+        )
+    }) {
+        return bad.status;
+    }
+    if steps.iter().all(|s| s.status == Status::Cached) {
+        Status::Cached
+    } else {
+        Status::Passed
+    }
+}
+
+enum StepError {
+    /// The recorded outputs of step `index` (a hit) could not be restored.
+    Restore { index: usize, why: String },
+    /// The lane cannot go on.
+    Lane(String),
+}
+
+struct Runner<'a> {
+    lane: &'a Lane,
+    fingerprints: &'a [StepFingerprint],
+    fileset: &'a dyn Fileset,
+    cx: &'a LaneContext,
+    materialized: bool,
+    pending: Vec<Pending>,
+    /// Held cache-mount locks.
+    mounts: Vec<File>,
+    lock_wait: Duration,
+}
+
+impl Runner<'_> {
+    fn src(&self) -> PathBuf {
+        self.cx.slot.join("src")
+    }
+
+    fn log_path(&self, index: usize) -> PathBuf {
+        self.cx
+            .logs
+            .join(format!("{}.log", self.lane.steps[index].name))
+    }
+
+    fn warn(&self, message: String) {
+        (self.cx.events)(Event::Warning(message));
+    }
+
+    fn skipped(&self, index: usize) -> StepResult {
+        StepResult {
+            name: self.lane.steps[index].name.clone(),
+            status: Status::Skipped,
+            cache: CacheUse::Miss,
+            key: self.fingerprints[index].key(),
+            duration_ms: 0,
+            saved_ms: 0,
+            exit_code: None,
+            log: self.log_path(index),
+        }
+    }
+
+    /// The outputs digest recorded for step `index`, looked up again.
+    fn recorded_outputs(&self, index: usize) -> Option<Digest> {
+        match self.cx.store.get_action(&self.fingerprints[index].key()) {
+            Ok(Lookup::Hit(result)) => Some(result.outputs),
+            _ => None,
+        }
+    }
+
+    fn step(
+        &mut self,
+        index: usize,
+        deadline: Option<Instant>,
+        no_lookup: bool,
+    ) -> Result<StepResult, StepError> {
+        let step = &self.lane.steps[index];
+        let fingerprint = &self.fingerprints[index];
+        let key = fingerprint.key();
+        let started = Instant::now();
+        let cache = if !step.cache || !self.cx.lookup {
+            CacheUse::Disabled
+        } else {
+            CacheUse::Miss
+        };
+        if cache == CacheUse::Miss
+            && !no_lookup
+            && let Some(hit) = self.lookup(index, &key)
+        {
+            return Ok(StepResult {
+                name: step.name.clone(),
+                status: Status::Cached,
+                cache: CacheUse::Hit,
+                key,
+                duration_ms: millis(started.elapsed()),
+                saved_ms: hit.duration_ms,
+                exit_code: Some(hit.exit_code),
+                log: self.log_path(index),
+            });
+        }
+
+        self.prepare()?;
+        (self.cx.events)(Event::StepStarted { index });
+        let src = self.src();
+        let before = match Snapshot::take(&src, &self.lane.cache_mounts) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.warn(format!("lane {}: cannot list the lane directory before step {}: {e}; its result will not be recorded", self.lane.name, step.name));
+                None
+            }
+        };
+        let log_path = self.log_path(index);
+        let log = File::create(&log_path)
+            .map_err(|e| StepError::Lane(format!("cannot create {}: {e}", log_path.display())))?;
+        let mut argv: Vec<String> = step.shell().split_whitespace().map(str::to_owned).collect();
+        argv.push(step.run.clone());
+        let mut env = self.cx.env.clone();
+        let home = self.cx.slot.join("home");
+        env.insert("HOME".into(), home.display().to_string());
+        env.insert(
+            "TMPDIR".into(),
+            self.cx.slot.join("tmp").display().to_string(),
+        );
+        for (name, value) in &fingerprint.pass_env {
+            if let Some(value) = value {
+                env.insert(name.clone(), value.clone());
+            }
+        }
+        env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.insert("LANES_LANE".into(), self.lane.name.clone());
+        env.insert("LANES_STEP".into(), step.name.clone());
+        let lane_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = match (step.timeout, lane_left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let command = StepCommand {
+            argv,
+            cwd: src.clone(),
+            env,
+            timeout,
+            grace: self.cx.grace,
+        };
+        let writer = LogWriter {
+            file: log,
+            line: Vec::new(),
+            stream: self.cx.stream.then(|| (Arc::clone(&self.cx.events), index)),
+        };
+        let finished = match process::run(&command, writer, &self.cx.cancel) {
+            Ok(finished) => finished,
+            Err(e) => {
+                let _ = std::fs::write(&log_path, format!("lanes: {e}\n"));
+                return Ok(StepResult {
+                    name: step.name.clone(),
+                    status: Status::Failed,
+                    cache,
+                    key,
+                    duration_ms: millis(started.elapsed()),
+                    saved_ms: 0,
+                    exit_code: None,
+                    log: log_path,
+                });
+            }
+        };
+        let (status, exit_code) = match finished.outcome {
+            Outcome::Exited(0) => (Status::Passed, Some(0)),
+            Outcome::Exited(code) => (Status::Failed, Some(code)),
+            Outcome::Signaled(signal) => (Status::Failed, Some(128 + signal)),
+            Outcome::TimedOut => (Status::TimedOut, None),
+            Outcome::Cancelled => (Status::Cancelled, None),
+        };
+        if status == Status::Passed
+            && step.cache
+            && let Some(before) = before
+        {
+            self.record(index, &key, &before, &log_path, finished.duration);
+        }
+        self.remember(index, &key, status);
+        Ok(StepResult {
+            name: step.name.clone(),
+            status,
+            cache,
+            key,
+            duration_ms: millis(started.elapsed()),
+            saved_ms: 0,
+            exit_code,
+            log: log_path,
+        })
+    }
+
+    /// A usable recorded result for step `index`, with its log written out; `None` for a miss.
+    fn lookup(&mut self, index: usize, key: &str) -> Option<ActionResult> {
+        let store = &self.cx.store;
+        let found = (|| -> Result<Option<ActionResult>, CacheError> {
+            let _guard = store.guard()?;
+            match store.get_action(key)? {
+                Lookup::Hit(result) => {
+                    let path = self.log_path(index);
+                    let _ = std::fs::remove_file(&path);
+                    if store.copy_blob_to(&result.log, &path, false)? {
+                        Ok(Some(result))
+                    } else {
+                        Ok(None)
+                    }
+                }
+                Lookup::Miss => Ok(None),
+                Lookup::Corrupt(why) => {
+                    self.warn(format!(
+                        "lane {} step {}: the cache entry {} was corrupt and has been removed ({why}); running the step",
+                        self.lane.name, self.lane.steps[index].name, &key[..12]
+                    ));
+                    Ok(None)
+                }
+            }
+        })();
+        match found {
+            Ok(Some(result)) => {
+                self.pending.push(Pending {
+                    index,
+                    outputs: result.outputs.clone(),
+                });
+                Some(result)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.warn(format!(
+                    "lane {} step {}: cache lookup failed ({e}); running the step",
+                    self.lane.name, self.lane.steps[index].name
+                ));
+                None
+            }
+        }
+    }
+
+    /// Make the lane directory ready for a step to run: materialized, earlier hits restored,
+    /// cache mounts held and linked.
+    fn prepare(&mut self) -> Result<(), StepError> {
+        if !self.materialized {
+            let src = self.src();
+            for dir in [&src, &self.cx.slot.join("home"), &self.cx.slot.join("tmp")] {
+                remove_dir_if_present(dir).map_err(StepError::Lane)?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StepError::Lane(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            self.fileset
+                .materialize(&src)
+                .map_err(|e| StepError::Lane(format!("materializing the lane's files: {e}")))?;
+            self.hold_mounts()?;
+            self.materialized = true;
+        }
+        for pending in std::mem::take(&mut self.pending) {
+            let restored = (|| -> Result<(), OutputError> {
+                let _guard = self.cx.store.guard()?;
+                let tree: OutputTree = outputs::load_tree(&self.cx.store, &pending.outputs)?
+                    .ok_or_else(|| OutputError::MissingBlob {
+                        path: "(output tree)".into(),
+                        digest: pending.outputs.clone(),
+                    })?;
+                outputs::restore(&self.cx.store, &self.src(), &tree)
+            })();
+            if let Err(e) = restored {
+                return Err(StepError::Restore {
+                    index: pending.index,
+                    why: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Take every cache mount of the lane (waiting while another lane holds one) and link it
+    /// into the lane directory.
+    fn hold_mounts(&mut self) -> Result<(), StepError> {
+        if !self.mounts.is_empty() {
+            return Ok(());
+        }
+        for name in &self.lane.cache_mounts {
+            let dir = self.cx.mounts.join(name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StepError::Lane(format!("cannot create {}: {e}", dir.display())))?;
+            let lock_path = self.cx.mounts.join(format!("{name}.lock"));
+            let lock = File::create(&lock_path).map_err(|e| {
+                StepError::Lane(format!("cannot create {}: {e}", lock_path.display()))
+            })?;
+            let waiting = Instant::now();
+            let mut told = false;
+            loop {
+                match lock.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        if !told {
+                            (self.cx.events)(Event::WaitingForMount { name: name.clone() });
+                            told = true;
+                        }
+                        if self.cx.cancel.is_cancelled() {
+                            return Err(StepError::Lane(format!(
+                                "cancelled while waiting for the cache mount `{name}`"
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(StepError::Lane(format!(
+                            "cannot lock {}: {e}",
+                            lock_path.display()
+                        )));
+                    }
+                }
+            }
+            self.lock_wait += waiting.elapsed();
+            self.mounts.push(lock);
+            let link = self.src().join(name);
+            if std::fs::symlink_metadata(&link).is_ok() {
+                return Err(StepError::Lane(format!(
+                    "the cache mount `{name}` collides with `{name}` in the lane's files; rename the mount or exclude the path from `inputs`"
+                )));
+            }
+            std::os::unix::fs::symlink(&dir, &link).map_err(|e| {
+                StepError::Lane(format!("cannot link the cache mount `{name}`: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Store what a passing step produced. Failures only warn: caching never fails a step.
+    fn record(
+        &self,
+        index: usize,
+        key: &str,
+        before: &Snapshot,
+        log_path: &Path,
+        duration: Duration,
+    ) {
+        let step = &self.lane.steps[index];
+        let store = &self.cx.store;
+        let recorded = (|| -> Result<(), OutputError> {
+            let _guard = store.guard()?;
+            let src = self.src();
+            let after = Snapshot::take(&src, &self.lane.cache_mounts)?;
+            let matcher = step.outputs.as_deref().map(MultiMatcher::single);
+            let filter = matcher
+                .as_ref()
+                .map(|m| move |path: &str| m.decide(path, &mut Scratch::default()).is_some());
+            let filter_ref = filter.as_ref().map(|f| f as &dyn Fn(&str) -> bool);
+            let (outputs, _) = outputs::capture(store, &src, before, &after, filter_ref)?;
+            let (log, _) = store.put_file(log_path)?;
+            let fingerprint = self.fingerprints[index].clone();
+            if !store.has_blob(&fingerprint.inputs) {
+                store.put_blob(&self.fileset.listing())?;
+            }
+            store.put_action(&ActionResult {
+                version: RESULT_VERSION,
+                key: key.to_owned(),
+                fingerprint,
+                exit_code: 0,
+                duration_ms: millis(duration),
+                log,
+                outputs,
+            })?;
+            Ok(())
+        })();
+        if let Err(e) = recorded {
+            self.warn(format!(
+                "lane {} step {}: the result was not cached: {e}",
+                self.lane.name, step.name
+            ));
+        }
+    }
+
+    /// Keep the fingerprint of a step that ran, for `lanes explain`.
+    fn remember(&self, index: usize, key: &str, status: Status) {
+        let store = &self.cx.store;
+        let fingerprint = &self.fingerprints[index];
+        let remembered = (|| -> Result<(), CacheError> {
+            if !store.has_blob(&fingerprint.inputs) {
+                store.put_blob(&self.fileset.listing())?;
+            }
+            store.record_history(&lanes_cache::HistoryEntry {
+                lane: self.lane.name.clone(),
+                step: self.lane.steps[index].name.clone(),
+                key: key.to_owned(),
+                fingerprint: fingerprint.clone(),
+                status: status.as_str().to_owned(),
+                recorded_at_ms: unix_millis(SystemTime::now()),
+            })
+        })();
+        if let Err(e) = remembered {
+            self.warn(format!(
+                "lane {} step {}: could not keep its fingerprint for `lanes explain`: {e}",
+                self.lane.name, self.lane.steps[index].name
+            ));
+        }
+    }
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<(), String> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("cannot clear {}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
+}
+
+/// The step log: every byte to the file; whole lines to the event stream when asked.
+struct LogWriter {
+    file: File,
+    line: Vec<u8>,
+    stream: Option<(Arc<dyn Fn(Event) + Send + Sync>, usize)>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write_all(buf)?;
+        if let Some((events, index)) = &self.stream {
+            for &b in buf {
+                if b == b'\n' {
+                    let line = String::from_utf8_lossy(&self.line).into_owned();
+                    events(Event::Output {
+                        index: *index,
+                        line,
+                    });
+                    self.line.clear();
+                } else {
+                    self.line.push(b);
+                }
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
