@@ -203,7 +203,7 @@ impl LocalStore {
                 Ok(()) => remove(&run.path)?,
                 // A start it does not say protects everything rather than nothing.
                 Err(TryLockError::WouldBlock) => {
-                    starts.push(read_start(&run.path)?.unwrap_or(SystemTime::UNIX_EPOCH));
+                    starts.push(read_start(&file, &run.path)?.unwrap_or(SystemTime::UNIX_EPOCH));
                 }
                 Err(TryLockError::Error(e)) => return Err(e).at("lock", &run.path),
             }

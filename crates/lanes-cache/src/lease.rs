@@ -9,7 +9,7 @@
 use crate::error::{CacheError, IoContext};
 use crate::store::LocalStore;
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -107,14 +107,15 @@ impl LocalStore {
     }
 }
 
-/// When the run registered at `path` started, read from a registration file that a live run
-/// holds locked. `None` when the file does not say (garbage collection then protects everything).
-pub(crate) fn read_start(path: &Path) -> Result<Option<SystemTime>, CacheError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+/// When a run started, read from its registration `file` (at `path`), which the live run holds
+/// locked. `None` when the file does not say.
+pub(crate) fn read_start(file: &File, path: &Path) -> Result<Option<SystemTime>, CacheError> {
+    let mut text = String::new();
+    match (&*file).read_to_string(&mut text) {
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(None),
         Err(e) => return Err(e).at("read", path),
-    };
+    }
     Ok(text
         .trim()
         .parse::<u64>()

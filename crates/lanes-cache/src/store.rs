@@ -47,7 +47,9 @@ impl LocalStore {
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, CacheError> {
         let digest = blake3::hash(bytes).to_hex().to_string();
         let path = self.blob_path(&digest)?;
-        if !touch(&path) {
+        // An existing blob is only trusted after a check: a corrupt one is replaced, so a new
+        // result never refers to bad bytes.
+        if !(touch(&path) && std::fs::read(&path).is_ok_and(|existing| existing == bytes)) {
             self.write_atomically(&path, |file| file.write_all(bytes))?;
         }
         Ok(digest)
@@ -74,7 +76,7 @@ impl LocalStore {
         }
         let digest = hasher.finalize().to_hex().to_string();
         let path = self.blob_path(&digest)?;
-        if !touch(&path) {
+        if !(touch(&path) && hash_file(&path).is_ok_and(|existing| existing == digest)) {
             self.persist(temp, &path)?;
         }
         Ok((digest, size))
@@ -262,6 +264,13 @@ fn check_digest(digest: &str) -> Result<(), CacheError> {
     } else {
         Err(CacheError::InvalidDigest(digest.to_owned()))
     }
+}
+
+/// BLAKE3 of a file's bytes, read in chunks.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Mark an existing entry as just used (its mtime is the last-use time garbage collection goes

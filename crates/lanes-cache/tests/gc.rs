@@ -128,8 +128,18 @@ fn actions_that_cannot_be_used_are_removed() {
     let no_tree = record(&store, "no tree", &[b"no tree output"]);
     let bad_tree = record(&store, "bad tree", &[b"bad tree output"]);
     let garbage = record(&store, "garbage", &[b"garbage output"]);
+    // Intact as a blob, but not an output tree.
+    let mut not_a_tree = record(&store, "not a tree", &[b"not a tree output"]);
+    not_a_tree.result.outputs = store.put_blob(b"[1, 2, 3]").expect("put");
+    not_a_tree.blobs.push(not_a_tree.result.outputs.clone());
+    store.put_action(&not_a_tree.result).expect("put action");
     std::fs::remove_file(blob_file(&store, &no_tree.result.outputs)).expect("remove tree");
-    std::fs::write(blob_file(&store, &bad_tree.result.outputs), b"not a tree").expect("corrupt");
+    // A well-formed tree, but not the bytes the digest names.
+    std::fs::write(
+        blob_file(&store, &bad_tree.result.outputs),
+        b"{\"version\":1,\"entries\":[]}",
+    )
+    .expect("corrupt");
     std::fs::write(
         common::action_file(&store, &garbage.result.key),
         b"{\"truncated\":",
@@ -137,10 +147,10 @@ fn actions_that_cannot_be_used_are_removed() {
     .expect("truncate");
 
     let report = store.gc(unlimited()).expect("gc");
-    assert_eq!(report.actions_removed, 3);
+    assert_eq!(report.actions_removed, 4);
     assert_eq!(report.actions_kept, 1);
     assert!(good.present(&store));
-    for broken in [&no_tree, &bad_tree, &garbage] {
+    for broken in [&no_tree, &bad_tree, &garbage, &not_a_tree] {
         assert!(
             broken.absent(&store),
             "{}",

@@ -1,7 +1,7 @@
 //! The order lanes run in on one machine: `needs` first, at most `jobs` at once, at most a
 //! group's `limit` of one concurrency group at once.
 //!
-//! A value in, decisions out: the caller starts what [`Plan::next`] returns and reports back
+//! A value in, decisions out: the caller starts what [`Plan::start`] returns and reports back
 //! with [`Plan::finish`]; lanes whose need did not pass come back as skipped.
 
 /// One lane of the plan.
@@ -60,7 +60,7 @@ impl Plan {
 
     /// The next lane that may start now, marked as running; `None` when nothing can start until
     /// a running lane finishes (or nothing is left).
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn start(&mut self) -> Option<usize> {
         if self.running >= self.jobs {
             return None;
         }
@@ -165,9 +165,9 @@ mod tests {
             vec![],
             4,
         );
-        assert_eq!(plan.next(), Some(0));
-        assert_eq!(plan.next(), Some(3));
-        assert_eq!(plan.next(), None, "1 waits for 0");
+        assert_eq!(plan.start(), Some(0));
+        assert_eq!(plan.start(), Some(3));
+        assert_eq!(plan.start(), None, "1 waits for 0");
         assert_eq!(
             plan.finish(0, false),
             vec![Skip { lane: 1, need: 0 }, Skip { lane: 2, need: 1 }]
@@ -189,23 +189,23 @@ mod tests {
             vec![1],
             2,
         );
-        assert_eq!(plan.next(), Some(0));
-        assert_eq!(plan.next(), Some(2), "1 is blocked by the group");
-        assert_eq!(plan.next(), None, "two jobs at once");
+        assert_eq!(plan.start(), Some(0));
+        assert_eq!(plan.start(), Some(2), "1 is blocked by the group");
+        assert_eq!(plan.start(), None, "two jobs at once");
         plan.finish(2, true);
-        assert_eq!(plan.next(), Some(3));
+        assert_eq!(plan.start(), Some(3));
         plan.finish(0, true);
-        assert_eq!(plan.next(), Some(1));
+        assert_eq!(plan.start(), Some(1));
         assert_eq!(plan.running(), 2);
     }
 
     #[test]
     fn abandon_skips_what_has_not_started() {
         let mut plan = Plan::new(vec![lane(&[], None), lane(&[0], None)], vec![], 1);
-        assert_eq!(plan.next(), Some(0));
+        assert_eq!(plan.start(), Some(0));
         assert_eq!(plan.abandon(), vec![1]);
         plan.finish(0, true);
         assert!(plan.is_done());
-        assert_eq!(plan.next(), None);
+        assert_eq!(plan.start(), None);
     }
 }

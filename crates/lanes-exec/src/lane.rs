@@ -144,6 +144,9 @@ pub trait Fileset: Send {
     fn listing(&self) -> Vec<u8>;
 }
 
+/// Where a lane's events go.
+pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
 /// Where a lane runs and what it may use.
 pub struct LaneContext {
     /// The step cache.
@@ -167,7 +170,7 @@ pub struct LaneContext {
     /// Send every output line as [`Event::Output`].
     pub stream: bool,
     /// Where events go.
-    pub events: Arc<dyn Fn(Event) + Send + Sync>,
+    pub events: Events,
 }
 
 impl std::fmt::Debug for LaneContext {
@@ -706,7 +709,7 @@ pub fn unix_millis(t: SystemTime) -> u64 {
 struct LogWriter {
     file: File,
     line: Vec<u8>,
-    stream: Option<(Arc<dyn Fn(Event) + Send + Sync>, usize)>,
+    stream: Option<(Events, usize)>,
 }
 
 impl Write for LogWriter {

@@ -219,7 +219,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
             }
         }
         if !stopped && !cancel.is_cancelled() {
-            while let Some(p) = plan.next() {
+            while let Some(p) = plan.start() {
                 let lane = &catalog.lanes[planned[p].lane];
                 progress.lane_status(p, &lane.name, "starting");
                 let files = planned[p].files.take().unwrap_or_default();

@@ -1,0 +1,621 @@
+//! `lanes run` end to end: the real binary, real temporary repositories, real processes, a real
+//! cache directory per test.
+
+mod common;
+
+use common::{Repo, Run, lanes_in};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A repository, its own cache directory and a scratch directory steps may write to
+/// (`$OUT`, passed with `pass-env`).
+struct Fixture {
+    repo: Repo,
+    cache: tempfile::TempDir,
+    out: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(catalog: &str) -> Fixture {
+        let repo = Repo::new();
+        repo.write("lanes.toml", catalog);
+        Fixture {
+            repo,
+            cache: tempfile::tempdir().expect("tempdir"),
+            out: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            (
+                "LANES_CACHE_DIR",
+                self.cache.path().to_str().expect("utf-8"),
+            ),
+            ("OUT", self.out.path().to_str().expect("utf-8")),
+        ]
+    }
+
+    /// `lanes run ARGS --report R`; returns the outcome and the report.
+    fn run(&self, args: &[&str]) -> (Run, Value) {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], extra: &[(&str, &str)]) -> (Run, Value) {
+        let report = self.out.path().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--report", report.to_str().expect("utf-8")]);
+        let mut env = self.env();
+        env.extend_from_slice(extra);
+        let run = lanes_in(&self.repo.path, &all, &env);
+        let report = std::fs::read_to_string(&report)
+            .map(|text| serde_json::from_str(&text).expect("the report is JSON"))
+            .unwrap_or(Value::Null);
+        (run, report)
+    }
+
+    /// Lines a step appended to `$OUT/NAME`.
+    fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.out.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn blobs(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let root = self.cache.path().join("v1/blobs");
+        for dir in std::fs::read_dir(root).expect("blobs dir") {
+            for file in std::fs::read_dir(dir.expect("entry").path()).expect("shard") {
+                found.push(file.expect("entry").path());
+            }
+        }
+        found
+    }
+}
+
+fn lane<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["lanes"]
+        .as_array()
+        .expect("lanes")
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no lane {name} in {report:#}"))
+}
+
+/// `(status, cache)` of every step of a lane.
+fn steps(report: &Value, name: &str) -> Vec<(String, String)> {
+    lane(report, name)["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["status"].as_str().expect("status").to_owned(),
+                s["cache"].as_str().expect("cache").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pair(status: &str, cache: &str) -> (String, String) {
+    (status.to_owned(), cache.to_owned())
+}
+
+const THREE_STEPS: &str = r#"version = 1
+
+[lane.build]
+inputs = ["src/"]
+[[lane.build.step]]
+name = "gen"
+run = "echo gen >> $OUT/ran; mkdir -p gen; cat src/a.txt > gen/a.copy"
+pass-env = ["OUT"]
+[[lane.build.step]]
+name = "compile"
+run = "echo compile >> $OUT/ran; cat gen/a.copy gen/a.copy > compiled"
+pass-env = ["OUT"]
+[[lane.build.step]]
+name = "check"
+run = "echo check >> $OUT/ran; test -f compiled; cat compiled"
+pass-env = ["OUT"]
+"#;
+
+fn three_steps() -> Fixture {
+    let f = Fixture::new(THREE_STEPS);
+    f.repo
+        .write("src/a.txt", "alpha\n")
+        .write("other/b.txt", "beta\n");
+    f.repo.commit("init");
+    f
+}
+
+#[test]
+fn a_second_run_hits_every_step_and_runs_nothing() {
+    let f = three_steps();
+    let (first, report) = f.run(&["--all"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(lane(&report, "build")["status"], "passed");
+    assert_eq!(f.lines("ran"), ["gen", "compile", "check"]);
+
+    let (second, report) = f.run(&["--all"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(lane(&report, "build")["status"], "cached");
+    assert_eq!(steps(&report, "build"), vec![pair("cached", "hit"); 3]);
+    assert_eq!(
+        f.lines("ran"),
+        ["gen", "compile", "check"],
+        "nothing ran again"
+    );
+    // The cached step's log is the recorded one.
+    let log = lane(&report, "build")["steps"][2]["log"]
+        .as_str()
+        .expect("log");
+    assert!(std::fs::read_to_string(log).expect("log").contains("alpha"));
+}
+
+#[test]
+fn a_changed_input_misses_from_the_first_step_and_an_outside_change_keeps_every_hit() {
+    let f = three_steps();
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+
+    f.repo.write("other/b.txt", "changed outside the fileset\n");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "build"), vec![pair("cached", "hit"); 3]);
+
+    f.repo.write("src/a.txt", "changed inside\n");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "build"), vec![pair("passed", "miss"); 3]);
+    let log = lane(&report, "build")["steps"][2]["log"]
+        .as_str()
+        .expect("log");
+    assert!(
+        std::fs::read_to_string(log)
+            .expect("log")
+            .contains("changed inside")
+    );
+}
+
+#[test]
+fn a_changed_third_step_reuses_the_first_two_and_sees_their_outputs() {
+    let f = three_steps();
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    f.repo.write(
+        "lanes.toml",
+        &THREE_STEPS.replace(
+            "test -f compiled; cat compiled",
+            "wc -l < compiled; cat gen/a.copy",
+        ),
+    );
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        steps(&report, "build"),
+        vec![
+            pair("cached", "hit"),
+            pair("cached", "hit"),
+            pair("passed", "miss")
+        ]
+    );
+    assert_eq!(f.lines("ran"), ["gen", "compile", "check", "check"]);
+    let log = lane(&report, "build")["steps"][2]["log"]
+        .as_str()
+        .expect("log");
+    let log = std::fs::read_to_string(log).expect("log");
+    assert!(log.contains("] 2\n") && log.contains("] alpha\n"), "{log}");
+}
+
+#[test]
+fn a_failing_step_is_not_cached_and_runs_again() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.flaky]
+[[lane.flaky.step]]
+name = "fail"
+run = "echo try >> $OUT/tries; exit 7"
+pass-env = ["OUT"]
+"#,
+    );
+    f.repo.commit("init");
+    for _ in 0..2 {
+        let (run, report) = f.run(&["--all"]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert_eq!(steps(&report, "flaky"), vec![pair("failed", "miss")]);
+        assert_eq!(lane(&report, "flaky")["steps"][0]["exit_code"], 7);
+    }
+    assert_eq!(f.lines("tries"), ["try", "try"]);
+}
+
+#[test]
+fn a_step_sees_only_its_lanes_fileset() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.narrow]
+inputs = ["a/"]
+[[lane.narrow.step]]
+name = "look"
+run = "find . -type f | sort > $OUT/seen; cat b/secret.txt"
+pass-env = ["OUT"]
+"#,
+    );
+    f.repo
+        .write("a/visible.txt", "yes\n")
+        .write("b/secret.txt", "no\n");
+    f.repo.commit("init");
+    f.repo.write("a/untracked.txt", "also visible\n");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(
+        run.code, 1,
+        "reading b/secret.txt must fail: {}",
+        run.stderr
+    );
+    assert_eq!(steps(&report, "narrow"), vec![pair("failed", "miss")]);
+    assert_eq!(f.lines("seen"), ["./a/untracked.txt", "./a/visible.txt"]);
+}
+
+/// Whether a process with this pid is still running (zombies count as gone).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_pid(path: &Path) -> i32 {
+    let mut pid = 0;
+    wait_until(&format!("{} holds a pid", path.display()), || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        pid > 0
+    });
+    pid
+}
+
+#[test]
+fn a_timeout_kills_the_step_and_its_grandchildren() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.slow]
+[[lane.slow.step]]
+name = "hang"
+run = "bash -c 'sleep 300 & echo $! > $OUT/grandchild; wait'"
+pass-env = ["OUT"]
+timeout = "1s"
+"#,
+    );
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(lane(&report, "slow")["status"], "timed-out");
+    assert_eq!(steps(&report, "slow"), vec![pair("timed-out", "miss")]);
+    let pid = read_pid(&f.out.path().join("grandchild"));
+    wait_until("the grandchild is gone", || !alive(pid));
+}
+
+#[test]
+fn lanes_in_a_group_with_limit_one_never_overlap() {
+    let step = |lane: &str| {
+        format!(
+            r#"
+[lane.{lane}]
+concurrency = "one"
+[[lane.{lane}.step]]
+name = "work"
+run = "echo start $(date +%s%N) >> $OUT/{lane}; sleep 0.3; echo end $(date +%s%N) >> $OUT/{lane}"
+pass-env = ["OUT"]
+cache = false
+"#
+        )
+    };
+    let catalog = format!(
+        "version = 1\n[group.one]\nlimit = 1\n{}{}{}",
+        step("a"),
+        step("b"),
+        step("c")
+    );
+    let f = Fixture::new(&catalog);
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all", "-j", "3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut spans: Vec<(u128, u128)> = ["a", "b", "c"]
+        .iter()
+        .map(|l| {
+            assert_eq!(lane(&report, l)["status"], "passed");
+            let lines = f.lines(l);
+            let at = |i: usize| -> u128 {
+                lines[i]
+                    .split(' ')
+                    .nth(1)
+                    .expect("time")
+                    .parse()
+                    .expect("number")
+            };
+            (at(0), at(1))
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlap: {spans:?}");
+    }
+}
+
+#[test]
+fn a_corrupt_blob_is_a_miss_with_a_warning_never_a_hit() {
+    let f = three_steps();
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    let blobs = f.blobs();
+    assert!(!blobs.is_empty());
+    for blob in &blobs {
+        let mut bytes = std::fs::read(blob).expect("read blob");
+        bytes.push(b'!');
+        std::fs::write(blob, bytes).expect("corrupt blob");
+    }
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "build"), vec![pair("passed", "miss"); 3]);
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains("corrupt"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.lines("ran").len(), 6, "every step ran again");
+    // The fresh results are good again.
+    let (_, report) = f.run(&["--all"]);
+    assert_eq!(steps(&report, "build"), vec![pair("cached", "hit"); 3]);
+}
+
+#[test]
+fn two_runs_at_once_share_one_cache_safely() {
+    let f = three_steps();
+    let spawn = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        cmd.current_dir(&f.repo.path)
+            .args(["run", "--all"])
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("LANES_BASE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in f.env() {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn lanes")
+    };
+    let runs: Vec<_> = (0..3).map(|_| spawn()).collect();
+    for child in runs {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "build"), vec![pair("cached", "hit"); 3]);
+}
+
+#[test]
+fn ctrl_c_cancels_kills_the_step_tree_and_the_next_run_works() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.long]
+[[lane.long.step]]
+name = "wait"
+run = "bash -c 'sleep $DELAY & echo $! > $OUT/pid; wait'"
+pass-env = ["OUT", "DELAY"]
+[lane.after]
+needs = ["long"]
+[[lane.after.step]]
+name = "never"
+run = "echo after >> $OUT/after"
+pass-env = ["OUT"]
+"#,
+    );
+    f.repo.commit("init");
+    let report = f.out.path().join("cancelled.json");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+    cmd.current_dir(&f.repo.path)
+        .args(["run", "--all", "--report", report.to_str().expect("utf-8")])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("DELAY", "300")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in f.env() {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn lanes");
+    let pid = read_pid(&f.out.path().join("pid"));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the step's process is gone", || !alive(pid));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(report["status"], "cancelled");
+    assert_eq!(lane(&report, "long")["status"], "cancelled");
+    assert_eq!(steps(&report, "long"), vec![pair("cancelled", "miss")]);
+    assert_eq!(lane(&report, "after")["status"], "cancelled");
+    assert!(f.lines("after").is_empty());
+
+    let (run, report) = f.run_env(&["--all"], &[("DELAY", "0")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(report["status"], "passed");
+    assert_eq!(f.lines("after"), ["after"]);
+}
+
+#[test]
+fn exit_codes_say_whether_a_required_lane_failed() {
+    let catalog = |required: &str, advisory: &str| {
+        format!(
+            "version = 1\n[lane.req]\n[[lane.req.step]]\nname = \"s\"\nrun = \"{required}\"\n\
+             [lane.adv]\nclass = \"advisory\"\n[[lane.adv.step]]\nname = \"s\"\nrun = \"{advisory}\"\n"
+        )
+    };
+    let f = Fixture::new(&catalog("true", "false"));
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(
+        run.code, 0,
+        "an advisory failure does not fail the run: {}",
+        run.stderr
+    );
+    assert_eq!(report["status"], "passed");
+    assert_eq!(lane(&report, "adv")["status"], "failed");
+
+    f.repo.write("lanes.toml", &catalog("exit 1", "true"));
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(report["status"], "failed");
+
+    let run = lanes_in(&f.repo.path, &["run", "nope"], &f.env());
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no lane `nope`"), "{}", run.stderr);
+    let run = lanes_in(&f.repo.path, &["run", "--jobs", "0"], &f.env());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    f.repo.write("lanes.toml", "version = 1\n[lane.x]\n");
+    let run = lanes_in(&f.repo.path, &["run", "--all"], &f.env());
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("catalog::no-steps"), "{}", run.stderr);
+}
+
+#[test]
+fn a_failed_need_skips_the_lane_with_its_reason() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.base]
+[[lane.base.step]]
+name = "s"
+run = "exit 1"
+[lane.top]
+needs = ["base"]
+[[lane.top.step]]
+name = "s"
+run = "true"
+"#,
+    );
+    f.repo.commit("init");
+    let (run, report) = f.run(&["top", "--keep-going"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let top = lane(&report, "top");
+    assert_eq!(top["status"], "skipped");
+    assert_eq!(top["reasons"][0]["kind"], "requested");
+    assert_eq!(top["reasons"][1]["kind"], "need-failed");
+    assert_eq!(top["reasons"][1]["lane"], "base");
+    assert_eq!(lane(&report, "base")["reasons"][0]["kind"], "needed-by");
+}
+
+#[test]
+fn the_report_has_exactly_the_documented_shape() {
+    let f = three_steps();
+    f.repo.write(
+        "lanes.toml",
+        &format!("{THREE_STEPS}\n[lane.manual]\nclass = \"manual\"\n[[lane.manual.step]]\nname = \"s\"\nrun = \"true\"\n"),
+    );
+    f.repo.commit("manual lane");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&report),
+        [
+            "base",
+            "duration_ms",
+            "head",
+            "lanes",
+            "run_id",
+            "started_at",
+            "status",
+            "version"
+        ]
+    );
+    assert_eq!(report["version"], 1);
+    assert!(report["run_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let base = report["base"].as_str().expect("base sha");
+    assert_eq!(base.len(), 40);
+    assert!(
+        report["head"].is_null(),
+        "the working tree has no head commit"
+    );
+    let started = report["started_at"].as_str().expect("started_at");
+    assert!(
+        started.parse::<jiff::Timestamp>().is_ok(),
+        "RFC 3339: {started}"
+    );
+    assert!(report["duration_ms"].is_u64());
+    assert_eq!(report["status"], "passed");
+    for lane in report["lanes"].as_array().expect("lanes") {
+        assert_eq!(
+            keys(lane),
+            [
+                "class",
+                "duration_ms",
+                "lock_wait_ms",
+                "name",
+                "reasons",
+                "status",
+                "steps"
+            ]
+        );
+        assert!(!lane["reasons"].as_array().expect("reasons").is_empty());
+        for step in lane["steps"].as_array().expect("steps") {
+            assert_eq!(
+                keys(step),
+                [
+                    "cache",
+                    "duration_ms",
+                    "exit_code",
+                    "key",
+                    "log",
+                    "name",
+                    "saved_ms",
+                    "status"
+                ]
+            );
+            assert_eq!(step["key"].as_str().expect("key").len(), 64);
+            assert!(Path::new(step["log"].as_str().expect("log")).is_file());
+        }
+    }
+    let manual = lane(&report, "manual");
+    assert_eq!(manual["status"], "skipped");
+    assert_eq!(manual["reasons"][0]["kind"], "manual");
+
+    // With --head the report names the commit.
+    let head = f.repo.git(&["rev-parse", "HEAD"]);
+    let (run, report) = f.run(&["--all", "--head", "HEAD"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(report["head"], head.as_str());
+}
