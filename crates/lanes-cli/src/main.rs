@@ -25,9 +25,8 @@ fn main() -> ExitCode {
         args::Command::Select(a) => commands::select::run(&dir, a, &printer),
         args::Command::Fingerprint(a) => commands::fingerprint::run(&dir, a, &printer),
         args::Command::Run(a) => commands::run::run(&dir, a, &printer),
-        args::Command::Explain(_) | args::Command::Cache(_) => {
-            Err(error::CliError::usage("not built yet", None::<String>))
-        }
+        args::Command::Explain(a) => commands::explain::run(&dir, a, &printer),
+        args::Command::Cache(c) => commands::cache::run(c, &printer),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -619,3 +619,180 @@ fn the_report_has_exactly_the_documented_shape() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(report["head"], head.as_str());
 }
+
+#[test]
+fn explain_names_the_changed_file_and_the_changed_command() {
+    let f = three_steps();
+    f.repo.write("src/b.txt", "bravo\n");
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "build"];
+        all.extend_from_slice(args);
+        lanes_in(&f.repo.path, &all, &f.env())
+    };
+    let hit = explain(&[]);
+    assert_eq!(hit.code, 0, "{}", hit.stderr);
+    assert_eq!(hit.stdout.matches(" hit ").count(), 3, "{}", hit.stdout);
+
+    f.repo.write("src/a.txt", "changed\n");
+    f.repo.write(
+        "lanes.toml",
+        &THREE_STEPS.replace("echo compile", "echo compiling"),
+    );
+    let miss = explain(&[]);
+    assert_eq!(miss.code, 0, "{}", miss.stderr);
+    let lines: Vec<&str> = miss.stdout.lines().map(str::trim).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("input src/a.txt: blob ") && l.contains(" -> blake3 ")),
+        "{}",
+        miss.stdout
+    );
+    assert!(
+        !miss.stdout.contains("src/b.txt"),
+        "unchanged files are not named"
+    );
+    assert!(lines.contains(&"command changed"), "{}", miss.stdout);
+    assert!(
+        lines.contains(&"previous step's key changed"),
+        "{}",
+        miss.stdout
+    );
+
+    let json = explain(&["--step", "compile", "--json"]).json();
+    let step = &json["steps"][0];
+    assert_eq!(step["name"], "compile");
+    assert_eq!(step["cache"], "miss");
+    let kinds: Vec<&str> = step["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["input-changed", "command", "previous-step"]);
+    assert_eq!(step["changes"][0]["path"], "src/a.txt");
+    assert_eq!(step["last"]["status"], "passed");
+
+    let unknown = explain(&["--step", "nope"]);
+    assert_eq!(unknown.code, 2);
+}
+
+#[test]
+fn explain_says_when_the_last_run_failed() {
+    let f =
+        Fixture::new("version = 1\n[lane.x]\n[[lane.x.step]]\nname = \"s\"\nrun = \"exit 1\"\n");
+    f.repo.commit("init");
+    let never = lanes_in(&f.repo.path, &["explain", "x"], &f.env());
+    assert!(
+        never.stdout.contains("no run of this step is recorded"),
+        "{}",
+        never.stdout
+    );
+    assert_eq!(f.run(&["--all"]).0.code, 1);
+    let failed = lanes_in(&f.repo.path, &["explain", "x"], &f.env());
+    assert!(
+        failed
+            .stdout
+            .contains("the last run of exactly this step failed"),
+        "{}",
+        failed.stdout
+    );
+}
+
+#[test]
+fn cache_stats_count_hits_and_gc_empties_the_cache() {
+    let f = three_steps();
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    let stats = lanes_in(&f.repo.path, &["cache", "stats", "--json"], &f.env()).json();
+    assert_eq!(stats["runs"], 2);
+    assert_eq!(stats["hits"], 3);
+    assert_eq!(stats["misses"], 3);
+    assert_eq!(stats["actions"], 3);
+    assert!(stats["bytes"].as_u64().expect("bytes") > 0);
+
+    let gc = lanes_in(
+        &f.repo.path,
+        &["cache", "gc", "--max-size", "0", "--json"],
+        &f.env(),
+    )
+    .json();
+    assert_eq!(gc["actions_removed"], 3);
+    let stats = lanes_in(&f.repo.path, &["cache", "stats", "--json"], &f.env()).json();
+    assert_eq!(stats["actions"], 0);
+    assert_eq!(stats["blobs"], 0);
+    let (_, report) = f.run(&["--all"]);
+    assert_eq!(steps(&report, "build"), vec![pair("passed", "miss"); 3]);
+
+    let bad = lanes_in(
+        &f.repo.path,
+        &["cache", "gc", "--max-size", "ten"],
+        &f.env(),
+    );
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("invalid size `ten`"), "{}", bad.stderr);
+    let nothing = lanes_in(&f.repo.path, &["cache", "gc"], &f.env());
+    assert_eq!(nothing.code, 2);
+}
+
+#[test]
+fn gc_never_evicts_what_a_running_run_uses() {
+    let catalog = |second: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "first"
+run = "mkdir -p out; echo made > out/first.txt"
+[[lane.l.step]]
+name = "second"
+run = "{second}"
+pass-env = ["OUT"]
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("true"));
+    f.repo.commit("init");
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+
+    // The second step now waits for a go-ahead, after the first one was restored from the cache.
+    f.repo.write(
+        "lanes.toml",
+        &catalog(
+            "touch $OUT/waiting; while [ ! -f $OUT/go ]; do sleep 0.05; done; cat out/first.txt",
+        ),
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+    cmd.current_dir(&f.repo.path)
+        .args(["run", "--all"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in f.env() {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn");
+    wait_until("the second step runs", || {
+        f.out.path().join("waiting").exists()
+    });
+    let gc = lanes_in(
+        &f.repo.path,
+        &["cache", "gc", "--max-size", "0", "--json"],
+        &f.env(),
+    )
+    .json();
+    assert_eq!(gc["live_runs"], 1, "{gc}");
+    assert!(gc["protected"].as_u64().expect("protected") >= 1, "{gc}");
+    std::fs::write(f.out.path().join("go"), "").expect("go");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("cached", "hit"); 2]);
+}

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod diagnostic;
+pub mod explain;
 pub mod fileset;
 pub mod fingerprint;
 pub mod glob;

@@ -4,8 +4,8 @@ use crate::args::FingerprintArgs;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::workspace::Workspace;
-use lanes_core::fileset;
 use lanes_core::fingerprint::{Host, StepFingerprint, lane_fingerprints};
+use lanes_core::{Catalog, FileEntry, Lane, fileset};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,18 +28,21 @@ pub(crate) fn platform() -> String {
     format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
 }
 
-pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Result<u8, CliError> {
-    let workspace = Workspace::open(dir, args.revision.head.as_deref())?;
-    let catalog = workspace.catalog()?;
-    let lane = catalog.lane(&args.lane).ok_or_else(|| {
+/// The lane called `name`, or a usage error listing the lanes.
+pub(crate) fn find_lane<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Lane, CliError> {
+    catalog.lane(name).ok_or_else(|| {
         let names: Vec<&str> = catalog.lanes.iter().map(|l| l.name.as_str()).collect();
         CliError::usage(
-            format!("no lane `{}` in the catalog", args.lane),
+            format!("no lane `{name}` in the catalog"),
             format!("lanes: {}", names.join(", ")),
         )
-    })?;
-    if let Some(step) = &args.step
-        && !lane.steps.iter().any(|s| &s.name == step)
+    })
+}
+
+/// Check that `lane` has a step called `step` (when one is asked for).
+pub(crate) fn check_step(lane: &Lane, step: Option<&str>) -> Result<(), CliError> {
+    if let Some(step) = step
+        && !lane.steps.iter().any(|s| s.name == step)
     {
         let names: Vec<&str> = lane.steps.iter().map(|s| s.name.as_str()).collect();
         return Err(CliError::usage(
@@ -47,13 +50,25 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
             format!("steps: {}", names.join(", ")),
         ));
     }
-    let files = workspace.files()?;
-    let inputs = fileset::select(lane.inputs.as_deref(), &files);
-    let digest = fileset::digest(inputs.iter().copied());
+    Ok(())
+}
+
+/// A lane's input files (sorted), their digest, and the fingerprint of each of its steps, as
+/// `lanes run` computes them on this machine.
+pub(crate) fn lane_keys(
+    catalog: &Catalog,
+    lane: &Lane,
+    files: &[FileEntry],
+) -> (Vec<FileEntry>, String, Vec<StepFingerprint>) {
+    let inputs: Vec<FileEntry> = fileset::select(lane.inputs.as_deref(), files)
+        .into_iter()
+        .cloned()
+        .collect();
+    let digest = fileset::digest(&inputs);
     let platform = platform();
     let env = |name: &str| std::env::var(name).ok();
     let fingerprints = lane_fingerprints(
-        &catalog,
+        catalog,
         lane,
         &digest,
         Host {
@@ -61,6 +76,15 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
             env: &env,
         },
     );
+    (inputs, digest, fingerprints)
+}
+
+pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Result<u8, CliError> {
+    let workspace = Workspace::open(dir, args.revision.head.as_deref())?;
+    let catalog = workspace.catalog()?;
+    let lane = find_lane(&catalog, &args.lane)?;
+    check_step(lane, args.step.as_deref())?;
+    let (inputs, digest, fingerprints) = lane_keys(&catalog, lane, &workspace.files()?);
     let steps: Vec<StepOutput<'_>> = fingerprints
         .iter()
         .filter(|f| args.step.as_ref().is_none_or(|s| *s == f.step))

@@ -2,14 +2,13 @@
 
 use crate::args::RunArgs;
 use crate::cache_dir::{KEEP_RUNS, cache_dir};
-use crate::commands::fingerprint::platform;
+use crate::commands::fingerprint::lane_keys;
 use crate::commands::select::describe;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::progress::Progress;
 use crate::workspace::{CATALOG_PATH, Workspace};
 use lanes_cache::{LocalStore, RunEvent};
-use lanes_core::fingerprint::{Host, lane_fingerprints};
 use lanes_core::plan::{Plan, PlanLane};
 use lanes_core::select::LaneSelection;
 use lanes_core::{Catalog, FileEntry, LaneClass, Reason, StepFingerprint, Trigger, fileset};
@@ -134,24 +133,13 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     } else {
         workspace.files()?
     };
-    let platform = platform();
-    let env = |name: &str| std::env::var(name).ok();
-    let host = Host {
-        platform: &platform,
-        env: &env,
-    };
     let mut planned: Vec<Planned> = run_set
         .iter()
         .map(|&i| {
-            let lane = &catalog.lanes[i];
-            let entries: Vec<FileEntry> = fileset::select(lane.inputs.as_deref(), &files)
-                .into_iter()
-                .cloned()
-                .collect();
-            let digest = fileset::digest(&entries);
+            let (entries, _, fingerprints) = lane_keys(&catalog, &catalog.lanes[i], &files);
             Planned {
                 lane: i,
-                fingerprints: lane_fingerprints(&catalog, lane, &digest, host),
+                fingerprints,
                 files: Some(entries),
             }
         })

@@ -1,0 +1,332 @@
+//! Why a step's key changed: the difference between two fingerprints, field by field, and for
+//! the inputs, file by file.
+
+use crate::fileset::{ContentId, FileEntry};
+use crate::fingerprint::StepFingerprint;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One reason two fingerprints differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Difference {
+    /// The key schema changed (a new lanes version).
+    KeyVersion {
+        /// Before.
+        before: u32,
+        /// Now.
+        now: u32,
+    },
+    /// The lane or step was renamed (steps see their names as variables).
+    Name {
+        /// Before, as `lane/step`.
+        before: String,
+        /// Now.
+        now: String,
+    },
+    /// An input file's content or mode changed.
+    InputChanged {
+        /// The file.
+        path: String,
+        /// Before: `blob 1a2b…`, `blake3 3c4d…`, with the mode when it changed.
+        before: String,
+        /// Now.
+        now: String,
+    },
+    /// A file joined the lane's fileset.
+    InputAdded {
+        /// The file.
+        path: String,
+    },
+    /// A file left the lane's fileset.
+    InputRemoved {
+        /// The file.
+        path: String,
+    },
+    /// The inputs changed but the earlier file list is not available.
+    InputsChanged {
+        /// Digest before.
+        before: String,
+        /// Digest now.
+        now: String,
+    },
+    /// The script changed.
+    Command,
+    /// The shell changed.
+    Shell {
+        /// Before.
+        before: String,
+        /// Now.
+        now: String,
+    },
+    /// A declared variable was added, removed or changed.
+    Env {
+        /// The variable.
+        name: String,
+    },
+    /// A passed-through variable was added, removed or has another value (values are not
+    /// shown: they may be secrets).
+    PassEnv {
+        /// The variable.
+        name: String,
+    },
+    /// A pin was added, removed or expects another value.
+    Pin {
+        /// The pin.
+        name: String,
+    },
+    /// `network` changed.
+    Network {
+        /// Now.
+        now: bool,
+    },
+    /// The cache-mount names changed.
+    CacheMounts,
+    /// The `outputs` patterns changed.
+    Outputs,
+    /// The step runs on another platform.
+    Platform {
+        /// Before.
+        before: String,
+        /// Now.
+        now: String,
+    },
+    /// The previous step's key changed, so this step starts from another directory state.
+    PreviousStep,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::KeyVersion { before, now } => write!(f, "key version {before} -> {now}"),
+            Difference::Name { before, now } => write!(f, "renamed {before} -> {now}"),
+            Difference::InputChanged { path, before, now } => {
+                write!(f, "input {path}: {before} -> {now}")
+            }
+            Difference::InputAdded { path } => write!(f, "input {path} added"),
+            Difference::InputRemoved { path } => write!(f, "input {path} removed"),
+            Difference::InputsChanged { before, now } => write!(
+                f,
+                "inputs changed (fileset {} -> {}; the earlier file list is not in the cache)",
+                short(before),
+                short(now)
+            ),
+            Difference::Command => f.write_str("command changed"),
+            Difference::Shell { before, now } => write!(f, "shell changed: {before} -> {now}"),
+            Difference::Env { name } => write!(f, "env {name} changed"),
+            Difference::PassEnv { name } => write!(f, "pass-env {name} changed"),
+            Difference::Pin { name } => write!(f, "pin {name} changed"),
+            Difference::Network { now } => {
+                write!(f, "network turned {}", if *now { "on" } else { "off" })
+            }
+            Difference::CacheMounts => f.write_str("cache mounts changed"),
+            Difference::Outputs => f.write_str("outputs patterns changed"),
+            Difference::Platform { before, now } => write!(f, "platform {before} -> {now}"),
+            Difference::PreviousStep => f.write_str("previous step's key changed"),
+        }
+    }
+}
+
+fn short(hex: &str) -> String {
+    format!("{}…", &hex[..hex.len().min(8)])
+}
+
+fn content(entry: &FileEntry, with_mode: bool) -> String {
+    let id = match &entry.id {
+        ContentId::GitBlob(hex) => format!("blob {}", short(hex)),
+        ContentId::Blake3(hex) => format!("blake3 {}", short(hex)),
+    };
+    if with_mode {
+        format!("{id} ({:o})", entry.mode)
+    } else {
+        id
+    }
+}
+
+/// Every difference between the fingerprint `before` and `now`, in fingerprint field order.
+/// `before_files` and `now_files` are the two input filesets when known (sorted by path).
+pub fn differences(
+    before: &StepFingerprint,
+    now: &StepFingerprint,
+    before_files: Option<&[FileEntry]>,
+    now_files: Option<&[FileEntry]>,
+) -> Vec<Difference> {
+    let mut out = Vec::new();
+    if before.version != now.version {
+        out.push(Difference::KeyVersion {
+            before: before.version,
+            now: now.version,
+        });
+    }
+    if (&before.lane, &before.step) != (&now.lane, &now.step) {
+        out.push(Difference::Name {
+            before: format!("{}/{}", before.lane, before.step),
+            now: format!("{}/{}", now.lane, now.step),
+        });
+    }
+    if before.inputs != now.inputs {
+        match (before_files, now_files) {
+            (Some(old), Some(new)) => out.extend(file_differences(old, new)),
+            _ => out.push(Difference::InputsChanged {
+                before: before.inputs.clone(),
+                now: now.inputs.clone(),
+            }),
+        }
+    }
+    if before.shell != now.shell {
+        out.push(Difference::Shell {
+            before: before.shell.clone(),
+            now: now.shell.clone(),
+        });
+    }
+    if before.command != now.command {
+        out.push(Difference::Command);
+    }
+    for name in changed_keys(&before.env, &now.env) {
+        out.push(Difference::Env { name });
+    }
+    for name in changed_keys(&before.pass_env, &now.pass_env) {
+        out.push(Difference::PassEnv { name });
+    }
+    for name in changed_keys(&before.pins, &now.pins) {
+        out.push(Difference::Pin { name });
+    }
+    if before.network != now.network {
+        out.push(Difference::Network { now: now.network });
+    }
+    if before.cache_mounts != now.cache_mounts {
+        out.push(Difference::CacheMounts);
+    }
+    if before.outputs != now.outputs {
+        out.push(Difference::Outputs);
+    }
+    if before.platform != now.platform {
+        out.push(Difference::Platform {
+            before: before.platform.clone(),
+            now: now.platform.clone(),
+        });
+    }
+    if before.previous != now.previous {
+        out.push(Difference::PreviousStep);
+    }
+    out
+}
+
+fn changed_keys<V: PartialEq>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>) -> Vec<String> {
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    names
+        .into_iter()
+        .filter(|n| a.get(*n) != b.get(*n))
+        .cloned()
+        .collect()
+}
+
+fn file_differences(old: &[FileEntry], new: &[FileEntry]) -> Vec<Difference> {
+    let old: BTreeMap<&str, &FileEntry> = old.iter().map(|f| (f.path.as_str(), f)).collect();
+    let new: BTreeMap<&str, &FileEntry> = new.iter().map(|f| (f.path.as_str(), f)).collect();
+    let paths: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+    paths
+        .into_iter()
+        .filter_map(|path| match (old.get(path), new.get(path)) {
+            (Some(a), Some(b)) if a != b => {
+                let with_mode = a.mode != b.mode;
+                Some(Difference::InputChanged {
+                    path: path.to_owned(),
+                    before: content(a, with_mode),
+                    now: content(b, with_mode),
+                })
+            }
+            (None, Some(_)) => Some(Difference::InputAdded {
+                path: path.to_owned(),
+            }),
+            (Some(_), None) => Some(Difference::InputRemoved {
+                path: path.to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileset::mode;
+
+    fn fingerprint() -> StepFingerprint {
+        StepFingerprint {
+            version: 1,
+            lane: "test".into(),
+            step: "build".into(),
+            inputs: "a".repeat(64),
+            shell: "bash -eo pipefail -c".into(),
+            command: "make".into(),
+            env: BTreeMap::from([("RUSTFLAGS".into(), "-D warnings".into())]),
+            pass_env: BTreeMap::from([("TOKEN".into(), Some("s3cret".into()))]),
+            pins: BTreeMap::new(),
+            network: false,
+            cache_mounts: BTreeSet::new(),
+            outputs: None,
+            platform: "linux-x86_64".into(),
+            previous: None,
+        }
+    }
+
+    fn file(path: &str, blob: &str) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            mode: mode::FILE,
+            id: ContentId::GitBlob(blob.repeat(40)),
+        }
+    }
+
+    #[test]
+    fn equal_fingerprints_have_no_difference() {
+        assert!(differences(&fingerprint(), &fingerprint(), None, None).is_empty());
+    }
+
+    #[test]
+    fn files_are_named_and_secrets_are_not_shown() {
+        let before = fingerprint();
+        let mut now = fingerprint();
+        now.inputs = "b".repeat(64);
+        now.env.insert("RUSTFLAGS".into(), String::new());
+        now.pass_env.insert("TOKEN".into(), Some("other".into()));
+        now.previous = Some("c".repeat(64));
+        let old = [file("a.rs", "1"), file("b.rs", "2")];
+        let new = [file("a.rs", "3"), file("c.rs", "4")];
+        let text: Vec<String> = differences(&before, &now, Some(&old), Some(&new))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "input a.rs: blob 11111111… -> blob 33333333…",
+                "input b.rs removed",
+                "input c.rs added",
+                "env RUSTFLAGS changed",
+                "pass-env TOKEN changed",
+                "previous step's key changed",
+            ]
+        );
+        assert!(!text.concat().contains("s3cret"));
+    }
+
+    #[test]
+    fn without_the_old_file_list_the_digests_are_named() {
+        let before = fingerprint();
+        let mut now = fingerprint();
+        now.inputs = "b".repeat(64);
+        now.command = "make all".into();
+        assert_eq!(
+            differences(&before, &now, None, Some(&[])),
+            [
+                Difference::InputsChanged {
+                    before: "a".repeat(64),
+                    now: "b".repeat(64)
+                },
+                Difference::Command
+            ]
+        );
+    }
+}
