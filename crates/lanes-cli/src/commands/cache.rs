@@ -32,12 +32,10 @@ pub(crate) fn run(command: &CacheCommand, printer: &Printer) -> Result<u8, CliEr
                 })?;
                 return Ok(exit::SUCCESS);
             }
-            let lookups = stats.hits + stats.misses;
-            let rate = if lookups == 0 {
-                String::new()
-            } else {
-                format!(", hit rate {}%", stats.hits * 100 / lookups)
-            };
+            let rate = (stats.hits * 100)
+                .checked_div(stats.hits + stats.misses)
+                .map(|r| format!(", hit rate {r}%"))
+                .unwrap_or_default();
             let mut text = format!("cache {}\n", dir.display());
             let _ = writeln!(
                 text,
