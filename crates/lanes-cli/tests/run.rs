@@ -796,3 +796,250 @@ pass-env = ["OUT"]
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(steps(&report, "l"), vec![pair("cached", "hit"); 2]);
 }
+
+#[test]
+fn a_cache_mount_persists_is_held_by_one_lane_at_a_time_and_is_not_keyed() {
+    let entry = |name: &str| {
+        format!(
+            r#"
+[lane.{name}]
+cache-mounts = ["shared"]
+[[lane.{name}.step]]
+name = "use"
+run = "echo {name} >> shared/log; sleep 0.3; cat shared/log"
+"#
+        )
+    };
+    let f = Fixture::new(&format!("version = 1\n{}{}", entry("a"), entry("b")));
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all", "-j", "2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let waits: Vec<u64> = ["a", "b"]
+        .iter()
+        .map(|l| {
+            lane(&report, l)["lock_wait_ms"]
+                .as_u64()
+                .expect("lock_wait_ms")
+        })
+        .collect();
+    assert!(
+        waits.iter().any(|&w| w >= 100),
+        "one lane waited for the other: {waits:?}"
+    );
+    assert!(
+        run.stderr.contains("waiting for the cache mount `shared`"),
+        "{}",
+        run.stderr
+    );
+    let mount_log = f.cache.path().join("mounts/default/shared/log");
+    assert_eq!(
+        std::fs::read_to_string(&mount_log)
+            .expect("log")
+            .lines()
+            .count(),
+        2
+    );
+
+    // Its contents are not keyed: the next run hits although the mount changed.
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "a"), vec![pair("cached", "hit")]);
+    // And they persist: a run that really runs sees what earlier runs left.
+    let (run, _) = f.run(&["--all", "--no-cache"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&mount_log)
+            .expect("log")
+            .lines()
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn declared_outputs_are_the_only_ones_restored() {
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["src/"]
+[[lane.l.step]]
+name = "make"
+run = "mkdir -p dist scratch; echo app > dist/app.js; echo junk > scratch/tmp.o"
+outputs = ["dist/**"]
+[[lane.l.step]]
+name = "check"
+run = "{check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("cat dist/app.js"));
+    f.repo.commit("init");
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    f.repo.write(
+        "lanes.toml",
+        &catalog("cat dist/app.js; test ! -e scratch/tmp.o"),
+    );
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![pair("cached", "hit"), pair("passed", "miss")]
+    );
+}
+
+#[test]
+fn a_step_with_cache_false_runs_every_time_and_later_steps_still_hit() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "stamp"
+run = "echo stamp >> $OUT/stamps; echo generated > gen.txt"
+pass-env = ["OUT"]
+cache = false
+[[lane.l.step]]
+name = "use"
+run = "cat gen.txt"
+"#,
+    );
+    f.repo.commit("init");
+    assert_eq!(f.run(&["--all"]).0.code, 0);
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![pair("passed", "disabled"), pair("cached", "hit")]
+    );
+    assert_eq!(f.lines("stamps").len(), 2);
+    assert_eq!(
+        lane(&report, "l")["status"],
+        "passed",
+        "not every step was a hit"
+    );
+}
+
+#[test]
+fn a_lane_timeout_stops_the_lane_across_steps() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+timeout = "1s"
+[[lane.l.step]]
+name = "first"
+run = "sleep 0.6"
+[[lane.l.step]]
+name = "second"
+run = "sleep 5"
+[[lane.l.step]]
+name = "third"
+run = "true"
+"#,
+    );
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![
+            pair("passed", "miss"),
+            pair("timed-out", "miss"),
+            pair("skipped", "miss")
+        ]
+    );
+    let second = lane(&report, "l")["steps"][1]["duration_ms"]
+        .as_u64()
+        .expect("ms");
+    assert!(
+        second < 4000,
+        "the lane's deadline cut the step short: {second} ms"
+    );
+}
+
+#[test]
+fn verbose_streams_step_output_and_plain_output_shows_the_failing_log_tail() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "noisy"
+run = "for i in $(seq 1 80); do echo line-$i; done; exit 2"
+"#,
+    );
+    f.repo.commit("init");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("l/noisy: FAILED with exit code 2"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("] line-80"),
+        "the tail is shown: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("] line-31\n"),
+        "50 lines: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("] line-30\n"),
+        "only 50 lines: {}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("l     required  failed"),
+        "summary: {}",
+        run.stdout
+    );
+
+    let (run, _) = f.run(&["--all", "--verbose"]);
+    assert!(
+        run.stderr.contains("l/noisy | [") && run.stderr.contains("] line-1\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_full_cache_disk_warns_and_the_step_still_passes() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.big]
+[[lane.big.step]]
+name = "write"
+run = "head -c 700000 /dev/urandom > out.bin"
+"#,
+    );
+    f.repo.commit("init");
+    let mount = f.out.path().join("small-cache");
+    std::fs::create_dir(&mount).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        mounted,
+        "this test mounts a 1 MiB tmpfs, which needs root (CI runs as root)"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let cache = mount.to_str().expect("utf-8");
+    let (run, report) = f.run_env(&["--all"], &[("LANES_CACHE_DIR", cache)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "big"), vec![pair("passed", "miss")]);
+    assert!(
+        run.stderr
+            .contains("warning: lane big step write: the result was not cached"),
+        "{}",
+        run.stderr
+    );
+}
