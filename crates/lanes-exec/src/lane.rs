@@ -119,6 +119,15 @@ pub enum Event {
         /// Its result.
         result: StepResult,
     },
+    /// The lane directory was written (the first time a step of the lane had to run).
+    Materialized {
+        /// Files written.
+        files: usize,
+        /// Bytes written.
+        bytes: u64,
+        /// Time taken, earlier hits' outputs restored included.
+        duration: Duration,
+    },
     /// Waiting for a cache mount another lane holds.
     WaitingForMount {
         /// The mount.
@@ -137,8 +146,9 @@ pub enum Event {
 
 /// The lane's files, provided by whoever knows the repository.
 pub trait Fileset: Send {
-    /// Write exactly the lane's input files into the empty directory `dest`.
-    fn materialize(&self, dest: &Path) -> Result<(), String>;
+    /// Write exactly the lane's input files into the empty directory `dest`; returns how many
+    /// files and bytes were written.
+    fn materialize(&self, dest: &Path) -> Result<(usize, u64), String>;
     /// The fileset's canonical listing, whose BLAKE3 is the fingerprint's `inputs` (kept so
     /// `lanes explain` can name the files that changed).
     fn listing(&self) -> Vec<u8>;
@@ -533,13 +543,28 @@ impl Runner<'_> {
                     StepError::Lane(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            self.fileset
+            let started = Instant::now();
+            let (files, bytes) = self
+                .fileset
                 .materialize(&src)
                 .map_err(|e| StepError::Lane(format!("materializing the lane's files: {e}")))?;
+            let restoring = std::mem::take(&mut self.pending);
+            self.restore(restoring)?;
+            (self.cx.events)(Event::Materialized {
+                files,
+                bytes,
+                duration: started.elapsed(),
+            });
             self.hold_mounts()?;
             self.materialized = true;
         }
-        for pending in std::mem::take(&mut self.pending) {
+        let restoring = std::mem::take(&mut self.pending);
+        self.restore(restoring)
+    }
+
+    /// Apply the outputs of earlier hits, in order.
+    fn restore(&self, pending: Vec<Pending>) -> Result<(), StepError> {
+        for pending in pending {
             let restored = (|| -> Result<(), OutputError> {
                 let _guard = self.cx.store.guard()?;
                 let tree: OutputTree = outputs::load_tree(&self.cx.store, &pending.outputs)?

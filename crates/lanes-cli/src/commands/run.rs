@@ -60,10 +60,10 @@ struct LaneFiles {
 }
 
 impl Fileset for LaneFiles {
-    fn materialize(&self, dest: &Path) -> Result<(), String> {
+    fn materialize(&self, dest: &Path) -> Result<(usize, u64), String> {
         self.repo
             .materialize(&self.files, dest)
-            .map(|_| ())
+            .map(|m| (m.files, m.bytes))
             .map_err(|e| e.to_string())
     }
 
@@ -583,6 +583,18 @@ fn show_event(progress: &mut Progress, p: usize, lane: &lanes_core::Lane, event:
             if let Some(next) = lane.steps.get(index + 1) {
                 progress.lane_status(p, &lane.name, &next.name);
             }
+        }
+        Event::Materialized {
+            files,
+            bytes,
+            duration,
+        } => {
+            progress.line(&format!(
+                "{}: lane directory written: {files} files, {:.1} MB in {} ms",
+                lane.name,
+                *bytes as f64 / 1e6,
+                duration.as_millis()
+            ));
         }
         Event::WaitingForMount { name } => {
             progress.lane_status(p, &lane.name, &format!("waiting for cache mount {name}"));
