@@ -91,7 +91,15 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     let workspace = Workspace::open(dir, args.revision.head.as_deref())?;
     let catalog = workspace.catalog()?;
     let (base, selection) = choose(&workspace, &catalog, args)?;
-    let head = workspace.head_commit()?;
+    // A repository without a commit yet can still run named lanes (or --all) on its files.
+    let head = match &workspace.head {
+        Some(head) => head.as_str().to_owned(),
+        None => workspace
+            .repo
+            .resolve("HEAD")
+            .map(|h| h.as_str().to_owned())
+            .unwrap_or_default(),
+    };
 
     let cache_root = cache_dir()?;
     let store = LocalStore::open(&cache_root).map_err(|e| {
@@ -225,7 +233,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     mounts: cache_root
                         .join("mounts")
                         .join(lane.scope.as_deref().unwrap_or("default")),
-                    env: base_env(head.as_str(), &run_id),
+                    env: base_env(&head, &run_id),
                     lookup: !args.no_cache,
                     cancel: cancel.clone(),
                     grace: GRACE,
