@@ -29,7 +29,7 @@ fn json_lists_each_step_with_its_key_and_fingerprint() {
     assert_eq!(key.len(), 64);
     assert!(key.chars().all(|c| c.is_ascii_hexdigit()));
     let f = &steps[1]["fingerprint"];
-    assert_eq!(f["version"], json!(1));
+    assert_eq!(f["version"], json!(lanes_core::KEY_VERSION));
     assert_eq!(f["command"], json!("cargo test"));
     assert_eq!(f["shell"], json!("bash -eo pipefail -c"));
     assert_eq!(f["previous"], steps[0]["key"], "steps chain");
@@ -102,10 +102,19 @@ fn pass_env_values_and_catalog_edits_reach_the_key() {
         )
         .json();
     assert_ne!(x86["steps"][0]["key"], json!(unset[0]));
+    // Only a digest of the value is keyed and shown: pass-env values are often secrets.
     assert_eq!(
         x86["steps"][0]["fingerprint"]["pass_env"],
-        json!({"TARGET_CPU": "x86-64-v3"})
+        json!({"TARGET_CPU": lanes_core::fingerprint::pass_env_digest("TARGET_CPU", "x86-64-v3")})
     );
+    let text = repo.lanes_env(&["fingerprint", "l"], &[("TARGET_CPU", "x86-64-v3")]);
+    assert!(
+        text.stdout
+            .contains("pass-env     TARGET_CPU (value digest "),
+        "{}",
+        text.stdout
+    );
+    assert!(!text.stdout.contains("x86-64-v3"), "{}", text.stdout);
 }
 
 #[test]

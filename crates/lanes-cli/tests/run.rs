@@ -1043,3 +1043,44 @@ run = "head -c 700000 /dev/urandom > out.bin"
         run.stderr
     );
 }
+
+#[test]
+fn pass_env_values_reach_the_step_but_never_the_cache_or_the_report() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.deploy]
+[[lane.deploy.step]]
+name = "use"
+run = "test ${#TOKEN} = 15 && echo a token of 15 characters is set"
+pass-env = ["TOKEN"]
+"#,
+    );
+    f.repo.commit("init");
+    let (run, report) = f.run_env(&["--all"], &[("TOKEN", "s3cr3t-value-42")]);
+    assert_eq!(run.code, 0, "the step sees the value: {}", run.stderr);
+    assert!(!report.to_string().contains("s3cr3t"));
+    let mut stack = vec![f.cache.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                files += 1;
+                let bytes = std::fs::read(&path).expect("read");
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains("s3cr3t"),
+                    "the secret is in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files > 5, "the cache was written ({files} files)");
+    let (_, report) = f.run_env(&["--all"], &[("TOKEN", "s3cr3t-value-42")]);
+    assert_eq!(steps(&report, "deploy"), vec![pair("cached", "hit")]);
+    let (_, report) = f.run_env(&["--all"], &[("TOKEN", "rotated")]);
+    assert_eq!(steps(&report, "deploy"), vec![pair("failed", "miss")]);
+}

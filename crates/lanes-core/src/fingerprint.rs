@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Version of the fingerprint schema and encoding. Bump on any change to either.
-pub const KEY_VERSION: u32 = 1;
+pub const KEY_VERSION: u32 = 2;
 
 /// Everything that determines a step's result. Field order is the encoding order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +30,9 @@ pub struct StepFingerprint {
     pub command: String,
     /// Declared environment variables.
     pub env: BTreeMap<String, String>,
-    /// Passed-through variables and their values in the invoking environment (`None`: unset).
+    /// Passed-through variables and a digest of their values in the invoking environment
+    /// (`None`: unset). Values are often secrets: only [`pass_env_digest`] of them is keyed and
+    /// stored, never the value itself.
     pub pass_env: BTreeMap<String, Option<String>>,
     /// Pins the lane uses, with their expected (not observed) values.
     pub pins: BTreeMap<String, String>,
@@ -56,6 +58,18 @@ impl StepFingerprint {
     pub fn key(&self) -> Digest {
         blake3::hash(&self.canonical()).to_hex().to_string()
     }
+}
+
+/// What a fingerprint records of a passed-through variable's value: BLAKE3 of
+/// `lanes-pass-env-v1 NUL name NUL value`, as hex. Equal values give equal keys; the value itself
+/// never reaches the cache, a report or `lanes explain`.
+pub fn pass_env_digest(name: &str, value: &str) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"lanes-pass-env-v1\0");
+    hasher.update(name.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(value.as_bytes());
+    hasher.finalize().to_hex().to_string()
 }
 
 /// What a fingerprint needs from the machine that runs the step.
@@ -108,7 +122,12 @@ pub fn lane_fingerprints(
                 pass_env: step
                     .pass_env
                     .iter()
-                    .map(|v| (v.clone(), (host.env)(v)))
+                    .map(|v| {
+                        (
+                            v.clone(),
+                            (host.env)(v).map(|value| pass_env_digest(v, &value)),
+                        )
+                    })
                     .collect(),
                 pins: pins.clone(),
                 network: step.network,
@@ -149,7 +168,7 @@ mod tests {
             platform: "linux-x86_64".into(),
             previous: None,
         };
-        let expected = r#"{"version":1,"lane":"test","step":"build","inputs":"ab","shell":"bash -eo pipefail -c","command":"cargo build","env":{"A":"2","Z":"1"},"pass_env":{"HOME_CACHE":null},"pins":{"rustc":"1.95"},"network":false,"cache_mounts":["target"],"outputs":null,"platform":"linux-x86_64","previous":null}"#;
+        let expected = r#"{"version":2,"lane":"test","step":"build","inputs":"ab","shell":"bash -eo pipefail -c","command":"cargo build","env":{"A":"2","Z":"1"},"pass_env":{"HOME_CACHE":null},"pins":{"rustc":"1.95"},"network":false,"cache_mounts":["target"],"outputs":null,"platform":"linux-x86_64","previous":null}"#;
         assert_eq!(String::from_utf8(f.canonical()).expect("utf-8"), expected);
         assert_eq!(
             f.key(),

@@ -421,9 +421,10 @@ impl Runner<'_> {
             "TMPDIR".into(),
             self.cx.slot.join("tmp").display().to_string(),
         );
-        for (name, value) in &fingerprint.pass_env {
-            if let Some(value) = value {
-                env.insert(name.clone(), value.clone());
+        // The fingerprint holds only digests of these values; the step gets the values.
+        for name in &step.pass_env {
+            if let Ok(value) = std::env::var(name) {
+                env.insert(name.clone(), value);
             }
         }
         env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -123,8 +123,11 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
         for (k, v) in &f.pass_env {
             let _ = writeln!(
                 text,
-                "  pass-env     {k}={}",
-                v.as_deref().unwrap_or("(unset)")
+                "  pass-env     {k} {}",
+                v.as_deref().map_or("(unset)".to_owned(), |d| format!(
+                    "(value digest {})",
+                    &d[..12]
+                ))
             );
         }
         for (k, v) in &f.pins {

@@ -251,7 +251,16 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let done_tx = tx.clone();
                 let lock = slot.1;
                 threads.push(std::thread::spawn(move || {
-                    let result = lanes_exec::run_lane(&lane, &fingerprints, &fileset, &cx);
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        lanes_exec::run_lane(&lane, &fingerprints, &fileset, &cx)
+                    }))
+                    .unwrap_or_else(|_| LaneResult {
+                        status: Status::Failed,
+                        duration: Duration::ZERO,
+                        lock_wait: Duration::ZERO,
+                        steps: Vec::new(),
+                        error: Some("internal error: the lane's thread panicked".to_owned()),
+                    });
                     let _ = done_tx.send(Message::Done(p, result, Some(lock)));
                 }));
             }
