@@ -1,6 +1,6 @@
 //! The lane catalog (`lanes.toml`) as a validated model.
 //!
-//! Only [`crate::parse`] builds a [`Catalog`], and it only does so when the whole file is valid,
+//! Only [`crate::parse()`] builds a [`Catalog`], and it only does so when the whole file is valid,
 //! so every reference in here (a `needs` entry, a group, a pin) is known to resolve.
 
 use crate::glob::Glob;
