@@ -255,3 +255,84 @@ proptest! {
         }
     }
 }
+
+mod plan {
+    use lanes_core::plan::{Plan, PlanLane};
+    use proptest::prelude::*;
+
+    /// Lanes with needs only on earlier lanes (acyclic), each in one of two groups or none.
+    fn lanes() -> impl Strategy<Value = Vec<PlanLane>> {
+        prop::collection::vec(
+            (
+                prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+                0..3usize,
+            ),
+            1..12,
+        )
+        .prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (needs, group))| PlanLane {
+                    needs: if i == 0 {
+                        Vec::new()
+                    } else {
+                        let mut n: Vec<usize> = needs.iter().map(|x| x.index(i)).collect();
+                        n.sort();
+                        n.dedup();
+                        n
+                    },
+                    group: (group < 2).then_some(group),
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Whatever finishes when: never more than `jobs` or a group's limit at once, a lane
+        /// starts only after all its needs passed, and every lane ends up run or skipped.
+        #[test]
+        fn limits_and_needs_always_hold(
+            lanes in lanes(),
+            limits in (1..3u32, 1..3u32),
+            jobs in 1..4usize,
+            outcomes in prop::collection::vec(any::<bool>(), 12),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 24),
+        ) {
+            let n = lanes.len();
+            let limits = vec![limits.0, limits.1];
+            let mut plan = Plan::new(lanes.clone(), limits.clone(), jobs);
+            let mut running: Vec<usize> = Vec::new();
+            let mut passed = vec![false; n];
+            let mut done = vec![false; n];
+            let mut picks = picks.into_iter().cycle();
+            loop {
+                while let Some(lane) = plan.start() {
+                    for &need in &lanes[lane].needs {
+                        prop_assert!(passed[need], "lane {lane} started before need {need} passed");
+                    }
+                    running.push(lane);
+                    prop_assert!(running.len() <= jobs);
+                    for g in 0..2 {
+                        let in_group = running.iter().filter(|&&l| lanes[l].group == Some(g)).count();
+                        prop_assert!(in_group <= limits[g] as usize, "group {g} over its limit");
+                    }
+                }
+                if running.is_empty() {
+                    break;
+                }
+                let at = picks.next().expect("cycle").index(running.len());
+                let lane = running.swap_remove(at);
+                let ok = outcomes[lane];
+                passed[lane] = ok;
+                done[lane] = true;
+                for skip in plan.finish(lane, ok) {
+                    prop_assert!(!done[skip.lane]);
+                    done[skip.lane] = true;
+                }
+            }
+            prop_assert!(plan.is_done());
+            prop_assert!(done.iter().all(|&d| d), "every lane ran or was skipped");
+        }
+    }
+}
