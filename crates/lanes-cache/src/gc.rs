@@ -126,6 +126,12 @@ impl LocalStore {
                 blob.refs += 1;
             }
         }
+        // The file lists history refers to stay: they are what `lanes explain` compares with.
+        for digest in self.history_inputs()? {
+            if let Some(blob) = blobs.get_mut(&digest) {
+                blob.refs += 1;
+            }
+        }
 
         // Bytes that stay if nothing more is evicted.
         let mut total: u64 = actions.iter().map(|a| a.file.size).sum::<u64>()

@@ -1,6 +1,7 @@
 //! History: the latest fingerprint and outcome of each lane's steps, so `lanes explain` can say
 //! what changed since. One file per step, `ROOT/v1/history/<BLAKE3 of "lane\0step">`, replaced
-//! atomically on each record. Garbage collection never removes history.
+//! atomically on each record. Garbage collection never removes history, nor the input file lists
+//! it refers to.
 
 use crate::error::{CacheError, IoContext};
 use crate::store::LocalStore;
@@ -44,6 +45,28 @@ impl LocalStore {
         Ok(serde_json::from_slice::<HistoryEntry>(&bytes)
             .ok()
             .filter(|entry| entry.lane == lane && entry.step == step))
+    }
+
+    /// The input file lists every history entry refers to (garbage collection keeps them, so
+    /// `lanes explain` can name changed files even after the results are gone).
+    pub(crate) fn history_inputs(&self) -> Result<Vec<Digest>, CacheError> {
+        let dir = self.root().join("history");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).at("read", &dir),
+        };
+        let mut inputs = Vec::new();
+        for entry in entries {
+            let path = entry.at("read", &dir)?.path();
+            if let Some(entry) = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<HistoryEntry>(&bytes).ok())
+            {
+                inputs.push(entry.fingerprint.inputs);
+            }
+        }
+        Ok(inputs)
     }
 
     fn history_path(&self, lane: &str, step: &str) -> PathBuf {

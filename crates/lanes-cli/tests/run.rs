@@ -721,7 +721,17 @@ fn cache_stats_count_hits_and_gc_empties_the_cache() {
     assert_eq!(gc["actions_removed"], 3);
     let stats = lanes_in(&f.repo.path, &["cache", "stats", "--json"], &f.env()).json();
     assert_eq!(stats["actions"], 0);
-    assert_eq!(stats["blobs"], 0);
+    assert_eq!(
+        stats["blobs"], 1,
+        "only the file list `lanes explain` compares with is left"
+    );
+    f.repo.write("src/a.txt", "after gc\n");
+    let explain = lanes_in(&f.repo.path, &["explain", "build"], &f.env());
+    assert!(
+        explain.stdout.contains("input src/a.txt: blob "),
+        "{}",
+        explain.stdout
+    );
     let (_, report) = f.run(&["--all"]);
     assert_eq!(steps(&report, "build"), vec![pair("passed", "miss"); 3]);
 
@@ -831,7 +841,7 @@ run = "echo {name} >> shared/log; sleep 0.3; cat shared/log"
         "{}",
         run.stderr
     );
-    let mount_log = f.cache.path().join("mounts/default/shared/log");
+    let mount_log = f.cache.path().join("mounts/_default/shared/log");
     assert_eq!(
         std::fs::read_to_string(&mount_log)
             .expect("log")
@@ -1083,4 +1093,42 @@ pass-env = ["TOKEN"]
     assert_eq!(steps(&report, "deploy"), vec![pair("cached", "hit")]);
     let (_, report) = f.run_env(&["--all"], &[("TOKEN", "rotated")]);
     assert_eq!(steps(&report, "deploy"), vec![pair("failed", "miss")]);
+}
+
+#[test]
+fn a_required_lane_blocked_by_a_failed_advisory_need_fails_the_run() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.adv]
+class = "advisory"
+[[lane.adv.step]]
+name = "s"
+run = "exit 1"
+[lane.req]
+needs = ["adv"]
+[[lane.req.step]]
+name = "s"
+run = "true"
+"#,
+    );
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 1, "the required lane never ran: {}", run.stderr);
+    assert_eq!(report["status"], "failed");
+    assert_eq!(lane(&report, "req")["status"], "skipped");
+}
+
+#[test]
+fn a_lane_that_cannot_prepare_its_directory_says_why_in_the_step_log() {
+    let f = Fixture::new(
+        "version = 1\n[lane.l]\ncache-mounts = [\"target\"]\n[[lane.l.step]]\nname = \"s\"\nrun = \"true\"\n",
+    );
+    f.repo.write("target/keep", "committed by mistake\n");
+    f.repo.commit("init");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("failed", "miss")]);
+    let log = lane(&report, "l")["steps"][0]["log"].as_str().expect("log");
+    let log = std::fs::read_to_string(log).expect("the log exists");
+    assert!(log.contains("the cache mount `target` collides"), "{log}");
 }

@@ -313,9 +313,9 @@ mod plan {
                     }
                     running.push(lane);
                     prop_assert!(running.len() <= jobs);
-                    for g in 0..2 {
+                    for (g, &limit) in limits.iter().enumerate() {
                         let in_group = running.iter().filter(|&&l| lanes[l].group == Some(g)).count();
-                        prop_assert!(in_group <= limits[g] as usize, "group {g} over its limit");
+                        prop_assert!(in_group <= limit as usize, "group {g} over its limit");
                     }
                 }
                 if running.is_empty() {

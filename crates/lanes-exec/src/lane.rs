@@ -216,6 +216,7 @@ pub fn run_lane(
         pending: Vec::new(),
         mounts: Vec::new(),
         lock_wait: Duration::ZERO,
+        deadline,
     };
     let mut steps: Vec<StepResult> = Vec::new();
     let mut error = None;
@@ -273,12 +274,20 @@ pub fn run_lane(
                     })
                     .collect();
             }
-            Err(StepError::Lane(why)) => {
-                error = Some(why);
-                steps.push(StepResult {
-                    status: Status::Failed,
+            Err(failure @ (StepError::Lane(_) | StepError::Stopped(..))) => {
+                let (status, why) = match failure {
+                    StepError::Stopped(status, why) => (status, why),
+                    StepError::Lane(why) => (Status::Failed, why),
+                    StepError::Restore { .. } => unreachable!("matched above"),
+                };
+                // The step's log says why, so the report's log path always has the answer.
+                let result = StepResult {
+                    status,
                     ..runner.skipped(index)
-                });
+                };
+                let _ = std::fs::write(&result.log, format!("lanes: {why}\n"));
+                error = Some(why);
+                steps.push(result);
                 (cx.events)(Event::StepFinished {
                     index,
                     result: steps[index].clone(),
@@ -318,6 +327,8 @@ enum StepError {
     Restore { index: usize, why: String },
     /// The lane cannot go on.
     Lane(String),
+    /// The lane was cancelled or ran out of time before the step could start.
+    Stopped(Status, String),
 }
 
 struct Runner<'a> {
@@ -330,6 +341,8 @@ struct Runner<'a> {
     /// Held cache-mount locks.
     mounts: Vec<File>,
     lock_wait: Duration,
+    /// When the lane's timeout runs out.
+    deadline: Option<Instant>,
 }
 
 impl Runner<'_> {
@@ -610,9 +623,18 @@ impl Runner<'_> {
                             told = true;
                         }
                         if self.cx.cancel.is_cancelled() {
-                            return Err(StepError::Lane(format!(
-                                "cancelled while waiting for the cache mount `{name}`"
-                            )));
+                            return Err(StepError::Stopped(
+                                Status::Cancelled,
+                                format!("cancelled while waiting for the cache mount `{name}`"),
+                            ));
+                        }
+                        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(StepError::Stopped(
+                                Status::TimedOut,
+                                format!(
+                                    "the lane's timeout passed while waiting for the cache mount `{name}`"
+                                ),
+                            ));
                         }
                         std::thread::sleep(Duration::from_millis(20));
                     }

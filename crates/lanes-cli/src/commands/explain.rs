@@ -133,7 +133,8 @@ pub(crate) fn run(dir: &Path, args: &ExplainArgs, printer: &Printer) -> Result<u
 }
 
 fn text(output: &Output) -> String {
-    let mut text = format!("lane {} ({} input files)\n", output.lane, output.inputs);
+    let files = if output.inputs == 1 { "file" } else { "files" };
+    let mut text = format!("lane {} ({} input {files})\n", output.lane, output.inputs);
     let width = output.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for step in &output.steps {
         let what = match (step.cache, step.saved_ms) {

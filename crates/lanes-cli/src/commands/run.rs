@@ -26,6 +26,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// Version of the report document.
 const REPORT_VERSION: u32 = 1;
 
+/// The cache-mount directory of lanes without a `scope` (scope names cannot start with `_`).
+const NO_SCOPE: &str = "_default";
+
 /// Time between SIGTERM and SIGKILL when a step is stopped.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -232,7 +235,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     logs,
                     mounts: cache_root
                         .join("mounts")
-                        .join(lane.scope.as_deref().unwrap_or("default")),
+                        .join(lane.scope.as_deref().unwrap_or(NO_SCOPE)),
                     env: base_env(&head, &run_id),
                     lookup: !args.no_cache,
                     cancel: cancel.clone(),
@@ -366,12 +369,17 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
             }
         })
         .collect();
+    // A required lane that could not run because a lane it needs failed (even an advisory one)
+    // fails the run too: its check would otherwise pass without having run.
     let required_failed = lanes.iter().any(|l| {
         l.class == LaneClass::Required
-            && matches!(
+            && (matches!(
                 l.status,
                 Status::Failed | Status::TimedOut | Status::Cancelled
-            )
+            ) || l
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::NeedFailed { .. })))
     });
     let status = if was_cancelled {
         "cancelled"
@@ -607,8 +615,9 @@ fn show_event(progress: &mut Progress, p: usize, lane: &lanes_core::Lane, event:
             duration,
         } => {
             progress.line(&format!(
-                "{}: lane directory written: {files} files, {:.1} MB in {} ms",
+                "{}: lane directory written: {files} {}, {:.1} MB in {} ms",
                 lane.name,
+                if *files == 1 { "file" } else { "files" },
                 *bytes as f64 / 1e6,
                 duration.as_millis()
             ));
@@ -706,15 +715,26 @@ fn tally(lanes: &[LaneReport]) -> (u64, u64, u64, u64) {
                 hits += 1;
                 saved += step.saved_ms;
             }
-            lanes_exec::CacheUse::Miss if step.status != Status::Skipped => {
+            // A step cancelled or skipped before it started was never looked up.
+            _ if !started(step) => {}
+            lanes_exec::CacheUse::Miss => {
                 misses += 1;
                 ran += step.duration_ms;
             }
-            _ if step.status != Status::Skipped => ran += step.duration_ms,
-            _ => {}
+            _ => ran += step.duration_ms,
         }
     }
     (hits, misses, saved, ran)
+}
+
+/// Whether a step ran (or was restored), as opposed to being skipped or cancelled before it
+/// started.
+fn started(step: &StepResult) -> bool {
+    match step.status {
+        Status::Skipped => false,
+        Status::Cancelled => step.duration_ms > 0 || step.exit_code.is_some(),
+        _ => true,
+    }
 }
 
 fn summary(report: &Report, report_path: &Path) -> String {
@@ -762,9 +782,10 @@ fn summary(report: &Report, report_path: &Path) -> String {
     }
     let not_selected = report.lanes.len() - shown.len();
     if not_selected > 0 {
+        let lanes = if not_selected == 1 { "lane" } else { "lanes" };
         let _ = writeln!(
             out,
-            "{not_selected} lane(s) not selected (see the report for reasons)"
+            "{not_selected} {lanes} not selected (see the report for reasons)"
         );
     }
     let saved: u64 = report
