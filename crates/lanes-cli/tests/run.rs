@@ -1132,3 +1132,40 @@ fn a_lane_that_cannot_prepare_its_directory_says_why_in_the_step_log() {
     let log = std::fs::read_to_string(log).expect("the log exists");
     assert!(log.contains("the cache mount `target` collides"), "{log}");
 }
+
+#[test]
+fn on_a_terminal_each_running_lane_has_a_live_line_under_a_run_progress_bar() {
+    let f = Fixture::new(
+        "version = 1\n[lane.slowpoke]\n[[lane.slowpoke.step]]\nname = \"nap\"\nrun = \"sleep 0.5\"\n",
+    );
+    f.repo.commit("init");
+    // `script` gives lanes a pseudo-terminal for stderr.
+    let lanes = env!("CARGO_BIN_EXE_lanes");
+    let mut cmd = Command::new("script");
+    cmd.current_dir(&f.repo.path)
+        .args(["-qec", &format!("{lanes} run --all"), "/dev/null"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR");
+    for (k, v) in f.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("script runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("0/1 lanes"),
+        "the run's progress bar: {screen}"
+    );
+    assert!(
+        screen
+            .split(['\r', '\n'])
+            .any(|l| l.contains("slowpoke") && l.contains(" nap") && !l.contains("slowpoke/nap")),
+        "a live line naming the lane and its current step: {screen}"
+    );
+    assert!(screen.contains("slowpoke/nap: passed"), "{screen}");
+}
