@@ -39,8 +39,9 @@ pub(crate) fn run(command: &CacheCommand, printer: &Printer) -> Result<u8, CliEr
             let mut text = format!("cache {}\n", dir.display());
             let _ = writeln!(
                 text,
-                "  entries  {} step results, {} blobs",
-                stats.actions, stats.blobs
+                "  entries  {}, {}",
+                count(stats.actions, "step result"),
+                count(stats.blobs, "blob")
             );
             let _ = writeln!(text, "  size     {}", size(stats.bytes));
             let _ = writeln!(
@@ -90,12 +91,12 @@ pub(crate) fn run(command: &CacheCommand, printer: &Printer) -> Result<u8, CliEr
                 return Ok(exit::SUCCESS);
             }
             let mut text = format!(
-                "removed {} step results and {} blobs, freed {}\nkept {} step results and {} blobs, {}\n",
-                report.actions_removed,
-                report.blobs_removed,
+                "removed {} and {}, freed {}\nkept {} and {}, {}\n",
+                count(report.actions_removed, "step result"),
+                count(report.blobs_removed, "blob"),
                 size(report.bytes_freed),
-                report.actions_kept,
-                report.blobs_kept,
+                count(report.actions_kept, "step result"),
+                count(report.blobs_kept, "blob"),
                 size(report.bytes_kept)
             );
             if report.protected > 0 {
@@ -139,6 +140,15 @@ fn parse_size(text: &str) -> Result<u64, CliError> {
     };
     let number: u64 = number.trim().parse().map_err(|_| invalid())?;
     number.checked_mul(factor).ok_or_else(invalid)
+}
+
+/// `1 blob`, `3 blobs`.
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn size(bytes: u64) -> String {
