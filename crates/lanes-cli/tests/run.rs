@@ -1169,3 +1169,27 @@ fn on_a_terminal_each_running_lane_has_a_live_line_under_a_run_progress_bar() {
     );
     assert!(screen.contains("slowpoke/nap: passed"), "{screen}");
 }
+
+#[test]
+fn a_cache_directory_inside_the_repository_is_warned_about() {
+    let f = Fixture::new("version = 1\n[lane.l]\n[[lane.l.step]]\nname = \"s\"\nrun = \"true\"\n");
+    f.repo.write(".gitignore", ".cache/\n");
+    f.repo.commit("init");
+    let inside = f.repo.path.join(".cache/lanes");
+    let (run, _) = f.run_env(
+        &["--all"],
+        &[("LANES_CACHE_DIR", inside.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is inside the repository"),
+        "{}",
+        run.stderr
+    );
+    let (run, _) = f.run(&["--all"]);
+    assert!(
+        !run.stderr.contains("is inside the repository"),
+        "{}",
+        run.stderr
+    );
+}

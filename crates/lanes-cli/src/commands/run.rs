@@ -118,6 +118,16 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
             None::<String>,
         )
     })?;
+    if let Some(workdir) = workspace.repo.workdir()
+        && cache_root.starts_with(workdir)
+    {
+        printer.err(&format!(
+            "warning: the cache directory {} is inside the repository, and so are the lane \
+             directories: git in a step finds this repository; set LANES_CACHE_DIR to a \
+             directory outside it\n",
+            cache_root.display()
+        ));
+    }
     let run_dir = cache_root.join("runs").join(&run_id);
     let io = |what: &str, path: &Path, e: std::io::Error| {
         CliError::usage(
