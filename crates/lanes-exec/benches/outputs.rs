@@ -3,8 +3,8 @@
 //! Writes (under `target/bench-outputs/`, on the same filesystem as the store) a tree of
 //! 1 GiB in 20,604 files of mixed sizes, every file's bytes distinct and incompressible, as a
 //! step would have written it into an empty lane directory. Then measures, as medians:
-//! - `capture` of the tree into an empty store (snapshots taken beforehand, as `run_lane` does;
-//!   each blob is hashed, copied and fsynced);
+//! - the snapshot after the step and `capture` of the tree into an empty store, as `run_lane`
+//!   records a step (each blob is hashed, copied and fsynced);
 //! - `load_tree` + `restore` of the captured tree into an empty directory (every file verified
 //!   against its digest while it is written);
 //! - `cp -a` of the tree into an empty directory, as the baseline;
@@ -14,8 +14,9 @@
 //! the operation alone, and the operation followed by `sync` (until the bytes are on disk).
 //!
 //! Run: `cargo bench -p lanes-exec --bench outputs` (set `LANES_BENCH_RUNS` to change the run
-//! count, 3 by default). Needs about 4 GiB free under `target/`; everything is deleted at the
-//! end. Results go to stdout as a table; BENCHMARKS.md records them.
+//! count, 3 by default). Needs about 20 GiB free under `target/` (each run writes into a
+//! directory of its own, see below); everything is deleted at the end. Results go to stdout as
+//! a table; BENCHMARKS.md records them.
 
 #![expect(
     clippy::print_stdout,
@@ -52,26 +53,48 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-outputs");
+    if base.exists() {
+        remove_if_present(&base);
+        sync();
+        eprintln!(
+            "removed the trees of an earlier run; waiting 65s for ext4 to reuse their inodes"
+        );
+        std::thread::sleep(Duration::from_secs(65));
+    }
+    // The source, and a store, a restored tree and a copy per run and condition.
+    let needed = (1 + 2 * 3 * runs as u64) * (1 << 30) + (1 << 30);
+    let available = available_bytes(base.parent().expect("target/"));
+    assert!(
+        available > needed,
+        "needs {} GiB free under target/, {} GiB available",
+        needed >> 30,
+        available >> 30
+    );
     let src = fresh_dir(&base.join("src"));
     let can_drop = drop_caches();
     if !can_drop {
         eprintln!("cannot drop the page cache (not root?): the cold rows are skipped");
     }
 
-    // The step's view: an empty lane directory before, the tree after.
+    // The step's view: an empty lane directory before; the tree after.
     let before = Snapshot::take(&src, &[]).expect("snapshot");
     let written = Instant::now();
     let (files, bytes) = write_tree(&src);
+    let dirs: usize = SHAPE.iter().map(|(_, _, d, _)| d + 1).sum();
     let write_time = written.elapsed();
     sync();
-    let after = Snapshot::take(&src, &[]).expect("snapshot");
     let mb = bytes as f64 / 1e6;
 
-    let store_dir = base.join("store");
-    let restored = base.join("restored");
-    let copied = base.join("copied");
+    // Every run writes into a directory of its own, and nothing is deleted until the end: ext4
+    // skips inodes freed in the last minute when it allocates new ones, so creating 20,000 files
+    // right after deleting 20,000 others is several times slower (measured: `cp -a` of this tree
+    // 4.2s right after `rm -rf` of a copy, 0.7s ten seconds later), which would measure the
+    // allocator instead of the copy.
     let mut digest = String::new();
+    let mut last_store = PathBuf::new();
     let mut results: Vec<(&str, Cold, Timing)> = Vec::new();
+    let target =
+        |what: &str, cold: Cold, run: usize| base.join(format!("{what}-{}-{run}", cold.name()));
     for cold in [Cold::No, Cold::Yes] {
         if cold == Cold::Yes && !can_drop {
             continue;
@@ -79,34 +102,38 @@ fn main() {
         let capture_time = median(
             runs,
             cold,
-            || fresh_dir(&store_dir),
-            |_| {
-                let store = LocalStore::open(&store_dir).expect("store");
+            |run| fresh_dir(&target("store", cold, run)),
+            |store_dir| {
+                let store = LocalStore::open(store_dir).expect("store");
+                let after = Snapshot::take(&src, &[]).expect("snapshot");
                 let (d, tree) = capture(&store, &src, &before, &after, None).expect("capture");
                 assert_eq!(tree.entries.len(), after.len());
+                assert_eq!(tree.entries.len(), files + dirs);
                 digest = d;
+                last_store = store_dir.to_path_buf();
             },
         );
+        let store = LocalStore::open(&last_store).expect("store");
         let restore_time = median(
             runs,
             cold,
-            || fresh_dir(&restored),
+            |run| fresh_dir(&target("restored", cold, run)),
             |dest| {
-                let store = LocalStore::open(&store_dir).expect("store");
                 let tree = load_tree(&store, &digest)
                     .expect("load")
                     .expect("the tree is stored");
                 restore(&store, dest, &tree).expect("restore");
             },
         );
-        assert_eq!(tree_stats(&restored), (files, bytes), "restored tree");
+        assert_eq!(
+            tree_stats(&target("restored", cold, 0)),
+            (files, bytes),
+            "restored tree"
+        );
         let cp_time = median(
             runs,
             cold,
-            || {
-                remove_if_present(&copied);
-                copied.clone()
-            },
+            |run| target("copied", cold, run),
             |dest| {
                 let status = Command::new("cp")
                     .arg("-a")
@@ -117,14 +144,16 @@ fn main() {
                 assert!(status.success());
             },
         );
-        assert_eq!(tree_stats(&copied), (files, bytes), "copied tree");
+        assert_eq!(
+            tree_stats(&target("copied", cold, 0)),
+            (files, bytes),
+            "copied tree"
+        );
         results.push(("capture (store every file)", cold, capture_time));
         results.push(("restore (load_tree + restore)", cold, restore_time));
         results.push(("cp -a (baseline)", cold, cp_time));
     }
-    for dir in [&src, &store_dir, &restored, &copied] {
-        remove_if_present(dir);
-    }
+    remove_if_present(&base);
 
     println!(
         "output tree: {files} files, {:.1} MiB ({:.0} MB), written in {:.1}s; {runs} runs, medians",
@@ -139,10 +168,7 @@ fn main() {
     for (name, cold, t) in &results {
         println!(
             "{name:<32} {:<5} {:>8.2}s {:>9.0} {:>11.2}s {:>9.0}",
-            match cold {
-                Cold::No => "warm",
-                Cold::Yes => "cold",
-            },
+            cold.name(),
             t.op.as_secs_f64(),
             mb / t.op.as_secs_f64(),
             t.synced.as_secs_f64(),
@@ -160,10 +186,7 @@ fn main() {
             let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
             println!(
                 "{}: capture / cp -a = {:.2}x ({:.2}x with sync), restore / cp -a = {:.2}x ({:.2}x with sync)",
-                match cold {
-                    Cold::No => "warm",
-                    Cold::Yes => "cold",
-                },
+                cold.name(),
                 ratio(capture.op, cp.op),
                 ratio(capture.synced, cp.synced),
                 ratio(restore.op, cp.op),
@@ -181,6 +204,15 @@ enum Cold {
     Yes,
 }
 
+impl Cold {
+    fn name(self) -> &'static str {
+        match self {
+            Cold::No => "warm",
+            Cold::Yes => "cold",
+        }
+    }
+}
+
 /// Wall time of an operation, alone and followed by `sync`.
 #[derive(Clone, Copy, Debug)]
 struct Timing {
@@ -188,18 +220,18 @@ struct Timing {
     synced: Duration,
 }
 
-/// Median over `runs` of `op(target)`, where `prepare` makes a fresh target before each run
+/// Median over `runs` of `op(target)`, where `prepare(run)` gives each run its target
 /// (untimed, followed by `sync`, and by dropping the page cache when `cold`).
 fn median(
     runs: usize,
     cold: Cold,
-    mut prepare: impl FnMut() -> PathBuf,
+    mut prepare: impl FnMut(usize) -> PathBuf,
     mut op: impl FnMut(&Path),
 ) -> Timing {
     let mut ops = Vec::with_capacity(runs);
     let mut synced = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let target = prepare();
+    for run in 0..runs {
+        let target = prepare(run);
         sync();
         if cold == Cold::Yes {
             assert!(drop_caches(), "dropping the page cache worked before");
@@ -291,6 +323,21 @@ fn tree_stats(root: &Path) -> (usize, u64) {
         }
     }
     (files, bytes)
+}
+
+/// Free bytes on the filesystem of `dir`, as `df` reports them.
+fn available_bytes(dir: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .expect("df");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df prints the free bytes")
 }
 
 fn sync() {
