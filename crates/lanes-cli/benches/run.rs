@@ -1,10 +1,11 @@
 //! `lanes run` benchmarks: a rerun where every step hits, and the overhead of running a step.
 //!
 //! Generates (once, under `target/bench-repos/`) two repositories with `git fast-import`:
-//! - `run-10k`: 10,000 tracked files (50 packages × 200 files) and a catalog of 50 lanes, each
-//!   with `inputs = ["pkgs/pNN/"]` and 3 cheap steps. The cache (a fresh directory beside the
-//!   repository) is filled by one run; then, as medians over repeated runs, it measures
-//!   `lanes run --all` (the real binary, every step a hit) on the working tree and with
+//! - `run-50x200`: 10,000 tracked files (50 packages × 200 files) and a catalog of 50 lanes,
+//!   each with `inputs = ["pkgs/pNNNN/"]` and 3 cheap steps. The cache (a directory beside the
+//!   repository, kept from one bench run to the next) is filled by one run and brought to its
+//!   steady state (as many kept runs as lanes keeps); then, as medians over repeated runs, it
+//!   measures `lanes run --all` (the real binary, every step a hit) on the working tree and with
 //!   `--head HEAD`, beside `git status` in the same repository (git only looking at the working
 //!   tree) as the baseline;
 //! - `run-trivial`: a handful of files and a lane whose one step is `true`. It measures
@@ -13,8 +14,10 @@
 //!   and, in process, the lane executor (`run_lane`) and the process runner (`process::run`)
 //!   beside spawning the same shell with `std::process::Command`.
 //!
-//! Run: `cargo bench -p lanes-cli --bench run` (set `LANES_BENCH_RUNS` to change the run count).
-//! Results go to stdout as a table; BENCHMARKS.md records them.
+//! Run: `cargo bench -p lanes-cli --bench run`. Set `LANES_BENCH_RUNS` to change the run count
+//! (15), `LANES_BENCH_PACKAGES` and `LANES_BENCH_FILES` for the rerun repository's packages and
+//! files per package (50 and 200), `LANES_BENCH_WARMUP` for the runs before timing (50). Results
+//! go to stdout as a table; BENCHMARKS.md records them.
 
 #![expect(
     clippy::print_stdout,
@@ -33,8 +36,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PACKAGES: usize = 50;
-const FILES_PER_PACKAGE: usize = 200;
 const STEPS: usize = 3;
 /// `cache_dir::KEEP_RUNS` in lanes-cli: once that many runs are kept, every run prunes one.
 const KEEP_RUNS: usize = 50;
@@ -51,13 +52,19 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(15);
+    let warmup = env_number("LANES_BENCH_WARMUP").unwrap_or(KEEP_RUNS);
+    let shape = Shape {
+        packages: env_number("LANES_BENCH_PACKAGES").unwrap_or(50),
+        files: env_number("LANES_BENCH_FILES").unwrap_or(200),
+    };
     let repos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-repos");
     let lanes_bin = lanes_binary();
 
     // 1. A rerun where every step hits.
-    let root = repos.join("run-10k");
-    generate(&root, &big_catalog(), &big_files());
-    let cache = fresh_dir(&repos.join("run-10k.cache"));
+    let name = format!("run-{}x{}", shape.packages, shape.files);
+    let root = repos.join(&name);
+    generate(&root, &shape.catalog(), &shape.files());
+    let (cache, new_cache) = cache_dir(&repos.join(format!("{name}.cache")));
     let lanes = |extra: &[&str]| {
         let mut cmd = Command::new(&lanes_bin);
         cmd.current_dir(&root)
@@ -69,11 +76,18 @@ fn main() {
     let filled = Instant::now();
     run(&mut lanes(&[]));
     let fill = filled.elapsed();
-    assert_all_hits(&mut lanes(&[]), &cache, PACKAGES * STEPS);
-    assert_all_hits(&mut lanes(&["--head", "HEAD"]), &cache, PACKAGES * STEPS);
+    let all_steps = shape.packages * STEPS;
+    assert_steps(&mut lanes(&[]), &cache, all_steps, "status", "cached");
+    assert_steps(
+        &mut lanes(&["--head", "HEAD"]),
+        &cache,
+        all_steps,
+        "status",
+        "cached",
+    );
     // Steady state: the cache keeps the last KEEP_RUNS runs, so from then on every run also
     // removes the oldest run's logs and report.
-    for _ in 0..KEEP_RUNS {
+    for _ in 0..warmup {
         run(&mut lanes(&[]));
     }
     let hits_worktree = median(runs, || run(&mut lanes(&[])));
@@ -88,7 +102,7 @@ fn main() {
     // 2. The overhead of running a trivial step.
     let trivial = repos.join("run-trivial");
     generate(&trivial, TRIVIAL_CATALOG, &trivial_files());
-    let trivial_cache = fresh_dir(&repos.join("run-trivial.cache"));
+    let (trivial_cache, _) = cache_dir(&repos.join("run-trivial.cache"));
     let lanes_trivial = |lane: &str| {
         let mut cmd = Command::new(&lanes_bin);
         cmd.current_dir(&trivial)
@@ -96,11 +110,22 @@ fn main() {
             .args(["run", lane]);
         cmd
     };
-    for _ in 0..KEEP_RUNS {
+    for _ in 0..warmup {
         run(&mut lanes_trivial("uncached"));
     }
     let uncached = median(runs, || run(&mut lanes_trivial("uncached")));
-    let mut nonce = 0u64;
+    // A value no earlier run (of this bench either) has seen: every run is a miss.
+    let mut nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    assert_steps(
+        lanes_trivial("missed").env("BENCH_NONCE", nonce.to_string()),
+        &trivial_cache,
+        1,
+        "cache",
+        "miss",
+    );
     let missed = median(runs, || {
         nonce += 1;
         run(lanes_trivial("missed").env("BENCH_NONCE", nonce.to_string()));
@@ -127,10 +152,14 @@ fn main() {
     });
 
     println!(
-        "rerun, every step a hit: {} files, {PACKAGES} lanes x {STEPS} steps, {runs} runs, medians \
-         (first run, filling the cache: {:.0}ms)",
-        PACKAGES * FILES_PER_PACKAGE,
-        fill.as_secs_f64() * 1e3
+        "rerun, every step a hit: {} files, {} lanes x {STEPS} steps, {runs} runs, medians{}",
+        shape.packages * shape.files,
+        shape.packages,
+        if new_cache {
+            format!(" (first run, filling the cache: {:.0}ms)", ms(fill))
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:<46} {:>10} {:>10} {:>7}",
@@ -144,7 +173,7 @@ fn main() {
             ours.as_secs_f64() / baseline.as_secs_f64()
         );
     };
-    let steps = (PACKAGES * STEPS) as f64;
+    let steps = (shape.packages * STEPS) as f64;
     row(
         "lanes run --all, all hits (binary, wall)",
         hits_worktree,
@@ -201,8 +230,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Run `cmd` with a report and check that it passed with exactly `expected` steps, all hits.
-fn assert_all_hits(cmd: &mut Command, cache: &Path, expected: usize) {
+/// Run `cmd` with a report and check that it passed with exactly `expected` steps, all with
+/// `field` equal to `value` (`status` `cached` for hits, `cache` `miss` for misses).
+fn assert_steps(cmd: &mut Command, cache: &Path, expected: usize, field: &str, value: &str) {
     let report = cache.join("check-report.json");
     run(cmd.arg("--report").arg(&report));
     let text = std::fs::read_to_string(&report).expect("the report");
@@ -213,10 +243,10 @@ fn assert_all_hits(cmd: &mut Command, cache: &Path, expected: usize) {
         .expect("lanes")
         .iter()
         .flat_map(|l| l["steps"].as_array().expect("steps"))
-        .map(|s| &s["status"])
+        .map(|s| &s[field])
         .collect();
     assert_eq!(statuses.len(), expected);
-    assert!(statuses.iter().all(|s| *s == "cached"), "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == value), "{statuses:?}");
 }
 
 /// The one-lane, one-step path `lanes run` takes for a step that runs, without the process
@@ -343,42 +373,55 @@ fn lanes_binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/lanes")
 }
 
-/// An empty directory at `dir`, whatever was there before.
-fn fresh_dir(dir: &Path) -> PathBuf {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("clear {dir:?}: {e}"),
-        _ => {}
-    }
+/// The cache directory `dir`, and whether it is new. An existing one is kept rather than
+/// deleted: on a filesystem like this machine's (ext4 without a journal), creating files within
+/// minutes of deleting thousands is several times slower, which would measure the allocator.
+fn cache_dir(dir: &Path) -> (PathBuf, bool) {
+    let new = !dir.exists();
     std::fs::create_dir_all(dir).expect("mkdir");
-    dir.to_path_buf()
+    (dir.to_path_buf(), new)
 }
 
-fn big_catalog() -> String {
-    let mut text = String::from("version = 1\n");
-    for p in 0..PACKAGES {
-        text.push_str(&format!(
-            "\n[lane.lane-{p:02}]\npaths = [\"pkgs/p{p:02}/**\"]\ninputs = [\"pkgs/p{p:02}/\"]\n\
-             [[lane.lane-{p:02}.step]]\nname = \"build\"\nrun = \"echo x > out.txt\"\n\
-             [[lane.lane-{p:02}.step]]\nname = \"test\"\nrun = \"cat out.txt\"\n\
-             [[lane.lane-{p:02}.step]]\nname = \"lint\"\nrun = \"true\"\n"
-        ));
-    }
-    text
+fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Every file of the 10,000-file repository: most under `src/`, some under `docs/`.
-fn big_files() -> Vec<(String, String)> {
-    let mut files = Vec::with_capacity(PACKAGES * FILES_PER_PACKAGE);
-    for p in 0..PACKAGES {
-        for n in 0..FILES_PER_PACKAGE {
-            let path = match n {
-                0..160 => format!("pkgs/p{p:02}/src/f{n:03}.rs"),
-                _ => format!("pkgs/p{p:02}/docs/d{n:03}.md"),
-            };
-            files.push((path, format!("package {p} file {n}\n")));
+/// The rerun repository: `packages` packages of `files` files, one lane per package.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    packages: usize,
+    files: usize,
+}
+
+impl Shape {
+    fn catalog(self) -> String {
+        let mut text = String::from("version = 1\n");
+        for p in 0..self.packages {
+            text.push_str(&format!(
+                "\n[lane.lane-{p:04}]\npaths = [\"pkgs/p{p:04}/**\"]\ninputs = [\"pkgs/p{p:04}/\"]\n\
+                 [[lane.lane-{p:04}.step]]\nname = \"build\"\nrun = \"echo x > out.txt\"\n\
+                 [[lane.lane-{p:04}.step]]\nname = \"test\"\nrun = \"cat out.txt\"\n\
+                 [[lane.lane-{p:04}.step]]\nname = \"lint\"\nrun = \"true\"\n"
+            ));
         }
+        text
     }
-    files
+
+    /// Every file: four in five under `src/`, the rest under `docs/`.
+    fn files(self) -> Vec<(String, String)> {
+        let mut files = Vec::with_capacity(self.packages * self.files);
+        for p in 0..self.packages {
+            for n in 0..self.files {
+                let path = if n < self.files * 4 / 5 {
+                    format!("pkgs/p{p:04}/src/f{n:03}.rs")
+                } else {
+                    format!("pkgs/p{p:04}/docs/d{n:03}.md")
+                };
+                files.push((path, format!("package {p} file {n}\n")));
+            }
+        }
+        files
+    }
 }
 
 const TRIVIAL_CATALOG: &str = r#"version = 1

@@ -53,14 +53,7 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-outputs");
-    if base.exists() {
-        remove_if_present(&base);
-        sync();
-        eprintln!(
-            "removed the trees of an earlier run; waiting 65s for ext4 to reuse their inodes"
-        );
-        std::thread::sleep(Duration::from_secs(65));
-    }
+    settle(&base);
     // The source, and a store, a restored tree and a copy per run and condition.
     let needed = (1 + 2 * 3 * runs as u64) * (1 << 30) + (1 << 30);
     let available = available_bytes(base.parent().expect("target/"));
@@ -85,11 +78,8 @@ fn main() {
     sync();
     let mb = bytes as f64 / 1e6;
 
-    // Every run writes into a directory of its own, and nothing is deleted until the end: ext4
-    // skips inodes freed in the last minute when it allocates new ones, so creating 20,000 files
-    // right after deleting 20,000 others is several times slower (measured: `cp -a` of this tree
-    // 4.2s right after `rm -rf` of a copy, 0.7s ten seconds later), which would measure the
-    // allocator instead of the copy.
+    // Every run writes into a directory of its own and nothing is deleted until the end, for the
+    // reason `settle` waits.
     let mut digest = String::new();
     let mut last_store = PathBuf::new();
     let mut results: Vec<(&str, Cold, Timing)> = Vec::new();
@@ -153,7 +143,8 @@ fn main() {
         results.push(("restore (load_tree + restore)", cold, restore_time));
         results.push(("cp -a (baseline)", cold, cp_time));
     }
-    remove_if_present(&base);
+    // Left empty: its mtime tells the next run when these files were deleted.
+    fresh_dir(&base);
 
     println!(
         "output tree: {files} files, {:.1} MiB ({:.0} MB), written in {:.1}s; {runs} runs, medians",
@@ -323,6 +314,35 @@ fn tree_stats(root: &Path) -> (usize, u64) {
         }
     }
     (files, bytes)
+}
+
+/// How long ext4 without a journal (this machine's root filesystem) skips freed inodes: 60s, or
+/// 360s while their inode table block is dirty, which allocating a neighbour makes it.
+const INODE_QUIET: Duration = Duration::from_secs(6 * 60 + 5);
+
+/// Remove what an interrupted run left under `base`, then wait until no file was deleted there
+/// for [`INODE_QUIET`], so that creating the trees measures the copy and not the inode allocator
+/// (`cp -a` of this tree took 4.2s right after deleting a copy of it, 0.7s ten seconds later,
+/// and still up to 8s within minutes of deleting 19 GiB).
+fn settle(base: &Path) {
+    let Ok(meta) = std::fs::metadata(base) else {
+        return;
+    };
+    let mut deleted = meta.modified().expect("mtime");
+    if std::fs::read_dir(base).expect("read_dir").next().is_some() {
+        fresh_dir(base);
+        deleted = std::time::SystemTime::now();
+    }
+    let quiet = deleted.elapsed().unwrap_or_default();
+    if let Some(wait) = INODE_QUIET.checked_sub(quiet) {
+        eprintln!(
+            "files were deleted under {} {}s ago; waiting {}s for ext4 to reuse their inodes",
+            base.display(),
+            quiet.as_secs(),
+            wait.as_secs()
+        );
+        std::thread::sleep(wait);
+    }
 }
 
 /// Free bytes on the filesystem of `dir`, as `df` reports them.
