@@ -58,6 +58,22 @@ impl Fixture {
         (run, report)
     }
 
+    /// `lanes ARGS` started in the background (stdout dropped, stderr kept), to act on while it
+    /// runs.
+    fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        cmd.current_dir(&self.repo.path)
+            .args(args)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("LANES_BASE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in self.env().into_iter().chain(extra.iter().copied()) {
+            cmd.env(k, v);
+        }
+        cmd.spawn().expect("spawn lanes")
+    }
+
     /// Lines a step appended to `$OUT/NAME`.
     fn lines(&self, name: &str) -> Vec<String> {
         std::fs::read_to_string(self.out.path().join(name))
@@ -388,20 +404,7 @@ fn a_corrupt_blob_is_a_miss_with_a_warning_never_a_hit() {
 #[test]
 fn two_runs_at_once_share_one_cache_safely() {
     let f = three_steps();
-    let spawn = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
-        cmd.current_dir(&f.repo.path)
-            .args(["run", "--all"])
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env_remove("LANES_BASE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in f.env() {
-            cmd.env(k, v);
-        }
-        cmd.spawn().expect("spawn lanes")
-    };
-    let runs: Vec<_> = (0..3).map(|_| spawn()).collect();
+    let runs: Vec<_> = (0..3).map(|_| f.spawn(&["run", "--all"], &[])).collect();
     for child in runs {
         let out = child.wait_with_output().expect("wait");
         assert!(
@@ -434,17 +437,10 @@ pass-env = ["OUT"]
     );
     f.repo.commit("init");
     let report = f.out.path().join("cancelled.json");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
-    cmd.current_dir(&f.repo.path)
-        .args(["run", "--all", "--report", report.to_str().expect("utf-8")])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("DELAY", "300")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in f.env() {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("spawn lanes");
+    let child = f.spawn(
+        &["run", "--all", "--report", report.to_str().expect("utf-8")],
+        &[("DELAY", "300")],
+    );
     let pid = read_pid(&f.out.path().join("pid"));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -773,16 +769,7 @@ pass-env = ["OUT"]
             "touch $OUT/waiting; while [ ! -f $OUT/go ]; do sleep 0.05; done; cat out/first.txt",
         ),
     );
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
-    cmd.current_dir(&f.repo.path)
-        .args(["run", "--all"])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in f.env() {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().expect("spawn");
+    let child = f.spawn(&["run", "--all"], &[]);
     wait_until("the second step runs", || {
         f.out.path().join("waiting").exists()
     });
