@@ -322,8 +322,9 @@ const INODE_QUIET: Duration = Duration::from_secs(6 * 60 + 5);
 
 /// Remove what an interrupted run left under `base`, then wait until no file was deleted there
 /// for [`INODE_QUIET`], so that creating the trees measures the copy and not the inode allocator
-/// (`cp -a` of this tree took 4.2s right after deleting a copy of it, 0.7s ten seconds later,
-/// and still up to 8s within minutes of deleting 19 GiB).
+/// (`cp -a` of a 1 GB tree of 8,000 files took 4.2s right after deleting a copy of it and 0.7s
+/// ten seconds later; `cp -a` of this tree took 7-8s, nearly all in the kernel's
+/// `recently_deleted`, within minutes of deleting 19 GiB, and 3s once settled).
 fn settle(base: &Path) {
     let Ok(meta) = std::fs::metadata(base) else {
         return;
