@@ -7,11 +7,16 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn catalog(lanes: &[Vec<String>]) -> Catalog {
+    catalog_with("paths", lanes)
+}
+
+/// One lane per pattern list, the list under `key` (`paths` or `inputs`).
+fn catalog_with(key: &str, lanes: &[Vec<String>]) -> Catalog {
     let mut text = String::from("version = 1\n");
     for (i, patterns) in lanes.iter().enumerate() {
         let list: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
         text.push_str(&format!(
-            "[lane.l{i}]\npaths = [{}]\n[[lane.l{i}.step]]\nname = \"s\"\nrun = \"true\"\n",
+            "[lane.l{i}]\n{key} = [{}]\n[[lane.l{i}.step]]\nname = \"s\"\nrun = \"true\"\n",
             list.join(", ")
         ));
     }
@@ -252,6 +257,24 @@ proptest! {
             prop_assert_ne!(&before[1], &after[1], "the chain carries the change on");
         } else {
             prop_assert_eq!(before, after);
+        }
+    }
+}
+
+proptest! {
+    /// `lanes run` keys a lane with the one-pass digest and materializes `fileset::select`: the
+    /// two must always name the same files, or a key would describe another directory.
+    #[test]
+    fn the_one_pass_digests_equal_each_lanes_own_selection(
+        lanes in prop::collection::vec(prop::collection::vec(pattern(), 1..5), 1..6),
+        files in prop::collection::btree_map(path(), any::<u8>(), 0..30),
+    ) {
+        let catalog = catalog_with("inputs", &lanes);
+        let entries: Vec<FileEntry> = files.iter().map(|(p, c)| entry(p, *c)).collect();
+        let digests = fileset::lane_digests(&catalog, &entries);
+        for (lane, digest) in catalog.lanes.iter().zip(&digests) {
+            let own = fileset::select(lane.inputs.as_deref(), &entries);
+            prop_assert_eq!(digest, &fileset::digest(own.iter().copied()));
         }
     }
 }

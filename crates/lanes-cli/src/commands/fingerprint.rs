@@ -53,6 +53,25 @@ pub(crate) fn check_step(lane: &Lane, step: Option<&str>) -> Result<(), CliError
     Ok(())
 }
 
+/// The fingerprints of `lane`'s steps for the input digest `digest`, on this machine.
+pub(crate) fn step_fingerprints(
+    catalog: &Catalog,
+    lane: &Lane,
+    digest: &str,
+) -> Vec<StepFingerprint> {
+    let platform = platform();
+    let env = |name: &str| std::env::var(name).ok();
+    lane_fingerprints(
+        catalog,
+        lane,
+        &digest.to_owned(),
+        Host {
+            platform: &platform,
+            env: &env,
+        },
+    )
+}
+
 /// A lane's input files (sorted), their digest, and the fingerprint of each of its steps, as
 /// `lanes run` computes them on this machine.
 pub(crate) fn lane_keys(
@@ -65,17 +84,7 @@ pub(crate) fn lane_keys(
         .cloned()
         .collect();
     let digest = fileset::digest(&inputs);
-    let platform = platform();
-    let env = |name: &str| std::env::var(name).ok();
-    let fingerprints = lane_fingerprints(
-        catalog,
-        lane,
-        &digest,
-        Host {
-            platform: &platform,
-            env: &env,
-        },
-    );
+    let fingerprints = step_fingerprints(catalog, lane, &digest);
     (inputs, digest, fingerprints)
 }
 

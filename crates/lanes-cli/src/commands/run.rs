@@ -2,13 +2,14 @@
 
 use crate::args::RunArgs;
 use crate::cache_dir::{KEEP_RUNS, cache_dir};
-use crate::commands::fingerprint::lane_keys;
+use crate::commands::fingerprint::step_fingerprints;
 use crate::commands::select::describe;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::progress::Progress;
 use crate::workspace::{CATALOG_PATH, Workspace};
 use lanes_cache::{LocalStore, RunEvent};
+use lanes_core::glob::Glob;
 use lanes_core::plan::{Plan, PlanLane};
 use lanes_core::select::LaneSelection;
 use lanes_core::{Catalog, FileEntry, LaneClass, Reason, StepFingerprint, Trigger, fileset};
@@ -56,22 +57,37 @@ struct LaneReport {
     steps: Vec<StepResult>,
 }
 
-/// A lane's files, for the lane thread to materialize.
+/// A lane's files, for the lane thread to materialize. The lane's own list is only picked out
+/// of every file when a step has to run: a lane whose steps all hit never needs it.
 struct LaneFiles {
     repo: Repo,
-    files: Vec<FileEntry>,
+    all: Arc<Vec<FileEntry>>,
+    inputs: Option<Vec<Glob>>,
+    /// The digest the lane's keys were made with.
+    digest: String,
+}
+
+impl LaneFiles {
+    fn mine(&self) -> Vec<&FileEntry> {
+        fileset::select(self.inputs.as_deref(), &self.all)
+    }
 }
 
 impl Fileset for LaneFiles {
     fn materialize(&self, dest: &Path) -> Result<(usize, u64), String> {
+        let mine = self.mine();
+        // The directory must hold exactly the files the keys describe.
+        if fileset::digest(mine.iter().copied()) != self.digest {
+            return Err("the lane's files do not match the digest its keys were made with".into());
+        }
         self.repo
-            .materialize(&self.files, dest)
+            .materialize(mine, dest)
             .map(|m| (m.files, m.bytes))
             .map_err(|e| e.to_string())
     }
 
     fn listing(&self) -> Vec<u8> {
-        fileset::listing(&self.files)
+        fileset::listing(self.mine())
     }
 }
 
@@ -85,7 +101,6 @@ struct Planned {
     /// Index in the catalog.
     lane: usize,
     fingerprints: Vec<StepFingerprint>,
-    files: Option<Vec<FileEntry>>,
 }
 
 pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, CliError> {
@@ -149,23 +164,20 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         .selected()
         .map(|l| index[l.name.as_str()])
         .collect();
-    let files = if run_set.is_empty() {
+    let files = Arc::new(if run_set.is_empty() {
         Vec::new()
     } else {
         workspace.files()?
-    };
-    let mut planned: Vec<Planned> = run_set
+    });
+    // Every lane's input digest in one pass over the files.
+    let digests = fileset::lane_digests(&catalog, &files);
+    let planned: Vec<Planned> = run_set
         .iter()
-        .map(|&i| {
-            let (entries, _, fingerprints) = lane_keys(&catalog, &catalog.lanes[i], &files);
-            Planned {
-                lane: i,
-                fingerprints,
-                files: Some(entries),
-            }
+        .map(|&i| Planned {
+            lane: i,
+            fingerprints: step_fingerprints(&catalog, &catalog.lanes[i], &digests[i]),
         })
         .collect();
-    drop(files);
 
     let position: BTreeMap<usize, usize> =
         run_set.iter().enumerate().map(|(p, &i)| (i, p)).collect();
@@ -231,7 +243,6 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
             while let Some(p) = plan.start() {
                 let lane = &catalog.lanes[planned[p].lane];
                 progress.lane_status(p, &lane.name, "starting");
-                let files = planned[p].files.take().unwrap_or_default();
                 let slot = match take_slot(&cache_root.join("work").join(&lane.name)) {
                     Ok(slot) => slot,
                     Err(e) => return Err(io("lock a lane directory in", &cache_root, e)),
@@ -257,7 +268,9 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 };
                 let fileset = LaneFiles {
                     repo: workspace.repo.clone(),
-                    files,
+                    all: Arc::clone(&files),
+                    inputs: lane.inputs.clone(),
+                    digest: digests[planned[p].lane].clone(),
                 };
                 let lane = lane.clone();
                 let fingerprints = planned[p].fingerprints.clone();
