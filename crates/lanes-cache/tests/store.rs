@@ -1,28 +1,10 @@
 //! The local store on a real filesystem: round trips, corruption, concurrency, a full disk.
 
-use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, RESULT_VERSION};
-use lanes_core::{KEY_VERSION, StepFingerprint};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn fingerprint(command: &str) -> StepFingerprint {
-    StepFingerprint {
-        version: KEY_VERSION,
-        lane: "test".into(),
-        step: "build".into(),
-        inputs: "0".repeat(64),
-        shell: "bash -eo pipefail -c".into(),
-        command: command.into(),
-        env: BTreeMap::new(),
-        pass_env: BTreeMap::new(),
-        pins: BTreeMap::new(),
-        network: false,
-        cache_mounts: BTreeSet::new(),
-        outputs: None,
-        platform: "linux-x86_64".into(),
-        previous: None,
-    }
-}
+use common::{action_file, blob_file, fingerprint};
+use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, RESULT_VERSION};
+use std::path::Path;
 
 fn result(store: &LocalStore, command: &str) -> ActionResult {
     let fingerprint = fingerprint(command);
@@ -35,14 +17,6 @@ fn result(store: &LocalStore, command: &str) -> ActionResult {
         log: store.put_blob(b"12:00:00 compiling\n").expect("log"),
         outputs: store.put_blob(b"[]").expect("outputs"),
     }
-}
-
-fn blob_file(store: &LocalStore, digest: &str) -> PathBuf {
-    store.root().join("blobs").join(&digest[..2]).join(digest)
-}
-
-fn action_file(store: &LocalStore, key: &str) -> PathBuf {
-    store.root().join("actions").join(&key[..2]).join(key)
 }
 
 #[test]
