@@ -11,6 +11,7 @@ pub mod explain;
 pub mod fileset;
 pub mod fingerprint;
 pub mod glob;
+pub mod job;
 pub mod parse;
 pub mod plan;
 pub mod select;

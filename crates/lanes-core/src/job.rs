@@ -1,0 +1,279 @@
+//! The forge's vocabulary for jobs: their states, the order they are served in, and the reason
+//! every waiting or finished job carries.
+//!
+//! The scheduler ([`crate::schedule`]) decides with these values, `lanes-store` persists them
+//! (as the kebab-case names and JSON objects their serde forms give), and the API, UI and CLI
+//! show them. One definition, so the database, the wire and the screen never disagree.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Waiting to be leased; carries a [`JobReason`] saying why it is not running yet.
+    Queued,
+    /// An agent holds a lease but has not reported the job started.
+    Leased,
+    /// The agent reported the job started.
+    Running,
+    /// Every step passed or was a cache hit.
+    Passed,
+    /// A step failed.
+    Failed,
+    /// A step or the lane ran out of time.
+    TimedOut,
+    /// Cancelled by a user or superseded by a newer head.
+    Cancelled,
+    /// Never ran: a need failed, or it was not selected.
+    Skipped,
+    /// The forge could not run it: retries used up after lost agents, a catalog error.
+    Error,
+}
+
+impl JobState {
+    /// Every state, in the order docs list them.
+    pub const ALL: [JobState; 9] = [
+        JobState::Queued,
+        JobState::Leased,
+        JobState::Running,
+        JobState::Passed,
+        JobState::Failed,
+        JobState::TimedOut,
+        JobState::Cancelled,
+        JobState::Skipped,
+        JobState::Error,
+    ];
+
+    /// The name used in the database, JSON and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Leased => "leased",
+            JobState::Running => "running",
+            JobState::Passed => "passed",
+            JobState::Failed => "failed",
+            JobState::TimedOut => "timed-out",
+            JobState::Cancelled => "cancelled",
+            JobState::Skipped => "skipped",
+            JobState::Error => "error",
+        }
+    }
+
+    /// The state called `name`.
+    pub fn parse(name: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// True once the job can never change state again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            JobState::Queued | JobState::Leased | JobState::Running
+        )
+    }
+
+    /// True while an agent holds the job.
+    pub fn is_held(self) -> bool {
+        matches!(self, JobState::Leased | JobState::Running)
+    }
+
+    /// True for a finished job that lets the jobs needing it run.
+    pub fn is_success(self) -> bool {
+        self == JobState::Passed
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The order queued jobs are served in: lower first, FIFO within one priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Priority {
+    /// Reruns and manual jobs: a person is waiting for them.
+    Manual,
+    /// Required lanes: they gate a branch.
+    Required,
+    /// Advisory lanes.
+    Advisory,
+    /// Nightly lanes.
+    Nightly,
+}
+
+impl Priority {
+    /// Every priority, highest first.
+    pub const ALL: [Priority; 4] = [
+        Priority::Manual,
+        Priority::Required,
+        Priority::Advisory,
+        Priority::Nightly,
+    ];
+
+    /// The name used in the database and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Manual => "manual",
+            Priority::Required => "required",
+            Priority::Advisory => "advisory",
+            Priority::Nightly => "nightly",
+        }
+    }
+
+    /// The priority called `name`.
+    pub fn parse(name: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A job that holds a concurrency group, as a waiting job names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Holder {
+    /// The repository of the holder's run.
+    pub repo: String,
+    /// The run's number within its repository.
+    pub run: u64,
+    /// The holder's lane.
+    pub lane: String,
+}
+
+/// Why a job is waiting, why it went back to the queue, or why it ended without running.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum JobReason {
+    /// Queued: some of its needs have not passed yet.
+    WaitingForNeeds {
+        /// The lanes it still waits for.
+        lanes: Vec<String>,
+    },
+    /// Queued: its concurrency group is full.
+    BlockedByGroup {
+        /// The group.
+        group: String,
+        /// The jobs holding it.
+        holders: Vec<Holder>,
+    },
+    /// Queued: no connected agent has every label the lane asks for.
+    WaitingForAgent {
+        /// The labels it needs.
+        labels: Vec<String>,
+    },
+    /// Queued: agents that could run it exist but are all busy.
+    WaitingForCapacity,
+    /// Queued again: the agent that held it stopped heartbeating.
+    AgentLost {
+        /// The agent.
+        agent: String,
+        /// How many times it has been requeued so far (this one included).
+        attempt: u32,
+    },
+    /// Queued again by a user (`requeue`).
+    Requeued,
+    /// Error: it was requeued `retries` times after lost agents and lost its agent again.
+    RetriesExhausted {
+        /// How many times it was requeued.
+        retries: u32,
+    },
+    /// Skipped: a lane it needs did not pass.
+    NeedFailed {
+        /// The lane that did not pass.
+        lane: String,
+    },
+    /// Cancelled: a newer head on the same branch started run `by`.
+    Superseded {
+        /// The number of the newer run.
+        by: u64,
+    },
+    /// Cancelled by a user.
+    CancelledByUser,
+    /// Cancelled: the forge shut its run down (the run's catalog failed, the repository went
+    /// away).
+    RunAborted {
+        /// What happened.
+        message: String,
+    },
+}
+
+impl JobReason {
+    /// The `kind` string of this reason, as in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobReason::WaitingForNeeds { .. } => "waiting-for-needs",
+            JobReason::BlockedByGroup { .. } => "blocked-by-group",
+            JobReason::WaitingForAgent { .. } => "waiting-for-agent",
+            JobReason::WaitingForCapacity => "waiting-for-capacity",
+            JobReason::AgentLost { .. } => "agent-lost",
+            JobReason::Requeued => "requeued",
+            JobReason::RetriesExhausted { .. } => "retries-exhausted",
+            JobReason::NeedFailed { .. } => "need-failed",
+            JobReason::Superseded { .. } => "superseded",
+            JobReason::CancelledByUser => "cancelled-by-user",
+            JobReason::RunAborted { .. } => "run-aborted",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_round_trip_and_match_serde() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::parse(state.as_str()), Some(state));
+            assert_eq!(
+                serde_json::to_value(state).ok(),
+                Some(serde_json::Value::String(state.as_str().to_owned()))
+            );
+        }
+        assert_eq!(JobState::parse("done"), None);
+    }
+
+    #[test]
+    fn only_queued_leased_and_running_are_not_terminal() {
+        let open: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .collect();
+        assert_eq!(
+            open,
+            [JobState::Queued, JobState::Leased, JobState::Running]
+        );
+    }
+
+    #[test]
+    fn priorities_serve_manual_first_and_nightly_last() {
+        let mut all = Priority::ALL;
+        all.sort();
+        assert_eq!(all, Priority::ALL);
+        for p in Priority::ALL {
+            assert_eq!(Priority::parse(p.as_str()), Some(p));
+        }
+    }
+
+    #[test]
+    fn reasons_serialize_with_their_kind() {
+        let reason = JobReason::BlockedByGroup {
+            group: "mac".into(),
+            holders: vec![Holder {
+                repo: "app".into(),
+                run: 12,
+                lane: "ios-compile".into(),
+            }],
+        };
+        let json = serde_json::to_value(&reason).ok();
+        assert_eq!(
+            json,
+            Some(
+                serde_json::json!({"kind": "blocked-by-group", "group": "mac",
+                "holders": [{"repo": "app", "run": 12, "lane": "ios-compile"}]})
+            )
+        );
+        let back: Option<JobReason> = json.and_then(|j| serde_json::from_value(j).ok());
+        assert_eq!(back.as_ref().map(JobReason::kind), Some("blocked-by-group"));
+        assert_eq!(back, Some(reason));
+    }
+}
