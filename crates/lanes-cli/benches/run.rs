@@ -9,7 +9,8 @@
 //!   `--head HEAD`, beside `git status` in the same repository (git only looking at the working
 //!   tree) as the baseline;
 //! - `run-trivial`: a handful of files and a lane whose one step is `true`. It measures
-//!   `lanes run LANE` with `cache = false` (the step runs every time) and with the cache on but
+//!   `lanes run LANE` with `cache = false` (the step runs every time, in the sandbox and with
+//!   `--no-sandbox`) and with the cache on but
 //!   missed (a `pass-env` variable changes every run), beside `bash -c true` spawned directly;
 //!   and, in process, the lane executor (`run_lane`) and the process runner (`process::run`)
 //!   beside spawning the same shell with `std::process::Command`.
@@ -114,6 +115,7 @@ fn main() {
         run(&mut lanes_trivial("uncached"));
     }
     let uncached = median(runs, || run(&mut lanes_trivial("uncached")));
+    let unsandboxed = median(runs, || run(lanes_trivial("uncached").arg("--no-sandbox")));
     // A value no earlier run (of this bench either) has seen: every run is a miss.
     let mut nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -207,6 +209,12 @@ fn main() {
         "bash -c true",
     );
     row(
+        "lanes run LANE, cache = false, --no-sandbox",
+        unsandboxed,
+        bash,
+        "bash -c true",
+    );
+    row(
         "lanes run LANE, cache missed (binary, wall)",
         missed,
         bash,
@@ -278,6 +286,7 @@ fn in_process_run_lane(cache: &Path) {
         grace: Duration::from_secs(5),
         stream: false,
         events: Arc::new(|_| {}),
+        sandbox: None,
     };
     std::fs::create_dir_all(&cx.logs).expect("mkdir");
     let result = lanes_exec::run_lane(lane, &fingerprints, &NoFiles, &cx);

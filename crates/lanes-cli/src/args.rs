@@ -61,6 +61,10 @@ pub(crate) struct RunArgs {
     /// Stream every step's output as it runs.
     #[arg(short, long)]
     pub(crate) verbose: bool,
+    /// Let steps see the repository and the cache directory by absolute path [default: hide
+    /// them, on Linux].
+    #[arg(long)]
+    pub(crate) no_sandbox: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,14 @@ use printer::Printer;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `lanes __sandbox ...` sets a step's sandbox up and execs the step: first, while the
+    // process is still single-threaded.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().take(2).collect();
+    if raw.get(1).is_some_and(|a| a == lanes_exec::sandbox::ENTRY) {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        let code = lanes_exec::sandbox::enter(&args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = args::Cli::parse();
     let printer = Printer::new();
     // Absolute, so errors name the directory rather than `.`.

@@ -1137,6 +1137,7 @@ fn on_a_terminal_each_running_lane_has_a_live_line_under_a_run_progress_bar() {
     for (k, v) in f.env() {
         cmd.env(k, v);
     }
+    cmd.env("CACHE", f.cache.path());
     let out = cmd.output().expect("script runs");
     assert!(
         out.status.success(),
@@ -1179,4 +1180,149 @@ fn a_cache_directory_inside_the_repository_is_warned_about() {
         "{}",
         run.stderr
     );
+}
+
+/// Two lanes; `look` runs after `other` (so another lane's directory exists) and writes to
+/// `$OUT/leaks` every place outside its own files it can reach by absolute path.
+fn sandbox_fixture() -> Fixture {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.other]
+inputs = ["b/"]
+[[lane.other.step]]
+name = "s"
+run = "true"
+cache = false
+
+[lane.look]
+inputs = ["a/"]
+needs = ["other"]
+[[lane.look.step]]
+name = "look"
+cache = false
+pass-env = ["OUT", "REPO", "CACHE"]
+run = """
+: > $OUT/leaks
+test -e "$REPO/b/secret.txt" && echo repo-file >> $OUT/leaks
+test -e "$REPO/.git/HEAD" && echo git-dir >> $OUT/leaks
+test -e "$CACHE/v1" && echo cache-store >> $OUT/leaks
+test -e "$CACHE/work/other" && echo other-lane >> $OUT/leaks
+touch "$REPO/new.txt" 2>/dev/null && echo repo-writable >> $OUT/leaks
+cat "$PWD/a/visible.txt" > $OUT/own
+echo home > $HOME/h && cat $HOME/h >> $OUT/own
+true
+"""
+"#,
+    );
+    f.repo
+        .write("a/visible.txt", "yes\n")
+        .write("b/secret.txt", "no\n");
+    f.repo.commit("init");
+    f
+}
+
+#[test]
+fn a_step_cannot_reach_the_repository_or_the_cache_by_absolute_path() {
+    let f = sandbox_fixture();
+    let repo = f.repo.path.to_str().expect("utf-8");
+    let cache = f.cache.path().to_str().expect("utf-8");
+    let (run, report) = f.run_env(&["--all"], &[("REPO", repo), ("CACHE", cache)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "look"), vec![pair("passed", "disabled")]);
+    assert_eq!(f.lines("leaks"), Vec::<String>::new());
+    assert_eq!(f.lines("own"), ["yes", "home"]);
+    assert!(!f.repo.path.join("new.txt").exists());
+    // The covers lived in the step's own mount namespace only.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains("lanes-sandbox"), "{mounts}");
+
+    // Without the sandbox the same step reaches all of it: the checks above can fail.
+    let (run, _) = f.run_env(
+        &["--all", "--no-sandbox"],
+        &[("REPO", repo), ("CACHE", cache)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        f.lines("leaks"),
+        [
+            "repo-file",
+            "git-dir",
+            "cache-store",
+            "other-lane",
+            "repo-writable"
+        ]
+    );
+}
+
+#[test]
+fn the_sandbox_works_for_a_user_without_root() {
+    let f = sandbox_fixture();
+    let nobody = "65534";
+    for dir in [&f.repo.path, f.cache.path(), f.out.path()] {
+        let parent = dir.parent().expect("parent");
+        let owned = Command::new("chown")
+            .args(["-R", &format!("{nobody}:{nobody}")])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            owned,
+            "this test hands directories to nobody, which needs root (CI runs as root)"
+        );
+        // Temporary directories are 0700: let nobody walk through them.
+        let _ = Command::new("chmod").arg("755").arg(parent).status();
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={nobody}"),
+        &format!("--regid={nobody}"),
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_lanes"),
+        "run",
+        "--all",
+    ])
+    .current_dir(&f.repo.path)
+    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+    .env("HOME", f.out.path())
+    .env("REPO", &f.repo.path)
+    .env_remove("LANES_BASE");
+    for (k, v) in f.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("CACHE", f.cache.path());
+    let out = cmd.output().expect("setpriv runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("without a sandbox"), "{stderr}");
+    assert_eq!(f.lines("leaks"), Vec::<String>::new());
+    assert_eq!(f.lines("own"), ["yes", "home"]);
+}
+
+#[test]
+fn without_namespaces_steps_run_unsandboxed_after_a_warning() {
+    let f = sandbox_fixture();
+    // A user namespace that may not make mount namespaces: the sandbox cannot be set up.
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_mnt_namespaces && exec '{}' run --all",
+        env!("CARGO_BIN_EXE_lanes")
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "sh", "-c", &script])
+        .current_dir(&f.repo.path)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("REPO", &f.repo.path)
+        .env_remove("LANES_BASE");
+    for (k, v) in f.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("CACHE", f.cache.path());
+    let out = cmd.output().expect("unshare runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: steps run without a sandbox")
+            && stderr.contains("unshare(CLONE_NEWNS)"),
+        "{stderr}"
+    );
+    assert!(f.lines("leaks").contains(&"repo-file".to_owned()));
 }

@@ -8,6 +8,7 @@
 
 use crate::outputs::{self, OutputError, Snapshot};
 use crate::process::{self, Cancel, Outcome, StepCommand};
+use crate::sandbox::Sandbox;
 use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, OutputTree, RESULT_VERSION};
 use lanes_core::glob::{MultiMatcher, Scratch};
 use lanes_core::{Digest, Lane, StepFingerprint};
@@ -181,6 +182,8 @@ pub struct LaneContext {
     pub stream: bool,
     /// Where events go.
     pub events: Events,
+    /// Hide the repository and the cache from steps; `None` runs them unsandboxed.
+    pub sandbox: Option<Sandbox>,
 }
 
 impl std::fmt::Debug for LaneContext {
@@ -188,6 +191,7 @@ impl std::fmt::Debug for LaneContext {
         f.debug_struct("LaneContext")
             .field("slot", &self.slot)
             .field("lookup", &self.lookup)
+            .field("sandbox", &self.sandbox)
             .finish_non_exhaustive()
     }
 }
@@ -448,6 +452,17 @@ impl Runner<'_> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if let Some(sandbox) = &self.cx.sandbox {
+            // The slot holds src/, home/ and tmp/; the held cache mounts sit beside it.
+            let mut keep = vec![self.cx.slot.clone()];
+            keep.extend(
+                self.lane
+                    .cache_mounts
+                    .iter()
+                    .map(|m| self.cx.mounts.join(m)),
+            );
+            argv = sandbox.wrap(&keep, &src, argv);
+        }
         let command = StepCommand {
             argv,
             cwd: src.clone(),

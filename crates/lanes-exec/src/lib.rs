@@ -9,10 +9,15 @@
 //! [`lane::run_lane`] is the stacked executor on top: for each step of a lane, look its key up in
 //! the store, restore what a hit produced, else run it and record what it produced
 //! ([`outputs`]).
+//!
+//! [`sandbox`] runs each step in a mount namespace where the repository and the cache directory
+//! are hidden, so a step reads only its lane's files.
 
 pub mod lane;
 pub mod outputs;
 pub mod process;
+pub mod sandbox;
 
 pub use lane::{CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, run_lane};
 pub use process::{Cancel, ExecError, Finished, Outcome, StepCommand, run};
+pub use sandbox::Sandbox;

@@ -78,6 +78,12 @@ impl Repo {
         self.inner.workdir()
     }
 
+    /// The git directory shared by every worktree (`.git` of a normal clone, the repository
+    /// itself when bare).
+    pub fn git_dir(&self) -> &Path {
+        self.inner.common_dir()
+    }
+
     /// True if the repository is a shallow clone: some commits' parents were never fetched.
     pub fn is_shallow(&self) -> bool {
         // `gix` only fails here when `gitoxide.core.shallowFile` is not a representable path; such

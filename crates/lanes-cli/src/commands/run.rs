@@ -14,7 +14,7 @@ use lanes_core::plan::{Plan, PlanLane};
 use lanes_core::select::LaneSelection;
 use lanes_core::{Catalog, FileEntry, LaneClass, Reason, StepFingerprint, Trigger, fileset};
 use lanes_exec::lane::{millis, unix_millis};
-use lanes_exec::{Cancel, Event, Fileset, LaneContext, LaneResult, Status, StepResult};
+use lanes_exec::{Cancel, Event, Fileset, LaneContext, LaneResult, Sandbox, Status, StepResult};
 use lanes_git::Repo;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -91,6 +91,42 @@ impl Fileset for LaneFiles {
     }
 }
 
+/// The sandbox that hides the repository and the cache from steps, or `None` with a warning
+/// when this machine cannot make one.
+fn sandbox(workspace: &Workspace, cache_root: &Path, printer: &Printer) -> Option<Sandbox> {
+    let helper = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            printer.err(&format!(
+                "warning: steps run without a sandbox: cannot find the lanes binary: {e}\n"
+            ));
+            return None;
+        }
+    };
+    let mut hide: Vec<PathBuf> = workspace
+        .repo
+        .workdir()
+        .map(Path::to_owned)
+        .into_iter()
+        .collect();
+    hide.push(workspace.repo.git_dir().to_owned());
+    hide.push(cache_root.to_owned());
+    let sandbox = Sandbox { helper, hide };
+    match sandbox.probe() {
+        Ok(()) => Some(sandbox),
+        Err(why) => {
+            printer.err(&format!(
+                "warning: steps run without a sandbox ({why}): a step can read files outside \
+                 its lane's fileset by absolute path\n  help: lanes hides the repository with \
+                 a mount namespace; allow user namespaces for this user (sysctl \
+                 user.max_user_namespaces), or pass --no-sandbox to run without it and \
+                 silence this warning\n"
+            ));
+            None
+        }
+    }
+}
+
 enum Message {
     Event(usize, Event),
     Done(usize, LaneResult, Option<File>),
@@ -138,8 +174,9 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     {
         printer.err(&format!(
             "warning: the cache directory {} is inside the repository, and so are the lane \
-             directories: git in a step finds this repository; set LANES_CACHE_DIR to a \
-             directory outside it\n",
+             directories: unless git ignores it, its files become lane inputs, and without the \
+             sandbox git in a step finds this repository; set LANES_CACHE_DIR to a directory \
+             outside it\n",
             cache_root.display()
         ));
     }
@@ -207,6 +244,12 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     });
     let mut plan = Plan::new(plan_lanes, limits, jobs);
 
+    let sandbox = if args.no_sandbox || run_set.is_empty() {
+        None
+    } else {
+        sandbox(&workspace, &cache_root, printer)
+    };
+
     let cancel = Cancel::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, cancel.flag())
@@ -265,6 +308,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     events: Arc::new(move |event| {
                         let _ = events_tx.send(Message::Event(p, event));
                     }),
+                    sandbox: sandbox.clone(),
                 };
                 let fileset = LaneFiles {
                     repo: workspace.repo.clone(),
