@@ -5,7 +5,8 @@
 //! selection ([`Repo::changed_paths`], [`Repo::changed_paths_worktree`]), files at a commit
 //! ([`Repo::read_file_at`], for the catalog), and filesets with content ids for step keys
 //! ([`Repo::files_at`], [`Repo::files_worktree`]), and a fileset written into a lane's directory
-//! ([`Repo::materialize`]).
+//! ([`Repo::materialize`]), and the branches a forge polls ([`Repo::branches`],
+//! [`Repo::head_branch`]).
 //!
 //! Everything goes through gix, in process: no `git` binary is needed at run time. The crate
 //! never writes to the repository: no refs, objects or index; `materialize` writes only below
@@ -19,9 +20,11 @@ mod diff;
 mod error;
 mod files;
 mod materialize;
+mod refs;
 mod repo;
 mod revision;
 
 pub use error::GitError;
 pub use materialize::Materialized;
+pub use refs::Branch;
 pub use repo::{CommitId, Repo};

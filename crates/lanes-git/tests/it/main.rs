@@ -6,5 +6,6 @@ mod diff;
 mod files;
 mod fixture;
 mod materialize;
+mod refs;
 mod repo;
 mod revision;

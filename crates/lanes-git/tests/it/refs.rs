@@ -1,0 +1,61 @@
+use crate::fixture::Fixture;
+
+#[test]
+fn branches_list_every_local_branch_with_its_tip_and_see_later_pushes() {
+    let origin = Fixture::with_branch("main");
+    origin.write("a.txt", "a");
+    let first = origin.commit_all("one");
+    origin.git(&["branch", "feature/x"]);
+    origin.write("a.txt", "b");
+    let second = origin.commit_all("two");
+    let bare = Fixture::clone_of(&origin, &["--bare"]);
+    let repo = bare.repo();
+    let listed: Vec<(String, String)> = repo
+        .branches()
+        .expect("branches")
+        .into_iter()
+        .map(|b| (b.name, b.head.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("feature/x".to_owned(), first.clone()),
+            ("main".to_owned(), second.clone())
+        ]
+    );
+    assert_eq!(repo.head_branch().expect("HEAD"), Some("main".to_owned()));
+
+    // A push after the repository was opened shows on the next call.
+    origin.write("a.txt", "c");
+    let third = origin.commit_all("three");
+    origin.git(&[
+        "push",
+        "-q",
+        bare.path().to_str().expect("utf-8"),
+        "main",
+        "main:topic",
+    ]);
+    let listed: Vec<(String, String)> = repo
+        .branches()
+        .expect("branches")
+        .into_iter()
+        .map(|b| (b.name, b.head.as_str().to_owned()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("feature/x".to_owned(), first),
+            ("main".to_owned(), third.clone()),
+            ("topic".to_owned(), third)
+        ]
+    );
+}
+
+#[test]
+fn a_detached_head_has_no_branch() {
+    let fixture = Fixture::with_branch("main");
+    fixture.write("a.txt", "a");
+    let head = fixture.commit_all("one");
+    fixture.git(&["checkout", "-q", "--detach", &head]);
+    assert_eq!(fixture.repo().head_branch().expect("HEAD"), None);
+}
