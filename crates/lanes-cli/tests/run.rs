@@ -1326,3 +1326,32 @@ fn without_namespaces_steps_run_unsandboxed_after_a_warning() {
     );
     assert!(f.lines("leaks").contains(&"repo-file".to_owned()));
 }
+
+#[test]
+fn a_cache_mount_that_links_into_the_repository_still_works_in_the_sandbox() {
+    // How CI shares cargo's target directory: the mount is a symlink to a directory that the
+    // sandbox hides.
+    let f = Fixture::new(
+        r#"version = 1
+[lane.build]
+cache-mounts = ["target"]
+[[lane.build.step]]
+name = "s"
+run = "cat target/before && echo built > target/after"
+cache = false
+"#,
+    );
+    f.repo.write(".gitignore", "/target/\n");
+    f.repo.write("target/before", "from the checkout\n");
+    f.repo.commit("init");
+    let mounts = f.cache.path().join("mounts/_default");
+    std::fs::create_dir_all(&mounts).expect("mkdir");
+    std::os::unix::fs::symlink(f.repo.path.join("target"), mounts.join("target")).expect("symlink");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "build"), vec![pair("passed", "disabled")]);
+    assert_eq!(
+        std::fs::read_to_string(f.repo.path.join("target/after")).expect("written"),
+        "built\n"
+    );
+}

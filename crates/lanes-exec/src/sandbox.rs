@@ -176,12 +176,13 @@ fn setup(spec: &Spec) -> Result<(), String> {
     use rustix::thread::UnshareFlags;
 
     let covers = covers(&spec.hide);
+    let covered = |path: &Path| covers.iter().any(|c| path.starts_with(c));
     let mut keep = Vec::new();
+    let mut links = Vec::new();
     for dir in &spec.keep {
-        let dir = dir
-            .canonicalize()
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-        if covers.iter().any(|c| dir.starts_with(c)) {
+        let (dir, chain) = resolve(dir)?;
+        links.extend(chain.into_iter().filter(|(link, _)| covered(link)));
+        if covered(&dir) {
             keep.push(dir);
         }
     }
@@ -245,6 +246,18 @@ fn setup(spec: &Spec) -> Result<(), String> {
         )
         .map_err(|e| format!("mounting {} back: {e}", dir.display()))?;
     }
+    // A kept path reached through symlinks under a cover (a cache mount linked to a target
+    // directory elsewhere) needs those links again.
+    for (link, target) in links {
+        if link.symlink_metadata().is_ok() {
+            continue;
+        }
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::os::unix::fs::symlink(&target, &link)
+            .map_err(|e| format!("linking {} back: {e}", link.display()))?;
+    }
     for dir in &covers {
         mount_remount(dir, cover_flags | MountFlags::RDONLY, c"")
             .map_err(|e| format!("making the cover of {} read-only: {e}", dir.display()))?;
@@ -252,6 +265,31 @@ fn setup(spec: &Spec) -> Result<(), String> {
     // The old working directory is the uncovered one: leave it.
     rustix::process::chdir(&spec.cwd).map_err(|e| format!("{}: {e}", spec.cwd.display()))?;
     Ok(())
+}
+
+/// The real directory `path` names, and the symlinks followed to get there (each with its
+/// target as written), so the path can be made to work again under a cover.
+#[cfg(target_os = "linux")]
+fn resolve(path: &Path) -> Result<(PathBuf, Vec<(PathBuf, PathBuf)>), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut chain = Vec::new();
+    let mut current = std::path::absolute(path).map_err(fail)?;
+    // As many hops as the kernel follows before ELOOP.
+    for _ in 0..40 {
+        let (Some(parent), Some(name)) = (current.parent(), current.file_name()) else {
+            break;
+        };
+        let parent = parent.canonicalize().map_err(fail)?;
+        let here = parent.join(name);
+        match std::fs::read_link(&here) {
+            Ok(target) => {
+                current = parent.join(&target);
+                chain.push((here, target));
+            }
+            Err(_) => break,
+        }
+    }
+    Ok((current.canonicalize().map_err(fail)?, chain))
 }
 
 /// `unshare(2)` without `CLONE_FILES`, the only flag that makes rustix call it unsafe.
