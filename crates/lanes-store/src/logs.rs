@@ -108,7 +108,8 @@ impl LogFile {
         }
         let want = usize::try_from(self.len - offset).map_or(max, |left| left.min(max));
         let mut file = &self.file;
-        file.seek(SeekFrom::Start(offset)).at("seek in", &self.path)?;
+        file.seek(SeekFrom::Start(offset))
+            .at("seek in", &self.path)?;
         let mut buf = Vec::with_capacity(want);
         file.take(want as u64)
             .read_to_end(&mut buf)

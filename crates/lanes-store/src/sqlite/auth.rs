@@ -26,7 +26,9 @@ pub(crate) async fn register_agent(
     .bind(ms(now))
     .execute(&mut *conn)
     .await
-    .map_err(duplicate(|| format!("agent `{}` (or its token)", agent.name)))?;
+    .map_err(duplicate(|| {
+        format!("agent `{}` (or its token)", agent.name)
+    }))?;
     read::agent(conn, &agent.name).await
 }
 

@@ -47,8 +47,7 @@ async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()
         if u.from != JobState::Queued {
             return Err(invalid(u));
         }
-        let (Some(token), Some(agent), Some(expires_at)) = (u.token, &u.agent, u.expires_at)
-        else {
+        let (Some(token), Some(agent), Some(expires_at)) = (u.token, &u.agent, u.expires_at) else {
             return Err(StoreError::Invalid(format!(
                 "leasing job {} needs a token, an agent and an expiry",
                 u.job
@@ -107,7 +106,9 @@ async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()
     }
     q.push(" WHERE id = ").push_bind(u.job.0);
     q.push(" AND state = ").push_bind(u.from.as_str());
-    let presented = check_token.map(|t| to_i64("fencing token", t)).transpose()?;
+    let presented = check_token
+        .map(|t| to_i64("fencing token", t))
+        .transpose()?;
     if let Some(token) = presented {
         q.push(" AND token = ").push_bind(token);
     }
@@ -309,7 +310,11 @@ pub(crate) async fn finish_job(
     Ok(())
 }
 
-async fn upsert_step(conn: &mut SqliteConnection, job: JobId, step: &StepRecord) -> StoreResult<()> {
+async fn upsert_step(
+    conn: &mut SqliteConnection,
+    job: JobId,
+    step: &StepRecord,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT OR REPLACE INTO steps (job_id, idx, name, status, cache, key, duration_ms, \
          saved_ms, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

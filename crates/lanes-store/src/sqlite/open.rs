@@ -98,9 +98,7 @@ async fn migrate(writer: &SqlitePool) -> StoreResult<()> {
             known: SCHEMA_VERSION,
         });
     }
-    let migrator = Migrator::new(Embedded)
-        .await
-        .map_err(StoreError::Migrate)?;
+    let migrator = Migrator::new(Embedded).await.map_err(StoreError::Migrate)?;
     migrator
         .run(&mut *conn)
         .await

@@ -250,7 +250,10 @@ pub(crate) async fn jobs(conn: &mut SqliteConnection, of: JobsOf) -> StoreResult
         return Ok(jobs);
     }
     let index: HashMap<JobId, usize> = jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
-    let sql = format!("{STEP_SELECT} WHERE {} ORDER BY s.job_id, s.idx", of.clause());
+    let sql = format!(
+        "{STEP_SELECT} WHERE {} ORDER BY s.job_id, s.idx",
+        of.clause()
+    );
     let rows = of.bind(sqlx::query(&sql)).fetch_all(&mut *conn).await?;
     for row in &rows {
         let job = JobId(row.try_get("job_id")?);
@@ -284,9 +287,7 @@ fn job_from_row(row: &SqliteRow) -> StoreResult<JobRecord> {
         })?,
         priority: named("jobs.priority", row.try_get("priority")?, Priority::parse)?,
         state: named("jobs.state", row.try_get("state")?, JobState::parse)?,
-        reason: reason
-            .map(|r| from_json("jobs.reason", &r))
-            .transpose()?,
+        reason: reason.map(|r| from_json("jobs.reason", &r)).transpose()?,
         selection: from_json("jobs.selection", &selection)?,
         needs: from_json::<Vec<i64>>("jobs.needs", &needs)?
             .into_iter()

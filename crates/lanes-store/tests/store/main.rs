@@ -1,0 +1,11 @@
+//! Integration tests of lanes-store against real SQLite files in temporary directories.
+//!
+//! One test binary (modules by concept) so the suite links once.
+
+mod auth;
+mod common;
+mod leases;
+mod logs;
+mod open;
+mod queries;
+mod runs;
