@@ -18,15 +18,9 @@ impl Repo {
     /// Reads the references from disk on every call, so a long-lived `Repo` sees pushes made
     /// since it was opened.
     pub fn branches(&self) -> Result<Vec<Branch>, GitError> {
-        let platform = self
-            .inner
-            .references()
-            .context(|| "read the references")?;
+        let platform = self.inner.references().context(|| "read the references")?;
         let mut branches = Vec::new();
-        for reference in platform
-            .local_branches()
-            .context(|| "list the branches")?
-        {
+        for reference in platform.local_branches().context(|| "list the branches")? {
             let mut reference = reference.map_err(|e| GitError::other("read a branch", e))?;
             let name = reference.name().shorten().to_string();
             let Ok(commit) = reference.peel_to_commit() else {
