@@ -1,9 +1,11 @@
 //! Jobs: one lane inside one run, the unit of scheduling, with its lease and phase timings.
 
+use crate::error::StoreError;
 use crate::run::RunId;
 use crate::step::StepRecord;
 use jiff::Timestamp;
 use lanes_core::job::{JobReason, JobState, Priority};
+use lanes_core::schedule::Transition;
 use lanes_core::{LaneClass, Reason};
 
 /// A job's row id. Ids only grow (never reused), so id order is creation order: the FIFO order
@@ -146,6 +148,38 @@ pub struct JobUpdate {
     pub expires_at: Option<Timestamp>,
     /// When the transition happened.
     pub at: Timestamp,
+}
+
+impl JobUpdate {
+    /// The update persisting a decision of the scheduler (`lanes_core::schedule`), made at `at`.
+    /// Its ids and times are the scheduler's (`u64` ids, milliseconds since the epoch); one out
+    /// of the store's range is [`StoreError::Invalid`].
+    pub fn from_transition(t: &Transition, at: Timestamp) -> Result<JobUpdate, StoreError> {
+        let job = i64::try_from(t.job.0)
+            .map(JobId)
+            .map_err(|_| StoreError::Invalid(format!("job id {} is too large", t.job)))?;
+        let expires_at = t
+            .expires_at
+            .map(|ms| {
+                i64::try_from(ms)
+                    .ok()
+                    .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!("lease expiry {ms} is out of range"))
+                    })
+            })
+            .transpose()?;
+        Ok(JobUpdate {
+            job,
+            from: t.from,
+            to: t.to,
+            reason: t.reason.clone(),
+            token: t.token.map(|token| token.0),
+            agent: t.agent.as_ref().map(|agent| agent.0.clone()),
+            expires_at,
+            at,
+        })
+    }
 }
 
 /// What an agent reports when a job ends.

@@ -304,3 +304,36 @@ async fn a_scheduler_update_with_a_stale_token_is_rejected() -> TestResult {
     assert!(store.open_jobs().await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_scheduler_transition_persists_as_an_update() -> TestResult {
+    use lanes_core::schedule::{AgentId, Token, Transition};
+    let fx = Fixture::new()?;
+    let store = fx.with_repo().await?;
+    let (_, id) = one_job(&store).await?;
+    let decision = Transition {
+        job: lanes_core::schedule::JobId(u64::try_from(id.0)?),
+        from: JobState::Queued,
+        to: JobState::Leased,
+        reason: None,
+        token: Some(Token(4)),
+        agent: Some(AgentId("a1".into())),
+        expires_at: Some(32_000),
+    };
+    let update = JobUpdate::from_transition(&decision, t(2_000))?;
+    assert_eq!(update, lease(id, 4, 2_000, 32_000));
+    store.apply(&[update]).await?;
+    let job = store.job(id).await?;
+    assert_eq!(
+        (job.state, job.token, job.expires_at),
+        (JobState::Leased, Some(4), Some(t(32_000)))
+    );
+
+    let too_far = Transition {
+        expires_at: Some(u64::MAX),
+        ..decision
+    };
+    let err = JobUpdate::from_transition(&too_far, t(2_000)).expect_err("out of range");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    Ok(())
+}
