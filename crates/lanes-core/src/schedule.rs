@@ -872,13 +872,19 @@ impl Scheduler {
         if let Some(g) = job.group {
             self.groups[g as usize].holders.insert(id);
         }
-        let agent = self.agents.entry(held.agent.clone()).or_insert(Agent {
-            labels: Box::new([]),
-            capacity: 0,
-            online: false,
-            held: 0,
-        });
-        agent.held += 1;
+        match self.agents.get_mut(&held.agent) {
+            Some(agent) => agent.held += 1,
+            // A restored lease of an agent that has not come back yet.
+            None => {
+                let agent = Agent {
+                    labels: Box::new([]),
+                    capacity: 0,
+                    online: false,
+                    held: 1,
+                };
+                self.agents.insert(held.agent.clone(), agent);
+            }
+        }
         self.expiries.insert((held.expires_at, id));
         job.lease = Some(held);
     }
