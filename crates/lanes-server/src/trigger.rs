@@ -1,0 +1,290 @@
+//! Turning a new branch head into a run: the catalog at that commit, the base, the changed paths,
+//! the selection, one job per lane, and the older runs it supersedes.
+//!
+//! The run is created before the ref is recorded, so a crash in between loses nothing: the next
+//! poll sees the head as new again and the store's unique (repository, branch, head) index turns
+//! the second attempt into [`Outcome::AlreadySeen`].
+
+use jiff::Timestamp;
+use lanes_core::job::{JobState, Priority};
+use lanes_core::{Catalog, LaneClass, Reason, Source, Trigger};
+use lanes_git::{CommitId, GitError, Repo};
+use lanes_store::{
+    JobRecord, NewJob, NewRun, RepoRecord, RunDetail, RunFilter, RunStatus, RunTrigger, RunUpdate,
+    Store, StoreError,
+};
+use serde::Serialize;
+
+/// Where the catalog lives, relative to the repository root.
+pub const CATALOG_PATH: &str = "lanes.toml";
+
+/// How many times a job is requeued after lost agents before it ends `error`.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Version of the diagnostics JSON stored on a run whose catalog failed.
+pub const DIAGNOSTICS_VERSION: u32 = 1;
+
+/// What [`on_branch_head`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The head was seen on this branch before: nothing was created.
+    AlreadySeen,
+    /// A run was created.
+    Created(Created),
+}
+
+/// A run created for a new head, and the work the server must cancel because of it.
+#[derive(Debug)]
+pub struct Created {
+    /// The new run with its jobs (an `error` run has none).
+    pub run: RunDetail,
+    /// The numbers of the older runs on the branch it superseded.
+    pub superseded: Vec<u64>,
+    /// Their open jobs (queued, leased, running), for the scheduler to cancel with reason
+    /// `superseded`. Every lane counts as `cancel-superseded = true` until the catalog has that
+    /// key.
+    pub to_cancel: Vec<JobRecord>,
+}
+
+/// Creating a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// Reading the repository failed (a missing default branch, no merge-base, a shallow clone).
+    #[error("failed to read the repository: {0}")]
+    Git(#[from] GitError),
+    /// The store failed.
+    #[error("failed to write the forge state: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One catalog problem as stored on an `error` run.
+#[derive(Debug, Serialize)]
+struct StoredDiagnostic {
+    code: String,
+    file: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+    help: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct StoredDiagnostics {
+    version: u32,
+    diagnostics: Vec<StoredDiagnostic>,
+}
+
+/// Handles `branch` of `repo` pointing at `head`: creates its run unless the head was seen
+/// before on that branch, and supersedes the branch's older push runs.
+///
+/// The base is the merge-base with the default branch's head; for a push to the default branch
+/// it is the previous default head the store recorded. The very first head of the default branch
+/// has no base and selects every required and advisory lane (reason `forced`).
+pub async fn on_branch_head(
+    store: &impl Store,
+    repo: &RepoRecord,
+    git: &Repo,
+    branch: &str,
+    head: &CommitId,
+    now: Timestamp,
+) -> Result<Outcome, TriggerError> {
+    let previous = store
+        .refs(&repo.name)
+        .await?
+        .into_iter()
+        .find(|r| r.branch == branch)
+        .map(|r| r.head);
+    if previous.as_deref() == Some(head.as_str()) {
+        return Ok(Outcome::AlreadySeen);
+    }
+    let base = if branch == repo.default_branch {
+        match &previous {
+            Some(prev) => Some(git.resolve(prev)?),
+            None => None,
+        }
+    } else {
+        let default_head = git.resolve(&format!("refs/heads/{}", repo.default_branch))?;
+        Some(git.merge_base(&default_head, head)?)
+    };
+
+    let (status, diagnostics, jobs) = match read_catalog(git, head)? {
+        Ok(catalog) => {
+            let changed = match &base {
+                Some(base) => Some(git.changed_paths(base, head)?),
+                None => None,
+            };
+            let trigger = match &changed {
+                Some(paths) => Trigger::Changed {
+                    paths,
+                    catalog_path: CATALOG_PATH,
+                },
+                None => Trigger::All,
+            };
+            let selection = lanes_core::select(&catalog, trigger);
+            (RunStatus::Pending, None, jobs_for(&catalog, &selection))
+        }
+        Err(diagnostics) => (RunStatus::Error, Some(diagnostics), Vec::new()),
+    };
+
+    let new_run = NewRun {
+        repo: repo.name.clone(),
+        branch: branch.to_owned(),
+        head: head.as_str().to_owned(),
+        base: base.map(|b| b.as_str().to_owned()),
+        trigger: RunTrigger::Push,
+        status,
+        diagnostics,
+        created_at: now,
+        jobs,
+        nightly_slots: Vec::new(),
+    };
+    let run = match store.create_run(&new_run).await {
+        Ok(run) => run,
+        Err(StoreError::Duplicate(_)) => {
+            store
+                .record_ref(&repo.name, branch, head.as_str(), now)
+                .await?;
+            return Ok(Outcome::AlreadySeen);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    store
+        .record_ref(&repo.name, branch, head.as_str(), now)
+        .await?;
+    let (superseded, to_cancel) = supersede(store, &run).await?;
+    Ok(Outcome::Created(Created {
+        run,
+        superseded,
+        to_cancel,
+    }))
+}
+
+/// The catalog at `head`, or the diagnostics JSON to store when it does not validate.
+fn read_catalog(git: &Repo, head: &CommitId) -> Result<Result<Catalog, String>, GitError> {
+    let read = |path: &str| -> Result<Option<String>, GitError> {
+        Ok(git
+            .read_file_at(head, path)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    };
+    let Some(text) = read(CATALOG_PATH)? else {
+        return Ok(Err(diagnostics_json(vec![StoredDiagnostic {
+            code: "catalog::missing".into(),
+            file: CATALOG_PATH.into(),
+            line: None,
+            column: None,
+            message: format!("no {CATALOG_PATH} at commit {head}"),
+            help: Some("add a catalog at the repository root; see docs/manifest.md".into()),
+        }])));
+    };
+    let mut load = |path: &str| match read(path) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(format!("no such file at commit {head}")),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(
+        lanes_core::parse(&Source::new(CATALOG_PATH, text), &mut load).map_err(|e| {
+            diagnostics_json(
+                e.diagnostics
+                    .into_iter()
+                    .map(|d| StoredDiagnostic {
+                        code: d.code.to_owned(),
+                        file: d.file,
+                        line: Some(d.line),
+                        column: Some(d.column),
+                        message: d.message,
+                        help: d.help,
+                    })
+                    .collect(),
+            )
+        }),
+    )
+}
+
+fn diagnostics_json(diagnostics: Vec<StoredDiagnostic>) -> String {
+    let doc = StoredDiagnostics {
+        version: DIAGNOSTICS_VERSION,
+        diagnostics,
+    };
+    serde_json::to_string(&doc).unwrap_or_else(|e| format!("diagnostics not serializable: {e}"))
+}
+
+/// One job per lane: selected lanes queued, the others skipped with their selection reasons.
+fn jobs_for(catalog: &Catalog, selection: &lanes_core::Selection) -> Vec<NewJob> {
+    catalog
+        .lanes
+        .iter()
+        .zip(&selection.lanes)
+        .map(|(lane, chosen)| NewJob {
+            lane: lane.name.clone(),
+            class: lane.class,
+            priority: priority(lane.class),
+            state: if chosen.selected {
+                JobState::Queued
+            } else {
+                JobState::Skipped
+            },
+            reason: None,
+            selection: chosen.reasons.iter().map(Reason::clone).collect(),
+            needs: lane.needs.clone(),
+            group: lane.concurrency.clone(),
+            labels: lane.labels.clone(),
+            retries: DEFAULT_RETRIES,
+            rerun_of: None,
+        })
+        .collect()
+}
+
+fn priority(class: LaneClass) -> Priority {
+    match class {
+        LaneClass::Required => Priority::Required,
+        LaneClass::Advisory => Priority::Advisory,
+        LaneClass::Nightly => Priority::Nightly,
+        LaneClass::Manual => Priority::Manual,
+    }
+}
+
+/// Marks the branch's older unfinished push runs as superseded by `run` and returns their
+/// numbers and open jobs.
+async fn supersede(
+    store: &impl Store,
+    run: &RunDetail,
+) -> Result<(Vec<u64>, Vec<JobRecord>), StoreError> {
+    let mut numbers = Vec::new();
+    let mut open = Vec::new();
+    for status in [RunStatus::Pending, RunStatus::Running] {
+        let mut before = Some(run.run.id);
+        loop {
+            let filter = RunFilter {
+                repo: Some(run.run.repo.clone()),
+                branch: Some(run.run.branch.clone()),
+                status: Some(status),
+                before,
+                limit: 100,
+            };
+            let page = store.list_runs(&filter).await?;
+            for old in &page {
+                if old.trigger != RunTrigger::Push || old.superseded_by.is_some() {
+                    continue;
+                }
+                let detail = store.run(&old.repo, old.number).await?;
+                open.extend(detail.jobs.into_iter().filter(|j| !j.state.is_terminal()));
+                store
+                    .update_run(
+                        old.id,
+                        &RunUpdate {
+                            superseded_by: Some(run.run.number),
+                            ..RunUpdate::default()
+                        },
+                    )
+                    .await?;
+                numbers.push(old.number);
+            }
+            if page.len() < 100 {
+                break;
+            }
+            before = page.last().map(|r| r.id);
+        }
+    }
+    numbers.sort_unstable();
+    Ok((numbers, open))
+}
