@@ -7,7 +7,7 @@
 
 use jiff::Timestamp;
 use lanes_core::job::{JobState, Priority};
-use lanes_core::{Catalog, LaneClass, Reason, Source, Trigger};
+use lanes_core::{Catalog, LaneClass, Source, Trigger};
 use lanes_git::{CommitId, GitError, Repo};
 use lanes_store::{
     JobRecord, NewJob, NewRun, RepoRecord, RunDetail, RunFilter, RunStatus, RunTrigger, RunUpdate,
@@ -224,7 +224,7 @@ fn jobs_for(catalog: &Catalog, selection: &lanes_core::Selection) -> Vec<NewJob>
                 JobState::Skipped
             },
             reason: None,
-            selection: chosen.reasons.iter().map(Reason::clone).collect(),
+            selection: chosen.reasons.clone(),
             needs: lane.needs.clone(),
             group: lane.concurrency.clone(),
             labels: lane.labels.clone(),

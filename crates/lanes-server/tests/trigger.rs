@@ -36,6 +36,10 @@ class = "nightly"
 schedule = "0 3 * * *"
 step = [{ name = "soak", run = "true" }]
 
+[lane.release]
+class = "manual"
+step = [{ name = "release", run = "true" }]
+
 [group.mac]
 limit = 1
 "#;
@@ -175,6 +179,14 @@ async fn a_feature_branch_selects_by_its_diff_against_the_merge_base_and_records
         .find(|j| j.lane == "soak")
         .ok_or("no soak job")?;
     assert_eq!(soak.selection, serde_json::json!([{"kind": "nightly"}]));
+    let release = c
+        .run
+        .jobs
+        .iter()
+        .find(|j| j.lane == "release")
+        .ok_or("no release job")?;
+    assert_eq!(release.state, JobState::Skipped);
+    assert_eq!(release.selection, serde_json::json!([{"kind": "manual"}]));
     let docs = c
         .run
         .jobs
