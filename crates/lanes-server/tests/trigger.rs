@@ -323,3 +323,34 @@ async fn run_numbers_go_one_two_three_per_repository() -> TestResult {
     assert_eq!(numbers, vec![1, 2, 3]);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_pins_file_is_read_at_the_commit_not_the_working_tree() -> TestResult {
+    let f = Forge::new().await?;
+    let catalog = format!(
+        "pins = \"ci/pins.toml\"\n{}",
+        CATALOG.replacen("version = 1\n", "", 1)
+    );
+    let catalog = format!("version = 1\n{catalog}");
+    let good = "rustc = { command = \"rustc --version\", expect = \"1\" }\n";
+    let head = f.commit(&[("lanes.toml", &catalog), ("ci/pins.toml", "not = [toml")])?;
+    // A valid pins file in the working tree only must not rescue the broken one at the commit.
+    std::fs::write(f.work().join("ci/pins.toml"), good)?;
+    let broken = created(f.push("main", &head, 1).await?)?;
+    assert_eq!(broken.run.run.status, RunStatus::Error);
+    let text = broken.run.run.diagnostics.ok_or("no diagnostics")?;
+    assert!(text.contains("ci/pins.toml"), "{text}");
+
+    let fixed = f.commit(&[("ci/pins.toml", good)])?;
+    let ok = created(f.push("main", &fixed, 2).await?)?;
+    assert_eq!(
+        ok.run.run.status,
+        RunStatus::Pending,
+        "{:?}",
+        ok.run.run.diagnostics
+    );
+    // The pins file changed, which selects every required and advisory lane.
+    assert_eq!(state_of(&ok, "lint"), Some(JobState::Queued));
+    assert_eq!(state_of(&ok, "docs"), Some(JobState::Queued));
+    Ok(())
+}
