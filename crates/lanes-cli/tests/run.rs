@@ -61,17 +61,25 @@ impl Fixture {
     /// `lanes ARGS` started in the background (stdout dropped, stderr kept), to act on while it
     /// runs.
     fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
-        cmd.current_dir(&self.repo.path)
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env_remove("LANES_BASE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in self.env().into_iter().chain(extra.iter().copied()) {
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_lanes"));
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in extra {
             cmd.env(k, v);
         }
         cmd.spawn().expect("spawn lanes")
+    }
+
+    /// `program` in the repository with the fixture's environment (for running lanes through
+    /// another program).
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(&self.repo.path)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env_remove("LANES_BASE");
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd
     }
 
     /// Lines a step appended to `$OUT/NAME`.
@@ -1280,7 +1288,7 @@ fn the_sandbox_works_for_a_user_without_root() {
         // Temporary directories are 0700: let nobody walk through them.
         let _ = Command::new("chmod").arg("755").arg(parent).status();
     }
-    let mut cmd = Command::new("setpriv");
+    let mut cmd = f.command("setpriv");
     cmd.args([
         &format!("--reuid={nobody}"),
         &format!("--regid={nobody}"),
@@ -1289,15 +1297,9 @@ fn the_sandbox_works_for_a_user_without_root() {
         "run",
         "--all",
     ])
-    .current_dir(&f.repo.path)
-    .env("GIT_CONFIG_GLOBAL", "/dev/null")
     .env("HOME", f.out.path())
     .env("REPO", &f.repo.path)
-    .env_remove("LANES_BASE");
-    for (k, v) in f.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("CACHE", f.cache.path());
+    .env("CACHE", f.cache.path());
     let out = cmd.output().expect("setpriv runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -1314,16 +1316,10 @@ fn without_namespaces_steps_run_unsandboxed_after_a_warning() {
         "echo 0 > /proc/sys/user/max_mnt_namespaces && exec '{}' run --all",
         env!("CARGO_BIN_EXE_lanes")
     );
-    let mut cmd = Command::new("unshare");
+    let mut cmd = f.command("unshare");
     cmd.args(["--user", "--map-root-user", "sh", "-c", &script])
-        .current_dir(&f.repo.path)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("REPO", &f.repo.path)
-        .env_remove("LANES_BASE");
-    for (k, v) in f.env() {
-        cmd.env(k, v);
-    }
-    cmd.env("CACHE", f.cache.path());
+        .env("CACHE", f.cache.path());
     let out = cmd.output().expect("unshare runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
