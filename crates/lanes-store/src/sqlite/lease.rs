@@ -219,20 +219,8 @@ pub(crate) async fn heartbeat(
     token: u64,
     expires_at: Timestamp,
 ) -> StoreResult<()> {
-    let changed = sqlx::query(&format!(
-        "UPDATE jobs SET expires_at = max(coalesce(expires_at, 0), ?) \
-         WHERE id = ? AND token = ? AND state IN {HELD}"
-    ))
-    .bind(ms(expires_at))
-    .bind(job.0)
-    .bind(to_i64("fencing token", token)?)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if changed == 0 {
-        return Err(fenced_failure(conn, job, token).await);
-    }
-    Ok(())
+    let set = "expires_at = max(coalesce(expires_at, 0), ?)";
+    fenced_update(conn, job, token, set, ms(expires_at)).await
 }
 
 pub(crate) async fn start_job(
@@ -241,11 +229,23 @@ pub(crate) async fn start_job(
     token: u64,
     at: Timestamp,
 ) -> StoreResult<()> {
+    let set = "state = 'running', started_at = coalesce(started_at, ?)";
+    fenced_update(conn, job, token, set, ms(at)).await
+}
+
+/// `UPDATE jobs SET {set}` only while the job is held under `token`; `value` fills the one `?`
+/// in `set`.
+async fn fenced_update(
+    conn: &mut SqliteConnection,
+    job: JobId,
+    token: u64,
+    set: &str,
+    value: i64,
+) -> StoreResult<()> {
     let changed = sqlx::query(&format!(
-        "UPDATE jobs SET state = 'running', started_at = coalesce(started_at, ?) \
-         WHERE id = ? AND token = ? AND state IN {HELD}"
+        "UPDATE jobs SET {set} WHERE id = ? AND token = ? AND state IN {HELD}"
     ))
-    .bind(ms(at))
+    .bind(value)
     .bind(job.0)
     .bind(to_i64("fencing token", token)?)
     .execute(&mut *conn)
