@@ -153,6 +153,19 @@ pub struct Transition {
     pub expires_at: Option<u64>,
 }
 
+/// A concurrency group as [`Scheduler::groups`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group's name.
+    pub name: String,
+    /// Its fleet-wide limit.
+    pub limit: u32,
+    /// The held jobs holding it, in id order.
+    pub holders: Vec<(JobId, Holder)>,
+    /// Its queued jobs, in serving order.
+    pub waiters: Vec<(JobId, Holder)>,
+}
+
 /// Why an agent's report was not accepted. Whatever the variant, the agent no longer holds the
 /// job and must stop it; only [`Rejected::NotAnOutcome`] is a bug in the agent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -742,6 +755,37 @@ impl Scheduler {
             return None;
         }
         Some(self.waiting_reason(j))
+    }
+
+    /// Every concurrency group the scheduler knows, by name: its limit, the jobs holding it and
+    /// the queued jobs of the group (in serving order), for the API's group view.
+    pub fn groups(&self) -> Vec<GroupView> {
+        let mut views: Vec<GroupView> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(ix, group)| {
+                let mut waiters: Vec<(Key, Holder)> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, j)| j.state == JobState::Queued && j.group == Some(ix as GroupIx))
+                    .map(|(&id, j)| (j.key(id), j.holder()))
+                    .collect();
+                waiters.sort_by_key(|w| w.0);
+                GroupView {
+                    name: group.name.clone(),
+                    limit: group.limit,
+                    holders: group
+                        .holders
+                        .iter()
+                        .filter_map(|id| Some((*id, self.jobs.get(id)?.holder())))
+                        .collect(),
+                    waiters: waiters.into_iter().map(|((_, id), h)| (id, h)).collect(),
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
     }
 
     /// The queued jobs whose reason changed since it was last handed out, in id order, as

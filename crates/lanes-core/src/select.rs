@@ -6,11 +6,11 @@
 
 use crate::catalog::{Catalog, LaneClass};
 use crate::glob::{Glob, MultiMatcher, Scratch};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// Why a lane is selected or skipped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
     /// A changed path matched one of the lane's `paths` patterns (the deciding one).

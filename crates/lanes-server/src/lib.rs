@@ -1,12 +1,22 @@
-//! The lanes forge (`lanes serve`): turning new branch heads into runs ([`trigger`]) and deriving a
-//! branch's CI status from its latest run ([`status`]).
+//! The lanes forge (`lanes serve`): the ref watcher turns new branch heads into runs
+//! ([`trigger`]), the [`forge::Forge`] schedules their jobs and persists every decision, the
+//! built-in agent runs them ([`local`]), and the JSON API ([`api`]) answers "what is the state of
+//! my branch".
 //!
-//! This crate decides what the forge does with a push and persists it through
-//! [`lanes_store::Store`]; lane selection comes from `lanes-core`, commits and diffs from
-//! `lanes-git`. No HTTP yet. docs/forge.md describes how a run is created.
+//! Decisions come from `lanes-core` (selection, the scheduler's state machine); this crate
+//! persists them through [`lanes_store::Store`] and does the I/O around them. docs/forge.md
+//! describes how a run is created, docs/api.md the API.
 
+pub mod api;
+mod error;
+pub mod forge;
+pub mod local;
+pub mod metrics;
+pub mod serve;
 pub mod status;
 pub mod trigger;
 
-pub use status::{BranchStatus, JobView, branch_status};
+pub use error::{ForgeError, ForgeResult};
+pub use forge::{Forge, ForgeConfig, JobEvent, LOCAL_AGENT};
+pub use status::{BranchStatus, JobView, branch_status, run_status};
 pub use trigger::{CATALOG_PATH, Created, DEFAULT_RETRIES, Outcome, TriggerError, on_branch_head};

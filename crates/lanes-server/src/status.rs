@@ -2,7 +2,7 @@
 
 use lanes_core::LaneClass;
 use lanes_core::job::{JobReason, JobState};
-use lanes_store::{JobId, JobRecord, RunStatus};
+use lanes_store::{JobId, JobRecord, RunRecord, RunStatus};
 use std::collections::BTreeMap;
 
 /// What a branch's CI status is.
@@ -98,6 +98,40 @@ pub fn branch_status(run: RunStatus, jobs: &[JobView]) -> BranchStatus {
         return BranchStatus::Pending;
     }
     BranchStatus::Running
+}
+
+/// A run's status from its jobs: `pending` until a job is leased, `running` while any job is
+/// open, then `passed` or `failed` by the same rule as the branch status (a rerun replaces the
+/// job it reruns), or `cancelled` when it did not pass and a user or a newer head cancelled some
+/// of it. An `error` run stays `error`.
+pub fn run_status(run: &RunRecord, jobs: &[JobRecord]) -> RunStatus {
+    if run.status == RunStatus::Error {
+        return RunStatus::Error;
+    }
+    if jobs.iter().any(|j| !j.state.is_terminal()) {
+        let started = jobs
+            .iter()
+            .any(|j| j.state.is_held() || j.leased_at.is_some());
+        return if started {
+            RunStatus::Running
+        } else {
+            RunStatus::Pending
+        };
+    }
+    let views: Vec<JobView> = jobs.iter().map(JobView::from).collect();
+    match branch_status(run.status, &views) {
+        BranchStatus::Passed => RunStatus::Passed,
+        _ if jobs.iter().any(|j| {
+            matches!(
+                j.reason,
+                Some(JobReason::CancelledByUser | JobReason::Superseded { .. })
+            )
+        }) =>
+        {
+            RunStatus::Cancelled
+        }
+        _ => RunStatus::Failed,
+    }
 }
 
 /// The first job of `job`'s rerun chain. Bounded by `limit` steps so a corrupt cycle cannot loop.

@@ -44,6 +44,8 @@ pub struct Created {
     /// `superseded`. Every lane counts as `cancel-superseded = true` until the catalog has that
     /// key.
     pub to_cancel: Vec<JobRecord>,
+    /// The concurrency groups of the catalog at the new head, with their limits.
+    pub groups: Vec<(String, u32)>,
 }
 
 /// Creating a run failed.
@@ -107,8 +109,10 @@ pub async fn on_branch_head(
         Some(git.merge_base(&default_head, head)?)
     };
 
+    let mut groups = Vec::new();
     let (status, diagnostics, jobs) = match read_catalog(git, head)? {
         Ok(catalog) => {
+            groups = group_limits(&catalog);
             let changed = match &base {
                 Some(base) => Some(git.changed_paths(base, head)?),
                 None => None,
@@ -156,7 +160,27 @@ pub async fn on_branch_head(
         run,
         superseded,
         to_cancel,
+        groups,
     }))
+}
+
+fn group_limits(catalog: &Catalog) -> Vec<(String, u32)> {
+    catalog
+        .groups
+        .iter()
+        .map(|(name, group)| (name.clone(), group.limit))
+        .collect()
+}
+
+/// The concurrency groups of the catalog at `head` of `repo`, with their limits (none when the
+/// catalog does not validate there).
+pub fn group_limits_at(repo: &RepoRecord, head: &str) -> Result<Vec<(String, u32)>, GitError> {
+    let git = Repo::discover(&repo.path)?;
+    let head = git.resolve(head)?;
+    Ok(match read_catalog(&git, &head)? {
+        Ok(catalog) => group_limits(&catalog),
+        Err(_) => Vec::new(),
+    })
 }
 
 /// The catalog at `head`, or the diagnostics JSON to store when it does not validate.

@@ -1,0 +1,767 @@
+//! The JSON API (`/api/v1`, reference in docs/api.md) and `/metrics`, over axum.
+//!
+//! Handlers translate between HTTP and [`Forge`] calls; they decide nothing. [`ROUTES`] is the
+//! one list of routes: the router is built from it and a test checks the OpenAPI document
+//! (`openapi.json`, served at `/api/v1/openapi.json`) lists exactly these.
+
+use crate::error::ForgeError;
+use crate::forge::{Forge, JobEvent};
+use crate::metrics::Gauges;
+use crate::status::{JobView, branch_status};
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::stream::{self, Stream};
+use jiff::Timestamp;
+use lanes_core::job::JobState;
+use lanes_store::{
+    JobId, JobRecord, RepoRecord, RunDetail, RunFilter, RunRecord, RunStatus, RunTrigger, Store,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The OpenAPI document of [`ROUTES`].
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: method and path (axum syntax; `{*branch}` takes the rest of the path).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/v1/repos"),
+    ("GET", "/api/v1/repos/{repo}/branches"),
+    ("GET", "/api/v1/repos/{repo}/branches/{*branch}"),
+    ("POST", "/api/v1/repos/{repo}/refs-changed"),
+    ("GET", "/api/v1/repos/{repo}/runs"),
+    ("GET", "/api/v1/repos/{repo}/runs/{number}"),
+    ("POST", "/api/v1/repos/{repo}/runs/{number}/cancel"),
+    ("POST", "/api/v1/repos/{repo}/runs/{number}/rerun-failed"),
+    ("GET", "/api/v1/jobs/{id}"),
+    ("GET", "/api/v1/jobs/{id}/log"),
+    ("GET", "/api/v1/jobs/{id}/log/stream"),
+    ("POST", "/api/v1/jobs/{id}/cancel"),
+    ("POST", "/api/v1/jobs/{id}/rerun"),
+    ("POST", "/api/v1/jobs/{id}/requeue"),
+    ("GET", "/api/v1/groups"),
+    ("GET", "/api/v1/agents"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/metrics"),
+];
+
+/// Most bytes one log request returns.
+const LOG_PAGE: usize = 1 << 20;
+
+type Shared<S> = State<Arc<Forge<S>>>;
+
+/// An API error: JSON with a stable code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ForgeError> for ApiError {
+    fn from(e: ForgeError) -> ApiError {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!("{e}");
+        }
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<lanes_store::StoreError> for ApiError {
+    fn from(e: lanes_store::StoreError) -> ApiError {
+        ForgeError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router of [`ROUTES`] over `forge`.
+pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
+    let mut router = Router::new();
+    for (method, path) in ROUTES {
+        let route = match (*method, *path) {
+            ("GET", "/api/v1/repos") => get(repos::<S>),
+            ("GET", "/api/v1/repos/{repo}/branches") => get(branches::<S>),
+            ("GET", "/api/v1/repos/{repo}/branches/{*branch}") => get(branch::<S>),
+            ("POST", "/api/v1/repos/{repo}/refs-changed") => post(refs_changed::<S>),
+            ("GET", "/api/v1/repos/{repo}/runs") => get(runs::<S>),
+            ("GET", "/api/v1/repos/{repo}/runs/{number}") => get(run::<S>),
+            ("POST", "/api/v1/repos/{repo}/runs/{number}/cancel") => post(cancel_run::<S>),
+            ("POST", "/api/v1/repos/{repo}/runs/{number}/rerun-failed") => post(rerun_failed::<S>),
+            ("GET", "/api/v1/jobs/{id}") => get(job::<S>),
+            ("GET", "/api/v1/jobs/{id}/log") => get(log::<S>),
+            ("GET", "/api/v1/jobs/{id}/log/stream") => get(log_stream::<S>),
+            ("POST", "/api/v1/jobs/{id}/cancel") => post(cancel_job::<S>),
+            ("POST", "/api/v1/jobs/{id}/rerun") => post(rerun_job::<S>),
+            ("POST", "/api/v1/jobs/{id}/requeue") => post(requeue_job::<S>),
+            ("GET", "/api/v1/groups") => get(groups::<S>),
+            ("GET", "/api/v1/agents") => get(agents::<S>),
+            ("GET", "/api/v1/openapi.json") => get(openapi),
+            ("GET", "/metrics") => get(metrics::<S>),
+            _ => unreachable!("every route in ROUTES has a handler"),
+        };
+        router = router.route(path, route);
+    }
+    router
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response()
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&forge),
+            auth::<S>,
+        ))
+        .with_state(forge)
+}
+
+/// Authentication: actions always need the admin token, reads unless `--public-read`; the
+/// OpenAPI document and the hook's refs-changed are open (docs/api.md says why).
+async fn auth<S: Store + 'static>(
+    State(forge): Shared<S>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    let open = path == "/api/v1/openapi.json"
+        || (request.method() == Method::POST && path.ends_with("/refs-changed"))
+        || (request.method() == Method::GET && forge.config().public_read);
+    if open {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs a token: send `Authorization: Bearer <token>` (the CLI reads \
+             LANES_TOKEN)",
+        )
+        .into_response();
+    };
+    match forge.store().verify_admin_token(token).await {
+        Ok(true) => next.run(request).await,
+        Ok(false) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the token is not valid")
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+fn ts(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+fn repo_json(repo: &RepoRecord) -> Value {
+    json!({
+        "name": repo.name,
+        "path": repo.path,
+        "default_branch": repo.default_branch,
+        "remote_url": repo.remote_url,
+    })
+}
+
+/// A job as docs/api.md shows it; `lanes` names its needs by lane.
+pub fn job_json(job: &JobRecord, lanes: &HashMap<JobId, String>) -> Value {
+    let now = Timestamp::now();
+    let duration_ms = match job.started_at {
+        Some(start) => {
+            let end = job.finished_at.unwrap_or(now);
+            (end.as_millisecond() - start.as_millisecond()).max(0)
+        }
+        None => 0,
+    };
+    let cached = job
+        .steps
+        .iter()
+        .filter(|s| s.cache == lanes_store::CacheUse::Hit)
+        .count();
+    let ran = job
+        .steps
+        .iter()
+        .filter(|s| {
+            s.cache != lanes_store::CacheUse::Hit
+                && !matches!(s.status, JobState::Skipped)
+                && (s.duration_ms.is_some() || s.exit_code.is_some())
+        })
+        .count();
+    let saved: u64 = job.steps.iter().filter_map(|s| s.saved_ms).sum();
+    json!({
+        "id": job.id.0,
+        "lane": job.lane,
+        "class": job.class.as_str(),
+        "priority": job.priority.as_str(),
+        "status": job.state.as_str(),
+        "reason": job.reason,
+        "selection": job.selection,
+        "needs": job.needs.iter().map(|n| lanes.get(n).cloned().unwrap_or_else(|| n.to_string())).collect::<Vec<_>>(),
+        "group": job.group,
+        "labels": job.labels,
+        "rerun_of": job.rerun_of.map(|j| j.0),
+        "attempts": job.attempts,
+        "retries": job.retries,
+        "agent": job.agent,
+        "queued_at": ts(job.queued_at),
+        "leased_at": ts(job.leased_at),
+        "started_at": ts(job.started_at),
+        "finished_at": ts(job.finished_at),
+        "duration_ms": duration_ms,
+        "timings": {
+            "queue_wait_ms": job.timings.queue_wait_ms,
+            "lock_wait_ms": job.timings.lock_wait_ms,
+            "materialize_ms": job.timings.materialize_ms,
+        },
+        "steps_cached": cached,
+        "steps_run": ran,
+        "saved_ms": saved,
+        "log_bytes": job.log_len,
+        "steps": job.steps.iter().map(|s| json!({
+            "index": s.index,
+            "name": s.name,
+            "status": s.status.as_str(),
+            "cache": s.cache.as_str(),
+            "key": s.key,
+            "duration_ms": s.duration_ms,
+            "saved_ms": s.saved_ms,
+            "exit_code": s.exit_code,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn run_json(run: &RunRecord, jobs: Option<&[JobRecord]>) -> Value {
+    let diagnostics = run
+        .diagnostics
+        .as_deref()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap_or_else(|_| Value::String(d.into())));
+    let mut out = json!({
+        "repo": run.repo,
+        "number": run.number,
+        "branch": run.branch,
+        "head": run.head,
+        "base": run.base,
+        "trigger": run.trigger.as_str(),
+        "status": run.status.as_str(),
+        "superseded_by": run.superseded_by,
+        "created_at": run.created_at.to_string(),
+        "started_at": ts(run.started_at),
+        "finished_at": ts(run.finished_at),
+        "diagnostics": diagnostics,
+    });
+    if let Some(jobs) = jobs {
+        let lanes: HashMap<JobId, String> = jobs.iter().map(|j| (j.id, j.lane.clone())).collect();
+        out["jobs"] = jobs.iter().map(|j| job_json(j, &lanes)).collect();
+    }
+    out
+}
+
+fn detail_json(detail: &RunDetail) -> Value {
+    run_json(&detail.run, Some(&detail.jobs))
+}
+
+async fn repos<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
+    let repos = forge.store().list_repos().await?;
+    Ok(axum::Json(repos.iter().map(repo_json).collect()))
+}
+
+/// The newest push run of `branch` (nightly and manual runs do not decide a branch's status).
+async fn latest_push_run<S: Store>(
+    store: &S,
+    repo: &str,
+    branch: &str,
+) -> ApiResult<Option<RunDetail>> {
+    let runs = store
+        .list_runs(&RunFilter {
+            repo: Some(repo.to_owned()),
+            branch: Some(branch.to_owned()),
+            limit: 20,
+            ..RunFilter::default()
+        })
+        .await?;
+    match runs.iter().find(|r| r.trigger == RunTrigger::Push) {
+        Some(run) => Ok(Some(store.run(repo, run.number).await?)),
+        None => Ok(None),
+    }
+}
+
+fn status_of(detail: &RunDetail) -> &'static str {
+    let views: Vec<JobView> = detail.jobs.iter().map(JobView::from).collect();
+    branch_status(detail.run.status, &views).as_str()
+}
+
+async fn branches<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(repo): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    forge.store().repo(&repo).await?;
+    let mut out = Vec::new();
+    for summary in forge.store().branches(&repo).await? {
+        let latest = latest_push_run(forge.store(), &repo, &summary.branch).await?;
+        out.push(json!({
+            "branch": summary.branch,
+            "head": summary.head,
+            "status": latest.as_ref().map(status_of),
+            "latest_run": latest.as_ref().map(|d| run_json(&d.run, None)),
+        }));
+    }
+    Ok(axum::Json(Value::Array(out)))
+}
+
+async fn branch<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path((repo, branch)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    forge.store().repo(&repo).await?;
+    let summary = forge
+        .store()
+        .branches(&repo)
+        .await?
+        .into_iter()
+        .find(|b| b.branch == branch)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("no branch `{branch}` in repository {repo}"),
+            )
+        })?;
+    let latest = latest_push_run(forge.store(), &repo, &branch).await?;
+    Ok(axum::Json(json!({
+        "repo": repo,
+        "branch": branch,
+        "head": summary.head,
+        "status": latest.as_ref().map_or("pending", status_of),
+        "run": latest.as_ref().map(detail_json),
+    })))
+}
+
+async fn refs_changed<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(repo): Path<String>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let created = forge.poll_repo(&repo).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"created": created})),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    branch: Option<String>,
+    status: Option<String>,
+    before: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn runs<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(repo): Path<String>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    forge.store().repo(&repo).await?;
+    let status = match q.status.as_deref() {
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!(
+                    "unknown run status `{s}`: one of pending, running, passed, failed, \
+                     cancelled, error"
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let before = match q.before {
+        Some(n) => Some(forge.store().run(&repo, n).await?.run.id),
+        None => None,
+    };
+    let runs = forge
+        .store()
+        .list_runs(&RunFilter {
+            repo: Some(repo),
+            branch: q.branch,
+            status,
+            before,
+            limit: q.limit.unwrap_or(50).clamp(1, 500),
+        })
+        .await?;
+    Ok(axum::Json(runs.iter().map(|r| run_json(r, None)).collect()))
+}
+
+async fn run<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path((repo, number)): Path<(String, u64)>,
+) -> ApiResult<axum::Json<Value>> {
+    let detail = forge.store().run(&repo, number).await?;
+    Ok(axum::Json(detail_json(&detail)))
+}
+
+async fn cancel_run<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path((repo, number)): Path<(String, u64)>,
+) -> ApiResult<axum::Json<Value>> {
+    forge.cancel_run(&repo, number).await?;
+    let detail = forge.store().run(&repo, number).await?;
+    Ok(axum::Json(detail_json(&detail)))
+}
+
+async fn rerun_failed<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path((repo, number)): Path<(String, u64)>,
+) -> ApiResult<axum::Json<Value>> {
+    let jobs = forge.rerun_failed(&repo, number).await?;
+    let detail = forge.store().run(&repo, number).await?;
+    let lanes: HashMap<JobId, String> =
+        detail.jobs.iter().map(|j| (j.id, j.lane.clone())).collect();
+    Ok(axum::Json(
+        json!({"jobs": jobs.iter().map(|j| job_json(j, &lanes)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn job_with_lanes<S: Store>(store: &S, id: i64) -> ApiResult<Value> {
+    let job = store.job(JobId(id)).await?;
+    let mut lanes = HashMap::new();
+    for need in &job.needs {
+        if let Ok(n) = store.job(*need).await {
+            lanes.insert(n.id, n.lane);
+        }
+    }
+    Ok(job_json(&job, &lanes))
+}
+
+async fn job<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
+}
+
+async fn cancel_job<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Value>> {
+    forge.cancel_job(JobId(id)).await?;
+    Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
+}
+
+async fn rerun_job<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Value>> {
+    let new = forge.rerun_job(JobId(id)).await?;
+    Ok(axum::Json(job_with_lanes(forge.store(), new.id.0).await?))
+}
+
+async fn requeue_job<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<Value>> {
+    forge.requeue(JobId(id)).await?;
+    Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    offset: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Reads acknowledged log bytes `[offset, min(acked, offset + max))` without ever writing the
+/// file: the append path alone may truncate an unacknowledged tail.
+fn read_log(
+    data_dir: &std::path::Path,
+    job: JobId,
+    offset: u64,
+    acked: u64,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    if offset >= acked {
+        return Ok(Vec::new());
+    }
+    let path = lanes_store::LogFile::path(data_dir, job);
+    let mut file = std::fs::File::open(&path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let want = (acked - offset).min(max as u64);
+    let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(max));
+    file.take(want).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+async fn read_log_async(
+    data_dir: std::path::PathBuf,
+    job: JobId,
+    offset: u64,
+    acked: u64,
+    max: usize,
+) -> ApiResult<Vec<u8>> {
+    tokio::task::spawn_blocking(move || read_log(&data_dir, job, offset, acked, max))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("failed to read the log of job {job}: {e}"),
+            )
+        })
+}
+
+async fn log<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    let job = forge.store().job(JobId(id)).await?;
+    let offset = q.offset.unwrap_or(0);
+    let bytes = read_log_async(
+        forge.config().data_dir.clone(),
+        job.id,
+        offset,
+        job.log_len,
+        q.limit.unwrap_or(LOG_PAGE).clamp(1, LOG_PAGE),
+    )
+    .await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    let number = |n: u64| HeaderValue::from_str(&n.to_string()).expect("digits are a header");
+    headers.insert("x-log-offset", number(offset.min(job.log_len)));
+    headers.insert("x-log-length", number(job.log_len));
+    headers.insert("x-job-status", HeaderValue::from_static(job.state.as_str()));
+    Ok((headers, bytes).into_response())
+}
+
+/// The longest prefix of `bytes` that does not end inside a UTF-8 character.
+fn utf8_prefix(bytes: &[u8]) -> usize {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        Err(_) => bytes.len(),
+    }
+}
+
+struct Tail<S> {
+    forge: Arc<Forge<S>>,
+    job: JobId,
+    offset: u64,
+    events: tokio::sync::broadcast::Receiver<JobEvent>,
+    done: bool,
+}
+
+async fn log_stream<S: Store + 'static>(
+    State(forge): Shared<S>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let job = forge.store().job(JobId(id)).await?;
+    let tail = Tail {
+        events: forge.subscribe(),
+        forge,
+        job: job.id,
+        offset: q.offset.unwrap_or(0).min(job.log_len),
+        done: false,
+    };
+    let stream = stream::unfold(tail, |mut tail| async move {
+        if tail.done {
+            return None;
+        }
+        loop {
+            let job = match tail.forge.store().job(tail.job).await {
+                Ok(job) => job,
+                Err(e) => {
+                    tail.done = true;
+                    let event = Event::default()
+                        .event("error")
+                        .data(json!({"message": e.to_string()}).to_string());
+                    return Some((Ok(event), tail));
+                }
+            };
+            if tail.offset < job.log_len {
+                let data_dir = tail.forge.config().data_dir.clone();
+                match read_log_async(data_dir, tail.job, tail.offset, job.log_len, 64 << 10).await {
+                    Ok(bytes) => {
+                        // A chunk cut inside a character waits for the rest, unless the log
+                        // ends there.
+                        let cut = utf8_prefix(&bytes);
+                        let take = if cut == 0 { bytes.len() } else { cut };
+                        let text = String::from_utf8_lossy(&bytes[..take]).into_owned();
+                        let event = Event::default()
+                            .event("log")
+                            .data(json!({"offset": tail.offset, "text": text}).to_string());
+                        tail.offset += take as u64;
+                        return Some((Ok(event), tail));
+                    }
+                    Err(e) => {
+                        tail.done = true;
+                        let event = Event::default()
+                            .event("error")
+                            .data(json!({"message": e.message}).to_string());
+                        return Some((Ok(event), tail));
+                    }
+                }
+            }
+            if job.state.is_terminal() {
+                tail.done = true;
+                let event = Event::default()
+                    .event("end")
+                    .data(json!({"status": job.state.as_str()}).to_string());
+                return Some((Ok(event), tail));
+            }
+            // Wait for this job's next event; a lagging receiver or a quiet second re-reads.
+            let wait = async {
+                loop {
+                    match tail.events.recv().await {
+                        Ok(JobEvent::Log { job, .. } | JobEvent::State { job })
+                            if job == tail.job =>
+                        {
+                            return;
+                        }
+                        Ok(_) => continue,
+                        Err(_) => return,
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
+    let mut out = Vec::new();
+    for group in forge.groups().await {
+        let mut waiters = Vec::new();
+        for (id, h) in &group.waiters {
+            let queued_at = forge
+                .store()
+                .job(JobId(i64::try_from(id.0).unwrap_or(i64::MAX)))
+                .await
+                .ok()
+                .and_then(|j| j.queued_at);
+            waiters.push(
+                json!({"job": id.0, "repo": h.repo, "run": h.run, "lane": h.lane,
+                                "queued_at": ts(queued_at)}),
+            );
+        }
+        out.push(json!({
+            "name": group.name,
+            "limit": group.limit,
+            "holders": group.holders.iter().map(|(id, h)| json!({
+                "job": id.0, "repo": h.repo, "run": h.run, "lane": h.lane,
+            })).collect::<Vec<_>>(),
+            "waiters": waiters,
+        }));
+    }
+    Ok(axum::Json(Value::Array(out)))
+}
+
+async fn agents<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
+    let open = forge.store().open_jobs().await?;
+    let stored = forge.store().list_agents().await?;
+    let mut out = Vec::new();
+    for (name, labels, capacity, online) in forge.agents().await {
+        let running: Vec<i64> = open
+            .iter()
+            .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(name.as_str()))
+            .map(|j| j.id.0)
+            .collect();
+        let record = stored.iter().find(|a| a.name == name);
+        out.push(json!({
+            "name": name,
+            "labels": labels,
+            "capacity": capacity,
+            "state": if online { "online" } else { "lost" },
+            "last_heartbeat": ts(record.and_then(|a| a.last_heartbeat)),
+            "running": running,
+        }));
+    }
+    Ok(axum::Json(Value::Array(out)))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Response> {
+    let (queued, running) = forge.queue_counts().await;
+    let groups = forge
+        .groups()
+        .await
+        .into_iter()
+        .map(|g| (g.name, (g.holders.len() as u64, g.limit)))
+        .collect();
+    let gauges = Gauges {
+        queued,
+        running,
+        groups,
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        forge.metrics().render(&gauges),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if method != "parameters" {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), p.replace("{*", "{")))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn a_utf8_prefix_never_ends_inside_a_character() {
+        let text = "aé".as_bytes();
+        assert_eq!(utf8_prefix(text), 3);
+        assert_eq!(utf8_prefix(&text[..2]), 1);
+        assert_eq!(utf8_prefix(b"\xff\xfeabc"), 5);
+    }
+}

@@ -1,0 +1,65 @@
+//! What a forge operation can fail with, and the one place a failure gets its API code and
+//! HTTP status.
+
+use crate::trigger::TriggerError;
+use lanes_core::schedule::Rejected;
+use lanes_store::{ErrorClass, StoreError};
+
+/// A forge operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    /// The repository, branch, run, job or lane does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The action does not apply in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// An agent's report about a job it no longer holds.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// The store failed.
+    #[error("failed to read or write the forge state: {0}")]
+    Store(#[from] StoreError),
+    /// Turning a head into a run failed.
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    /// Reading a repository failed.
+    #[error("failed to read the repository: {0}")]
+    Git(#[from] lanes_git::GitError),
+}
+
+impl ForgeError {
+    /// The API's stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ForgeError::NotFound(_) => "not-found",
+            ForgeError::Conflict(_) => "conflict",
+            ForgeError::BadRequest(_) => "bad-request",
+            ForgeError::Rejected(_) => "stale-token",
+            ForgeError::Store(e) => match e.class() {
+                ErrorClass::NotFound => "not-found",
+                ErrorClass::StaleToken => "stale-token",
+                ErrorClass::Conflict => "conflict",
+                ErrorClass::Input => "bad-request",
+                ErrorClass::Environment | ErrorClass::Internal => "internal",
+            },
+            ForgeError::Trigger(_) | ForgeError::Git(_) => "internal",
+        }
+    }
+
+    /// The HTTP status of [`ForgeError::code`].
+    pub fn status(&self) -> u16 {
+        match self.code() {
+            "not-found" => 404,
+            "conflict" | "stale-token" => 409,
+            "bad-request" => 400,
+            _ => 500,
+        }
+    }
+}
+
+/// The result of a forge operation.
+pub type ForgeResult<T> = Result<T, ForgeError>;

@@ -1,0 +1,923 @@
+//! The forge's running state: the store, the scheduler built from it, the repositories watched,
+//! and every operation the API, the ref watcher and agents perform.
+//!
+//! The scheduler (`lanes_core::schedule`) decides; this module persists each decision before
+//! anyone acts on it, under one lock, so the database never lags the scheduler's promises. When
+//! a write fails the scheduler is rebuilt from the database ([`Scheduler::restore`]) rather than
+//! carried on ahead of it.
+
+use crate::error::{ForgeError, ForgeResult};
+use crate::metrics::Metrics;
+use crate::status::run_status;
+use crate::trigger::{self, Outcome};
+use jiff::Timestamp;
+use lanes_agent::{Assignment, FinishReport, StepCache, StepReport};
+use lanes_core::job::{JobReason, JobState, Priority};
+use lanes_core::schedule::{
+    self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Token, Transition,
+};
+use lanes_git::Repo;
+use lanes_store::{
+    CacheUse, JobFinish, JobId, JobRecord, JobUpdate, LogFile, NewJob, RepoRecord, RunDetail,
+    RunRecord, RunStatus, RunUpdate, StepRecord, Store, StoreError,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, broadcast};
+
+/// The name of the server's built-in agent. Reserved: remote agents cannot take it.
+pub const LOCAL_AGENT: &str = "local";
+
+/// How the forge runs.
+#[derive(Clone, Debug)]
+pub struct ForgeConfig {
+    /// Where the database and the job logs live.
+    pub data_dir: PathBuf,
+    /// Heartbeat and lease timings.
+    pub schedule: schedule::Config,
+    /// Answer reads without a token.
+    pub public_read: bool,
+}
+
+/// Something that happened to a job, for live views (log tails, status pages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobEvent {
+    /// Its log grew to `len` acknowledged bytes.
+    Log {
+        /// The job.
+        job: JobId,
+        /// The acknowledged length.
+        len: u64,
+    },
+    /// It changed state.
+    State {
+        /// The job.
+        job: JobId,
+    },
+}
+
+/// An agent the scheduler places jobs on.
+#[derive(Clone, Debug)]
+struct AgentEntry {
+    labels: BTreeSet<String>,
+    capacity: u32,
+    online: bool,
+}
+
+/// Everything the scheduling lock guards.
+#[derive(Debug)]
+struct Sched {
+    sched: Scheduler,
+    agents: BTreeMap<String, AgentEntry>,
+    limits: BTreeMap<String, u32>,
+}
+
+/// The forge.
+#[derive(Debug)]
+pub struct Forge<S> {
+    store: S,
+    config: ForgeConfig,
+    sched: Mutex<Sched>,
+    /// Raised whenever a job may have become leasable.
+    work: Notify,
+    events: broadcast::Sender<JobEvent>,
+    /// One lock per repository, so the poller and the hook never read the same refs at once.
+    polls: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Per job, so two appends of one log never interleave.
+    appends: std::sync::Mutex<HashMap<JobId, Arc<Mutex<()>>>>,
+    metrics: Metrics,
+}
+
+/// Milliseconds since the epoch, the scheduler's clock.
+pub(crate) fn millis(t: Timestamp) -> u64 {
+    u64::try_from(t.as_millisecond()).unwrap_or(0)
+}
+
+fn timestamp(ms: u64) -> Timestamp {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn core_id(job: JobId) -> schedule::JobId {
+    schedule::JobId(u64::try_from(job.0).unwrap_or(0))
+}
+
+fn store_id(job: schedule::JobId) -> JobId {
+    JobId(i64::try_from(job.0).unwrap_or(i64::MAX))
+}
+
+impl<S: Store + 'static> Forge<S> {
+    /// Builds the forge over `store` and rebuilds the scheduler from the jobs the database holds
+    /// open. Jobs the built-in agent held when the server stopped are put back in the queue at
+    /// once: that agent lived in the process that stopped.
+    pub async fn open(store: S, config: ForgeConfig) -> ForgeResult<Arc<Forge<S>>> {
+        let (events, _) = broadcast::channel(1024);
+        let forge = Arc::new(Forge {
+            sched: Mutex::new(Sched {
+                sched: Scheduler::new(config.schedule),
+                agents: BTreeMap::new(),
+                limits: BTreeMap::new(),
+            }),
+            store,
+            config,
+            work: Notify::new(),
+            events,
+            polls: std::sync::Mutex::new(HashMap::new()),
+            appends: std::sync::Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+        });
+        {
+            let mut state = forge.sched.lock().await;
+            forge.set_limits_from_catalogs(&mut state).await;
+            forge.rebuild(&mut state).await?;
+            let orphans: Vec<schedule::JobId> = forge
+                .store
+                .open_jobs()
+                .await?
+                .iter()
+                .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(LOCAL_AGENT))
+                .map(|j| core_id(j.id))
+                .collect();
+            for job in orphans {
+                if let Some(t) = state.sched.requeue(job) {
+                    forge.persist(&mut state, vec![t]).await?;
+                }
+            }
+            forge.refresh_reasons(&mut state).await?;
+        }
+        Ok(forge)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ForgeConfig {
+        &self.config
+    }
+
+    /// The counters `/metrics` shows.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Live job events.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Rebuilds the scheduler from the database: after start, and after any write that failed.
+    async fn rebuild(&self, state: &mut Sched) -> ForgeResult<()> {
+        let open = self.store.open_jobs().await?;
+        let by_id: HashMap<JobId, &JobRecord> = open.iter().map(|j| (j.id, j)).collect();
+        let mut restored = Vec::with_capacity(open.len());
+        for job in &open {
+            let mut needs = Vec::new();
+            for need in &job.needs {
+                let (lane, need_state) = match by_id.get(need) {
+                    Some(j) => (j.lane.clone(), j.state),
+                    None => {
+                        let j = self.store.job(*need).await?;
+                        (j.lane, j.state)
+                    }
+                };
+                needs.push(Need {
+                    job: core_id(*need),
+                    lane,
+                    state: need_state,
+                });
+            }
+            let lease = match (job.state.is_held(), &job.agent, job.token, job.expires_at) {
+                (true, Some(agent), Some(token), expires) => Some(Lease {
+                    job: core_id(job.id),
+                    agent: AgentId(agent.clone()),
+                    token: Token(token),
+                    expires_at: expires.map(millis).unwrap_or(0),
+                }),
+                _ => None,
+            };
+            restored.push(RestoredJob {
+                spec: spec_of(job, needs),
+                state: job.state,
+                attempts: job.attempts,
+                reason: job.reason.clone(),
+                lease,
+            });
+        }
+        let next = Token(self.store.next_token().await?);
+        let now = millis(Timestamp::now());
+        let (mut sched, transitions) =
+            Scheduler::restore(self.config.schedule, restored, next, now).map_err(|e| {
+                ForgeError::Conflict(format!("the database's open jobs are inconsistent: {e}"))
+            })?;
+        for (name, limit) in &state.limits {
+            sched.set_group_limit(name, *limit);
+        }
+        for (name, agent) in &state.agents {
+            if agent.online {
+                sched.agent_online(AgentId(name.clone()), &agent.labels, agent.capacity);
+            }
+        }
+        state.sched = sched;
+        self.write(&transitions).await?;
+        self.after(&transitions).await;
+        Ok(())
+    }
+
+    /// Group limits from the catalog at the head of every run that has open jobs.
+    async fn set_limits_from_catalogs(&self, state: &mut Sched) {
+        let Ok(open) = self.store.open_jobs().await else {
+            return;
+        };
+        let runs: BTreeSet<(String, u64)> = open
+            .iter()
+            .map(|j| (j.repo.clone(), j.run_number))
+            .collect();
+        for (repo, number) in runs {
+            let (Ok(record), Ok(run)) = (
+                self.store.repo(&repo).await,
+                self.store.run(&repo, number).await,
+            ) else {
+                continue;
+            };
+            if let Ok(groups) = crate::trigger::group_limits_at(&record, &run.run.head) {
+                state.limits.extend(groups);
+            }
+        }
+    }
+
+    /// Writes transitions, each a compare-and-set, in one transaction.
+    async fn write(&self, transitions: &[Transition]) -> ForgeResult<()> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        let at = Timestamp::now();
+        let updates = transitions
+            .iter()
+            .map(|t| JobUpdate::from_transition(t, at))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.apply(&updates).await?;
+        Ok(())
+    }
+
+    /// Persists transitions the scheduler made; if the write fails, the scheduler is rebuilt
+    /// from the database so it never runs ahead of it.
+    async fn persist(&self, state: &mut Sched, transitions: Vec<Transition>) -> ForgeResult<()> {
+        if let Err(e) = self.write(&transitions).await {
+            tracing::warn!("a scheduler write failed, rebuilding from the database: {e}");
+            self.rebuild(state).await?;
+            return Err(e);
+        }
+        self.after(&transitions).await;
+        Ok(())
+    }
+
+    /// What follows persisted transitions: run statuses, live events, waking agents.
+    async fn after(&self, transitions: &[Transition]) {
+        let mut runs = BTreeSet::new();
+        let mut wake = false;
+        for t in transitions {
+            if t.from != t.to {
+                let _ = self.events.send(JobEvent::State {
+                    job: store_id(t.job),
+                });
+                if t.to == JobState::Queued || t.to.is_terminal() {
+                    wake = true;
+                }
+                if t.to.is_terminal() || t.to == JobState::Running {
+                    runs.insert(store_id(t.job));
+                }
+            }
+            if t.to == JobState::Queued && matches!(t.reason, Some(JobReason::AgentLost { .. })) {
+                self.metrics.lease_expired();
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for job in runs {
+            if let Ok(record) = self.store.job(job).await
+                && seen.insert((record.repo.clone(), record.run_number))
+            {
+                let _ = self.refresh_run(&record.repo, record.run_number).await;
+            }
+        }
+        if wake {
+            self.work.notify_waiters();
+        }
+    }
+
+    /// Recomputes every queued job's reason and writes the ones that changed.
+    async fn refresh_reasons(&self, state: &mut Sched) -> ForgeResult<()> {
+        let transitions = state.sched.update_reasons();
+        self.persist(state, transitions).await
+    }
+
+    /// Sets a run's status from its jobs, if it changed.
+    pub(crate) async fn refresh_run(&self, repo: &str, number: u64) -> ForgeResult<RunRecord> {
+        let detail = self.store.run(repo, number).await?;
+        let now = Timestamp::now();
+        let status = run_status(&detail.run, &detail.jobs);
+        if status == detail.run.status {
+            return Ok(detail.run);
+        }
+        let update = RunUpdate {
+            status: Some(status),
+            started_at: (detail.run.started_at.is_none() && status != RunStatus::Pending)
+                .then_some(now),
+            finished_at: status.is_terminal().then_some(now),
+            ..RunUpdate::default()
+        };
+        Ok(self.store.update_run(detail.run.id, &update).await?)
+    }
+
+    // Repositories and triggers.
+
+    /// Reads `repo`'s branches from disk and creates a run for every head not seen before: the
+    /// default branch first, so merge-bases are taken against its newest head. Returns the
+    /// numbers of the runs created.
+    pub async fn poll_repo(self: &Arc<Self>, repo: &str) -> ForgeResult<Vec<u64>> {
+        // gix's repository handle is not `Sync`, so a future holding one across awaits is not
+        // `Send`: the reading runs on a blocking thread with its own `block_on`.
+        let this = Arc::clone(self);
+        let repo = repo.to_owned();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(this.poll_repo_here(&repo)))
+            .await
+            .map_err(|e| ForgeError::Conflict(format!("the ref reader panicked: {e}")))?
+    }
+
+    async fn poll_repo_here(&self, repo: &str) -> ForgeResult<Vec<u64>> {
+        let lock = {
+            let mut polls = self.polls.lock().expect("the poll map is never poisoned");
+            Arc::clone(polls.entry(repo.to_owned()).or_default())
+        };
+        let _serial = lock.lock().await;
+        let record = self.store.repo(repo).await?;
+        let git = Repo::discover(&record.path)?;
+        let mut branches = git.branches()?;
+        branches.sort_by_key(|b| b.name != record.default_branch);
+        let mut created = Vec::new();
+        for branch in branches {
+            if let Some(number) = self
+                .on_head(&record, &git, &branch.name, &branch.head)
+                .await?
+            {
+                created.push(number);
+            }
+        }
+        Ok(created)
+    }
+
+    /// One branch head: a run if it is new, the superseded runs' jobs cancelled, the new jobs
+    /// queued.
+    async fn on_head(
+        &self,
+        record: &RepoRecord,
+        git: &Repo,
+        branch: &str,
+        head: &lanes_git::CommitId,
+    ) -> ForgeResult<Option<u64>> {
+        let outcome =
+            trigger::on_branch_head(&self.store, record, git, branch, head, Timestamp::now())
+                .await?;
+        let Outcome::Created(created) = outcome else {
+            return Ok(None);
+        };
+        self.metrics.run_created();
+        let number = created.run.run.number;
+        let mut state = self.sched.lock().await;
+        for (group, limit) in &created.groups {
+            state.limits.insert(group.clone(), *limit);
+            state.sched.set_group_limit(group, *limit);
+        }
+        let cancel: Vec<schedule::JobId> =
+            created.to_cancel.iter().map(|j| core_id(j.id)).collect();
+        if !cancel.is_empty() {
+            let transitions = state
+                .sched
+                .cancel(&cancel, JobReason::Superseded { by: number });
+            self.persist(&mut state, transitions).await?;
+        }
+        self.queue_jobs(&mut state, &created.run, &created.run.jobs)
+            .await?;
+        drop(state);
+        for old in &created.superseded {
+            let _ = self.refresh_run(&record.name, *old).await;
+        }
+        Ok(Some(number))
+    }
+
+    /// Hands the queued jobs among `jobs` (of `run`) to the scheduler.
+    async fn queue_jobs(
+        &self,
+        state: &mut Sched,
+        run: &RunDetail,
+        jobs: &[JobRecord],
+    ) -> ForgeResult<()> {
+        let mut transitions = Vec::new();
+        for job in jobs.iter().filter(|j| j.state == JobState::Queued) {
+            let mut needs = Vec::new();
+            for need in &job.needs {
+                let found = match run.jobs.iter().chain(jobs).find(|j| j.id == *need) {
+                    Some(j) => j.clone(),
+                    None => self.store.job(*need).await?,
+                };
+                let need_state = state.sched.state(core_id(found.id)).unwrap_or(found.state);
+                needs.push(Need {
+                    job: core_id(found.id),
+                    lane: found.lane.clone(),
+                    state: need_state,
+                });
+            }
+            match state.sched.add_job(spec_of(job, needs)) {
+                Ok(t) => transitions.extend(t),
+                Err(e) => tracing::error!("job {} could not be scheduled: {e}", job.id),
+            }
+        }
+        self.persist(state, transitions).await?;
+        self.refresh_reasons(state).await?;
+        self.work.notify_waiters();
+        Ok(())
+    }
+
+    // Agents.
+
+    /// An agent connects (or changes its labels or capacity).
+    pub async fn agent_online(&self, name: &str, labels: BTreeSet<String>, capacity: u32) {
+        let mut state = self.sched.lock().await;
+        state
+            .sched
+            .agent_online(AgentId(name.to_owned()), &labels, capacity);
+        state.agents.insert(
+            name.to_owned(),
+            AgentEntry {
+                labels,
+                capacity,
+                online: true,
+            },
+        );
+        let _ = self.refresh_reasons(&mut state).await;
+        self.work.notify_waiters();
+    }
+
+    /// An agent disconnects: it gets no new leases; the ones it holds run out unless it comes
+    /// back.
+    pub async fn agent_offline(&self, name: &str) {
+        let mut state = self.sched.lock().await;
+        state.sched.agent_offline(&AgentId(name.to_owned()));
+        if let Some(agent) = state.agents.get_mut(name) {
+            agent.online = false;
+        }
+        let _ = self.refresh_reasons(&mut state).await;
+    }
+
+    /// The agents the scheduler knows, with their labels, capacity and whether they are online.
+    pub async fn agents(&self) -> Vec<(String, Vec<String>, u32, bool)> {
+        let state = self.sched.lock().await;
+        state
+            .agents
+            .iter()
+            .map(|(name, a)| {
+                (
+                    name.clone(),
+                    a.labels.iter().cloned().collect(),
+                    a.capacity,
+                    a.online,
+                )
+            })
+            .collect()
+    }
+
+    /// The next job for `agent`, waiting up to `wait` for one.
+    pub async fn lease(&self, agent: &str, wait: Duration) -> ForgeResult<Option<Assignment>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let id = AgentId(agent.to_owned());
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let lease = {
+                let mut state = self.sched.lock().await;
+                match state.sched.lease(&id, millis(Timestamp::now())) {
+                    Some(lease) => {
+                        self.persist(&mut state, vec![lease.transition()]).await?;
+                        Some(lease)
+                    }
+                    None => None,
+                }
+            };
+            if let Some(lease) = lease {
+                let job = self.store.job(store_id(lease.job)).await?;
+                let record = self.store.repo(&job.repo).await?;
+                let run = self.store.run(&job.repo, job.run_number).await?;
+                return Ok(Some(Assignment {
+                    job: lease.job.0,
+                    token: lease.token.0,
+                    repo: job.repo.clone(),
+                    run: job.run_number,
+                    lane: job.lane.clone(),
+                    head: run.run.head.clone(),
+                    git_dir: record.path.clone(),
+                    heartbeat_ms: self.config.schedule.heartbeat,
+                }));
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The holder started the job.
+    pub async fn started(&self, job: u64, token: u64) -> ForgeResult<()> {
+        let now = Timestamp::now();
+        let mut state = self.sched.lock().await;
+        let transition = state
+            .sched
+            .started(schedule::JobId(job), Token(token), millis(now))?;
+        if transition.is_some() {
+            let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
+            if let Err(e) = self.store.start_job(id, token, now).await {
+                self.rebuild(&mut state).await?;
+                return Err(e.into());
+            }
+            drop(state);
+            let _ = self.events.send(JobEvent::State { job: id });
+            let record = self.store.job(id).await?;
+            self.refresh_run(&record.repo, record.run_number).await?;
+        }
+        Ok(())
+    }
+
+    /// The holder is alive: the lease is extended.
+    pub async fn heartbeat(&self, job: u64, token: u64) -> ForgeResult<()> {
+        let now = millis(Timestamp::now());
+        let mut state = self.sched.lock().await;
+        let expires = state
+            .sched
+            .heartbeat(schedule::JobId(job), Token(token), now)?;
+        let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
+        if let Err(e) = self.store.heartbeat(id, token, timestamp(expires)).await {
+            self.rebuild(&mut state).await?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Checks that `token` holds `job` now.
+    async fn check(&self, job: u64, token: u64) -> ForgeResult<()> {
+        let state = self.sched.lock().await;
+        state
+            .sched
+            .check(schedule::JobId(job), Token(token), millis(Timestamp::now()))?;
+        Ok(())
+    }
+
+    /// Appends to a job's log at `offset` (see [`lanes_agent::Link::append_log`]).
+    pub async fn append_log(
+        &self,
+        job: u64,
+        token: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> ForgeResult<u64> {
+        self.check(job, token).await?;
+        let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
+        let lock = {
+            let mut appends = self
+                .appends
+                .lock()
+                .expect("the append map is never poisoned");
+            Arc::clone(appends.entry(id).or_default())
+        };
+        let _serial = lock.lock().await;
+        let acked = self.store.log_len(id).await?;
+        let end = offset + bytes.len() as u64;
+        if end <= acked {
+            return Ok(acked);
+        }
+        if offset > acked {
+            return Err(ForgeError::BadRequest(format!(
+                "log append at byte {offset} of job {job} leaves a gap: {acked} bytes are \
+                 acknowledged"
+            )));
+        }
+        let skip = usize::try_from(acked - offset).unwrap_or(0);
+        let data_dir = self.config.data_dir.clone();
+        let new_len = tokio::task::spawn_blocking(move || {
+            let mut file = LogFile::open(&data_dir, id, acked)?;
+            file.append(&bytes[skip..])
+        })
+        .await
+        .map_err(|e| ForgeError::Conflict(format!("the log writer panicked: {e}")))??;
+        self.store.ack_log(id, token, acked, new_len).await?;
+        let _ = self.events.send(JobEvent::Log {
+            job: id,
+            len: new_len,
+        });
+        Ok(new_len)
+    }
+
+    /// Records one step of a running job.
+    pub async fn step(&self, job: u64, token: u64, step: StepReport) -> ForgeResult<()> {
+        self.check(job, token).await?;
+        let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
+        self.store
+            .record_step(id, token, &step_record(&step))
+            .await?;
+        let _ = self.events.send(JobEvent::State { job: id });
+        Ok(())
+    }
+
+    /// The job ended on its agent.
+    pub async fn finish(&self, job: u64, token: u64, report: FinishReport) -> ForgeResult<()> {
+        let now = Timestamp::now();
+        let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
+        let mut state = self.sched.lock().await;
+        let mut transitions = state.sched.finished(
+            schedule::JobId(job),
+            Token(token),
+            report.state,
+            millis(now),
+        )?;
+        let finish = JobFinish {
+            state: report.state,
+            reason: None,
+            at: now,
+            steps: report.steps.iter().map(step_record).collect(),
+            lock_wait_ms: Some(report.lock_wait_ms),
+            materialize_ms: Some(report.materialize_ms),
+        };
+        if let Err(e) = self.store.finish_job(id, token, &finish).await {
+            self.rebuild(&mut state).await?;
+            return Err(e.into());
+        }
+        let own = transitions.remove(0);
+        let result = self.persist(&mut state, transitions).await;
+        self.after(std::slice::from_ref(&own)).await;
+        drop(state);
+        for step in &report.steps {
+            match step.cache {
+                StepCache::Hit => self.metrics.cache_hit(),
+                StepCache::Miss if step.status != JobState::Skipped => self.metrics.cache_miss(),
+                _ => {}
+            }
+        }
+        if let Ok(record) = self.store.job(id).await
+            && let (Some(started), Some(finished)) = (record.started_at, record.finished_at)
+        {
+            let ms = finished.as_millisecond() - started.as_millisecond();
+            self.metrics.job_finished(report.state, ms.max(0) as u64);
+        }
+        result
+    }
+
+    /// Ends every lease that expired and writes the queue's reasons; returns when the next
+    /// lease expires.
+    pub async fn tick(&self) -> ForgeResult<Option<u64>> {
+        let mut state = self.sched.lock().await;
+        let transitions = state.sched.tick(millis(Timestamp::now()));
+        self.persist(&mut state, transitions).await?;
+        self.refresh_reasons(&mut state).await?;
+        Ok(state.sched.next_expiry())
+    }
+
+    // Actions.
+
+    /// Cancels one job (queued or held) by a user.
+    pub async fn cancel_job(&self, job: JobId) -> ForgeResult<JobRecord> {
+        let record = self.store.job(job).await?;
+        if record.state.is_terminal() {
+            return Err(ForgeError::Conflict(format!(
+                "job {job} ({}) already ended: {}",
+                record.lane, record.state
+            )));
+        }
+        let mut state = self.sched.lock().await;
+        let transitions = state
+            .sched
+            .cancel(&[core_id(job)], JobReason::CancelledByUser);
+        self.persist(&mut state, transitions).await?;
+        self.refresh_reasons(&mut state).await?;
+        drop(state);
+        Ok(self.store.job(job).await?)
+    }
+
+    /// Cancels every open job of a run.
+    pub async fn cancel_run(&self, repo: &str, number: u64) -> ForgeResult<RunRecord> {
+        let detail = self.store.run(repo, number).await?;
+        let open: Vec<schedule::JobId> = detail
+            .jobs
+            .iter()
+            .filter(|j| !j.state.is_terminal())
+            .map(|j| core_id(j.id))
+            .collect();
+        if open.is_empty() {
+            return Err(ForgeError::Conflict(format!(
+                "run #{number} of {repo} has no job left to cancel"
+            )));
+        }
+        let mut state = self.sched.lock().await;
+        let transitions = state.sched.cancel(&open, JobReason::CancelledByUser);
+        self.persist(&mut state, transitions).await?;
+        self.refresh_reasons(&mut state).await?;
+        drop(state);
+        self.refresh_run(repo, number).await
+    }
+
+    /// A held job goes back to the queue.
+    pub async fn requeue(&self, job: JobId) -> ForgeResult<JobRecord> {
+        let mut state = self.sched.lock().await;
+        let Some(transition) = state.sched.requeue(core_id(job)) else {
+            drop(state);
+            let record = self.store.job(job).await?;
+            return Err(ForgeError::Conflict(format!(
+                "job {job} ({}) is {}: only a leased or running job can be requeued",
+                record.lane, record.state
+            )));
+        };
+        self.persist(&mut state, vec![transition]).await?;
+        self.refresh_reasons(&mut state).await?;
+        drop(state);
+        Ok(self.store.job(job).await?)
+    }
+
+    /// A new job for the same lane of the same run, served first, recording what it reruns.
+    pub async fn rerun_job(&self, job: JobId) -> ForgeResult<JobRecord> {
+        let record = self.store.job(job).await?;
+        let mut created = self.rerun(&record.repo, record.run_number, &[job]).await?;
+        created
+            .pop()
+            .ok_or_else(|| ForgeError::Conflict(format!("job {job} was not rerun")))
+    }
+
+    /// Reruns every job of a run whose latest attempt did not pass (skipped lanes that were not
+    /// selected stay as they are).
+    pub async fn rerun_failed(&self, repo: &str, number: u64) -> ForgeResult<Vec<JobRecord>> {
+        let detail = self.store.run(repo, number).await?;
+        let rerun_of: BTreeSet<JobId> = detail.jobs.iter().filter_map(|j| j.rerun_of).collect();
+        let failed: Vec<JobId> = detail
+            .jobs
+            .iter()
+            .filter(|j| !rerun_of.contains(&j.id))
+            .filter(|j| match j.state {
+                JobState::Failed | JobState::TimedOut | JobState::Cancelled | JobState::Error => {
+                    true
+                }
+                JobState::Skipped => matches!(j.reason, Some(JobReason::NeedFailed { .. })),
+                _ => false,
+            })
+            .map(|j| j.id)
+            .collect();
+        if failed.is_empty() {
+            return Err(ForgeError::Conflict(format!(
+                "run #{number} of {repo} has no failed job to rerun"
+            )));
+        }
+        self.rerun(repo, number, &failed).await
+    }
+
+    async fn rerun(&self, repo: &str, number: u64, jobs: &[JobId]) -> ForgeResult<Vec<JobRecord>> {
+        let detail = self.store.run(repo, number).await?;
+        if detail.run.status == RunStatus::Error {
+            return Err(ForgeError::Conflict(format!(
+                "run #{number} of {repo} has no jobs: its catalog failed"
+            )));
+        }
+        let lane_of: HashMap<JobId, &str> = detail
+            .jobs
+            .iter()
+            .map(|j| (j.id, j.lane.as_str()))
+            .collect();
+        let mut new = Vec::new();
+        for id in jobs {
+            let Some(old) = detail.jobs.iter().find(|j| j.id == *id) else {
+                return Err(ForgeError::NotFound(format!("job {id} in run #{number}")));
+            };
+            if !old.state.is_terminal() {
+                return Err(ForgeError::Conflict(format!(
+                    "job {id} ({}) is still {}: cancel it first or wait for it",
+                    old.lane, old.state
+                )));
+            }
+            new.push(NewJob {
+                lane: old.lane.clone(),
+                class: old.class,
+                priority: Priority::Manual,
+                state: JobState::Queued,
+                reason: None,
+                selection: serde_json::from_value(old.selection.clone()).unwrap_or_default(),
+                needs: old
+                    .needs
+                    .iter()
+                    .filter_map(|n| lane_of.get(n).map(|l| (*l).to_owned()))
+                    .collect(),
+                group: old.group.clone(),
+                labels: old.labels.clone(),
+                retries: old.retries,
+                rerun_of: Some(old.id),
+            });
+        }
+        let created = self
+            .store
+            .add_jobs(detail.run.id, &new, Timestamp::now())
+            .await?;
+        if detail.run.status.is_terminal() {
+            self.store
+                .update_run(
+                    detail.run.id,
+                    &RunUpdate {
+                        status: Some(RunStatus::Pending),
+                        ..RunUpdate::default()
+                    },
+                )
+                .await?;
+        }
+        let detail = self.store.run(repo, number).await?;
+        let mut state = self.sched.lock().await;
+        self.queue_jobs(&mut state, &detail, &created).await?;
+        drop(state);
+        self.refresh_run(repo, number).await?;
+        let ids: BTreeSet<JobId> = created.iter().map(|j| j.id).collect();
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(self.store.job(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Every concurrency group with its holders and waiters.
+    pub async fn groups(&self) -> Vec<GroupView> {
+        self.sched.lock().await.sched.groups()
+    }
+
+    /// Queued jobs by waiting reason, and held jobs.
+    pub async fn queue_counts(&self) -> (BTreeMap<String, u64>, u64) {
+        let open = self.store.open_jobs().await.unwrap_or_default();
+        let mut queued = BTreeMap::new();
+        let mut held = 0;
+        for job in &open {
+            if job.state == JobState::Queued {
+                let kind = job.reason.as_ref().map_or("none", JobReason::kind);
+                *queued.entry(kind.to_owned()).or_insert(0) += 1;
+            } else {
+                held += 1;
+            }
+        }
+        (queued, held)
+    }
+
+    /// Waits until a job may be leasable, or `wait` passed.
+    pub async fn wait_for_work(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.work.notified()).await;
+    }
+}
+
+/// What the scheduler needs of a stored job.
+fn spec_of(job: &JobRecord, needs: Vec<Need>) -> schedule::JobSpec {
+    schedule::JobSpec {
+        id: core_id(job.id),
+        repo: job.repo.clone(),
+        run: job.run_number,
+        lane: job.lane.clone(),
+        priority: job.priority,
+        needs,
+        group: job.group.clone(),
+        labels: job.labels.iter().cloned().collect(),
+        retries: job.retries,
+    }
+}
+
+fn step_record(step: &StepReport) -> StepRecord {
+    StepRecord {
+        index: step.index,
+        name: step.name.clone(),
+        status: step.status,
+        cache: match step.cache {
+            StepCache::Hit => CacheUse::Hit,
+            StepCache::Miss => CacheUse::Miss,
+            StepCache::Disabled => CacheUse::Disabled,
+        },
+        key: step.key.clone(),
+        duration_ms: step.duration_ms,
+        saved_ms: step.saved_ms,
+        exit_code: step.exit_code,
+    }
+}
+
+impl From<ForgeError> for lanes_agent::LinkError {
+    fn from(e: ForgeError) -> Self {
+        match &e {
+            ForgeError::Rejected(_) => lanes_agent::LinkError::Rejected(e.to_string()),
+            ForgeError::Store(StoreError::StaleToken { .. }) => {
+                lanes_agent::LinkError::Rejected(e.to_string())
+            }
+            ForgeError::BadRequest(_) => lanes_agent::LinkError::Rejected(e.to_string()),
+            _ => lanes_agent::LinkError::Unavailable(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The forge's counters, shown at `/metrics` in Prometheus text format with the gauges read from
+//! the scheduler at scrape time.
+
+use lanes_core::job::JobState;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the job duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Counters that only grow.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    lease_expiries: AtomicU64,
+    runs_created: AtomicU64,
+    durations: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+/// The gauges of one scrape.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Queued jobs by waiting reason.
+    pub queued: BTreeMap<String, u64>,
+    /// Leased or running jobs.
+    pub running: u64,
+    /// Per group: (holders, limit).
+    pub groups: BTreeMap<String, (u64, u32)>,
+}
+
+impl Metrics {
+    pub(crate) fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cache_miss(&self) {
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lease_expired(&self) {
+        self.lease_expiries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn run_created(&self) {
+        self.runs_created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn job_finished(&self, state: JobState, ms: u64) {
+        let seconds = ms as f64 / 1000.0;
+        let mut durations = self
+            .durations
+            .lock()
+            .expect("metrics lock is never poisoned");
+        let h = durations.entry(state.as_str()).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    /// The Prometheus text exposition of these counters and `gauges`.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::from(
+            "# HELP lanes_queue_jobs Queued jobs by waiting reason.\n\
+             # TYPE lanes_queue_jobs gauge\n",
+        );
+        for (reason, n) in &gauges.queued {
+            let _ = writeln!(out, "lanes_queue_jobs{{reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lanes_running_jobs Leased or running jobs.\n# TYPE lanes_running_jobs gauge\n\
+             lanes_running_jobs {}",
+            gauges.running
+        );
+        out.push_str(
+            "# HELP lanes_group_holders Jobs holding each concurrency group.\n\
+             # TYPE lanes_group_holders gauge\n",
+        );
+        for (group, (holders, _)) in &gauges.groups {
+            let _ = writeln!(out, "lanes_group_holders{{group=\"{group}\"}} {holders}");
+        }
+        out.push_str(
+            "# HELP lanes_group_limit The limit of each concurrency group.\n\
+             # TYPE lanes_group_limit gauge\n",
+        );
+        for (group, (_, limit)) in &gauges.groups {
+            let _ = writeln!(out, "lanes_group_limit{{group=\"{group}\"}} {limit}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lanes_cache_steps_total Steps by cache result.\n\
+             # TYPE lanes_cache_steps_total counter\n\
+             lanes_cache_steps_total{{result=\"hit\"}} {}\n\
+             lanes_cache_steps_total{{result=\"miss\"}} {}",
+            self.cache_hits.load(Ordering::Relaxed),
+            self.cache_misses.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lanes_lease_expiries_total Leases that expired (agent lost).\n\
+             # TYPE lanes_lease_expiries_total counter\n\
+             lanes_lease_expiries_total {}",
+            self.lease_expiries.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lanes_runs_created_total Runs created.\n\
+             # TYPE lanes_runs_created_total counter\n\
+             lanes_runs_created_total {}",
+            self.runs_created.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP lanes_job_duration_seconds Job run time, started to finished, by outcome.\n\
+             # TYPE lanes_job_duration_seconds histogram\n",
+        );
+        let durations = self
+            .durations
+            .lock()
+            .expect("metrics lock is never poisoned");
+        for (status, h) in durations.iter() {
+            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "lanes_job_duration_seconds_bucket{{status=\"{status}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "lanes_job_duration_seconds_bucket{{status=\"{status}\",le=\"+Inf\"}} {}\n\
+                 lanes_job_duration_seconds_sum{{status=\"{status}\"}} {}\n\
+                 lanes_job_duration_seconds_count{{status=\"{status}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        out
+    }
+}

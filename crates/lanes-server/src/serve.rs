@@ -1,0 +1,437 @@
+//! `lanes serve` put together: the configuration (flags and an optional TOML file), the store in
+//! the data directory, the repositories, the ref watcher, the lease ticker, the built-in agent
+//! and the HTTP server, and a graceful stop on SIGINT or SIGTERM.
+
+use crate::forge::{Forge, ForgeConfig, LOCAL_AGENT};
+use crate::local::LocalLink;
+use jiff::Timestamp;
+use lanes_core::schedule;
+use lanes_git::Repo;
+use lanes_store::{NewRepo, SqliteStore, Store, StoreError};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The default address of the API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The default time between two reads of the repositories' refs.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
+
+/// A repository to watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoConfig {
+    /// Its name [default: the directory's name without `.git`].
+    pub name: Option<String>,
+    /// The local git repository, bare or not.
+    pub path: PathBuf,
+    /// A URL to `git fetch` the branches from before each read of the refs.
+    pub remote: Option<String>,
+    /// The branch merge-bases are taken against [default: the repository's `HEAD` branch,
+    /// else `main`].
+    pub default_branch: Option<String>,
+}
+
+/// The built-in agent.
+#[derive(Clone, Debug)]
+pub struct LocalAgentConfig {
+    /// Jobs it runs at once.
+    pub capacity: u32,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// The step cache and lane directories (`lanes run`'s cache directory).
+    pub cache_dir: PathBuf,
+    /// Hide the repositories and the cache from steps.
+    pub sandbox: bool,
+}
+
+/// Everything `lanes serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Where the database and the logs live.
+    pub data_dir: PathBuf,
+    /// The API's address.
+    pub listen: String,
+    /// The repositories to watch.
+    pub repos: Vec<RepoConfig>,
+    /// Time between two reads of the refs.
+    pub poll_interval: Duration,
+    /// The built-in agent, unless turned off.
+    pub local_agent: Option<LocalAgentConfig>,
+    /// Answer reads without a token.
+    pub public_read: bool,
+    /// Heartbeat and lease timings.
+    pub schedule: schedule::Config,
+}
+
+/// The configuration file (`--config`): every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// The API's address.
+    pub listen: Option<String>,
+    /// Where the database and the logs live.
+    pub data_dir: Option<PathBuf>,
+    /// Time between two reads of the refs (`10s`).
+    pub poll_interval: Option<String>,
+    /// Answer reads without a token.
+    pub public_read: Option<bool>,
+    /// How often agents heartbeat (`10s`).
+    pub heartbeat: Option<String>,
+    /// How long a lease lasts without a heartbeat (`30s`).
+    pub lease: Option<String>,
+    /// The built-in agent.
+    pub agent: Option<AgentFile>,
+    /// The repositories.
+    #[serde(default)]
+    pub repo: Vec<RepoFile>,
+}
+
+/// `[agent]` in the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentFile {
+    /// Run the built-in agent [default: true].
+    pub enabled: Option<bool>,
+    /// Jobs it runs at once [default: the number of cores].
+    pub capacity: Option<u32>,
+    /// Its labels [default: the OS and the architecture, `linux` and `x86_64`].
+    pub labels: Option<Vec<String>>,
+}
+
+/// `[[repo]]` in the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RepoFile {
+    /// Its name.
+    pub name: Option<String>,
+    /// The local repository (relative paths are relative to the configuration file).
+    pub path: PathBuf,
+    /// A URL to fetch from before each read of the refs.
+    pub remote: Option<String>,
+    /// The default branch.
+    pub default_branch: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads and checks the configuration file at `path`.
+    pub fn read(path: &Path) -> Result<ConfigFile, ServeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServeError::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| ServeError::Config {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for repo in &mut file.repo {
+            if repo.path.is_relative() {
+                repo.path = base.join(&repo.path);
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// `lanes serve` could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration file is unreadable or invalid.
+    #[error("invalid configuration file {}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A repository cannot be watched.
+    #[error("cannot watch {}: {message}", path.display())]
+    Repo {
+        /// The repository.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The data directory or the database cannot be used.
+    #[error("cannot use the data directory {}: {message}", path.display())]
+    Data {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The address cannot be listened on.
+    #[error("cannot listen on {addr}: {message}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        message: String,
+    },
+    /// The forge failed.
+    #[error(transparent)]
+    Forge(#[from] crate::ForgeError),
+}
+
+/// The name of a repository at `path`: its directory's name without `.git`.
+pub fn repo_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".to_owned());
+    match name.strip_suffix(".git") {
+        Some(stem) if !stem.is_empty() => stem.to_owned(),
+        _ => name,
+    }
+}
+
+/// The labels of this host: its OS and architecture.
+pub fn host_labels() -> Vec<String> {
+    vec![
+        std::env::consts::OS.to_owned(),
+        std::env::consts::ARCH.to_owned(),
+    ]
+}
+
+/// Registers the configured repositories (checking each is a git repository).
+async fn add_repos(store: &SqliteStore, repos: &[RepoConfig]) -> Result<(), ServeError> {
+    for repo in repos {
+        let path = std::path::absolute(&repo.path).unwrap_or_else(|_| repo.path.clone());
+        let path = path.canonicalize().unwrap_or(path);
+        let git = Repo::discover(&path).map_err(|e| ServeError::Repo {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let default_branch = match &repo.default_branch {
+            Some(b) => b.clone(),
+            None => git
+                .head_branch()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "main".to_owned()),
+        };
+        let name = repo.name.clone().unwrap_or_else(|| repo_name(&path));
+        let new = NewRepo {
+            name: name.clone(),
+            path: path.clone(),
+            remote_url: repo.remote.clone(),
+            default_branch,
+        };
+        match store.add_repo(&new, Timestamp::now()).await {
+            Ok(_) => {}
+            Err(StoreError::Duplicate(_)) => {
+                let existing = store.repo(&name).await.map_err(crate::ForgeError::from)?;
+                if existing.path != path {
+                    return Err(ServeError::Repo {
+                        path,
+                        message: format!(
+                            "the name `{name}` is already taken by {}; name it differently \
+                             in the configuration file",
+                            existing.path.display()
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Err(crate::ForgeError::from(e).into()),
+        }
+    }
+    Ok(())
+}
+
+/// Brings the local branches of a mirror up to date with its remote (`git fetch`).
+fn fetch(path: &Path, remote: &str) -> Result<(), String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args([
+            "fetch",
+            "--prune",
+            "--quiet",
+            remote,
+            "+refs/heads/*:refs/heads/*",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Runs the forge until SIGINT or SIGTERM. `say` prints what a person starting it must see
+/// (the admin token, once; the address).
+pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeError> {
+    let data_error = |message: String| ServeError::Data {
+        path: config.data_dir.clone(),
+        message,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+    let store = SqliteStore::open(&config.data_dir.join("lanes.db"))
+        .await
+        .map_err(|e| data_error(e.to_string()))?;
+    if let Some(token) = store
+        .ensure_admin_token(Timestamp::now())
+        .await
+        .map_err(|e| data_error(e.to_string()))?
+    {
+        say(&format!(
+            "admin token (shown once, only its hash is stored): {token}\n  export \
+             LANES_TOKEN={token}\n"
+        ));
+    }
+    add_repos(&store, &config.repos).await?;
+    let forge = Forge::open(
+        store.clone(),
+        ForgeConfig {
+            data_dir: config.data_dir.clone(),
+            schedule: config.schedule,
+            public_read: config.public_read,
+        },
+    )
+    .await?;
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| ServeError::Listen {
+            addr: config.listen.clone(),
+            message: e.to_string(),
+        })?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| config.listen.clone());
+    let repos = store.list_repos().await.map_err(crate::ForgeError::from)?;
+    say(&format!(
+        "lanes serve: listening on http://{addr}; watching {} {}; data in {}\n",
+        repos.len(),
+        if repos.len() == 1 {
+            "repository"
+        } else {
+            "repositories"
+        },
+        config.data_dir.display()
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(watch_refs(
+        Arc::clone(&forge),
+        config.poll_interval,
+        stop_rx.clone(),
+    ));
+    tasks.spawn(tick(Arc::clone(&forge), stop_rx.clone()));
+    if let Some(agent) = &config.local_agent {
+        let labels: BTreeSet<String> = agent.labels.iter().cloned().collect();
+        forge
+            .agent_online(LOCAL_AGENT, labels.clone(), agent.capacity)
+            .await;
+        spawn_local_agent(&mut tasks, &forge, agent, &repos, stop_rx.clone());
+    }
+
+    let app = crate::api::router(Arc::clone(&forge));
+    let mut http_stop = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    });
+    let signals = async {
+        shutdown_signal().await;
+        say("lanes serve: stopping\n");
+        let _ = stop_tx.send(true);
+    };
+    let (served, ()) = tokio::join!(server, signals);
+    if let Err(e) = served {
+        tracing::error!("the HTTP server failed: {e}");
+    }
+    while tasks.join_next().await.is_some() {}
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Reads every repository's refs every `interval` (fetching mirrors first).
+async fn watch_refs<S: Store + 'static>(
+    forge: Arc<Forge<S>>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match forge.store().list_repos().await {
+            Ok(repos) => {
+                for repo in repos {
+                    if let Some(remote) = repo.remote_url.clone() {
+                        let path = repo.path.clone();
+                        let fetched =
+                            tokio::task::spawn_blocking(move || fetch(&path, &remote)).await;
+                        if let Ok(Err(e)) = fetched {
+                            tracing::warn!("git fetch of {} failed: {e}", repo.name);
+                        }
+                    }
+                    if let Err(e) = forge.poll_repo(&repo.name).await {
+                        tracing::warn!("reading the refs of {} failed: {e}", repo.name);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("listing repositories failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Ends expired leases when they expire and refreshes waiting reasons about once a second.
+async fn tick<S: Store + 'static>(
+    forge: Arc<Forge<S>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let next = match forge.tick().await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!("the lease ticker failed: {e}");
+                None
+            }
+        };
+        let now = crate::forge::millis(Timestamp::now());
+        let wait = next
+            .map(|at| at.saturating_sub(now))
+            .unwrap_or(1000)
+            .clamp(10, 1000);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+fn spawn_local_agent<S: Store + 'static>(
+    _tasks: &mut tokio::task::JoinSet<()>,
+    _forge: &Arc<Forge<S>>,
+    _agent: &LocalAgentConfig,
+    _repos: &[lanes_store::RepoRecord],
+    _stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _: fn(Arc<Forge<S>>, String) -> LocalLink<S> = LocalLink::new;
+}
