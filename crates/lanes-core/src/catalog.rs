@@ -122,6 +122,10 @@ pub struct Lane {
     pub timeout: Option<Duration>,
     /// Cron expression (nightly lanes only).
     pub schedule: Option<String>,
+    /// Whether a newer head on the same branch cancels this lane's *running* job of the older
+    /// run (`cancel-superseded`, default true). Its queued jobs are cancelled either way. A
+    /// scheduling setting: it reaches no step key.
+    pub cancel_superseded: bool,
     /// Names of the pins the lane's steps depend on.
     pub pins: Vec<String>,
     /// Persistent, unkeyed directories shared between runs of this lane's scope.

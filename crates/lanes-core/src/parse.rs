@@ -190,6 +190,7 @@ const LANE_KEYS: &[&str] = &[
     "labels",
     "timeout",
     "schedule",
+    "cancel-superseded",
     "pins",
     "cache-mounts",
     "step",
@@ -267,8 +268,18 @@ impl Parser<'_> {
     fn boolean(&mut self, key: &str, value: &Value<'_>) -> Option<bool> {
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
-            _ => {
-                self.type_error(key, value, "true or false");
+            other => {
+                // The last component of the dotted path is the key as the user wrote it.
+                let name = key.rsplit('.').next().unwrap_or(key);
+                self.sink.push(
+                    "catalog::type",
+                    value.span(),
+                    format!("`{key}` must be true or false, not {}", kind(other)),
+                    "expected true or false",
+                    Some(format!(
+                        "write `{name} = true` or `{name} = false`, without quotes"
+                    )),
+                );
                 None
             }
         }
@@ -522,6 +533,7 @@ impl Parser<'_> {
             labels: Vec::new(),
             timeout: None,
             schedule: None,
+            cancel_superseded: true,
             pins: Vec::new(),
             cache_mounts: Vec::new(),
             steps: Vec::new(),
@@ -601,6 +613,9 @@ impl Parser<'_> {
                         }
                         lane.schedule = Some(text);
                     }
+                }
+                "cancel-superseded" => {
+                    lane.cancel_superseded = self.boolean(&path, value).unwrap_or(true)
                 }
                 "pins" => {
                     for (pin, span) in self.strings(&path, value) {
@@ -1108,6 +1123,7 @@ concurrency = "mac"
 scope = "compile"
 labels = ["linux"]
 timeout = "30m"
+cancel-superseded = false
 pins = ["rustc"]
 cache-mounts = ["target"]
 
@@ -1147,6 +1163,7 @@ run = "cargo bench"
         assert!(fmt.paths.is_none() && fmt.inputs.is_none());
         assert_eq!(fmt.steps[0].shell(), DEFAULT_SHELL);
         assert!(fmt.steps[0].cache && !fmt.steps[0].network);
+        assert!(fmt.cancel_superseded, "cancel-superseded defaults to true");
 
         let test = c.lane("test").expect("test lane");
         assert_eq!(test.title.as_deref(), Some("Rust tests"));
@@ -1176,6 +1193,7 @@ run = "cargo bench"
         assert_eq!(test.scope.as_deref(), Some("compile"));
         assert_eq!(test.labels, ["linux"]);
         assert_eq!(test.timeout, Some(Duration::from_secs(1800)));
+        assert!(!test.cancel_superseded);
         assert_eq!(test.pins, ["rustc"]);
         assert_eq!(test.cache_mounts, ["target"]);
         let step = &test.steps[1];
@@ -1307,6 +1325,51 @@ run = "cargo bench"
                 "`lane.a.step.cache` must be true or false, not a string",
             ]
         );
+    }
+
+    #[test]
+    fn cancel_superseded_is_a_boolean_with_a_help_line() {
+        let lane = |value: &str| {
+            format!(
+                "version = 1\n[lane.a]\ncancel-superseded = {value}\n\
+                 [[lane.a.step]]\nname = \"s\"\nrun = \"x\"\n"
+            )
+        };
+        assert!(ok(&lane("true")).lanes[0].cancel_superseded);
+        assert!(!ok(&lane("false")).lanes[0].cancel_superseded);
+        for (value, kind) in [("\"no\"", "a string"), ("0", "an integer")] {
+            let d = errors(&lane(value));
+            assert_eq!(d.len(), 1, "{value}: {d:#?}");
+            assert_eq!(d[0].code, "catalog::type");
+            assert_eq!(
+                d[0].message,
+                format!("`lane.a.cancel-superseded` must be true or false, not {kind}")
+            );
+            assert_eq!((d[0].line, d[0].column), (3, 21), "points at the value");
+            assert_eq!(d[0].span.len(), value.len());
+            assert_eq!(
+                d[0].help.as_deref(),
+                Some(
+                    "write `cancel-superseded = true` or `cancel-superseded = false`, without quotes"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_misspelt_cancel_superseded_is_suggested() {
+        for typo in ["cancel-supersede", "cancel_superseded", "cancelsuperseded"] {
+            let d = errors(&format!(
+                "version = 1\n[lane.a]\n{typo} = false\n[[lane.a.step]]\nname = \"s\"\nrun = \"x\"\n"
+            ));
+            assert_eq!(d.len(), 1, "{typo}: {d:#?}");
+            assert_eq!(d[0].message, format!("unknown key `{typo}` in lane `a`"));
+            assert_eq!(
+                d[0].help.as_deref(),
+                Some("did you mean `cancel-superseded`?"),
+                "{typo}"
+            );
+        }
     }
 
     #[test]

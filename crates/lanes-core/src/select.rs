@@ -42,6 +42,11 @@ pub enum Reason {
     Manual,
     /// Named on the command line (`lanes run LANE`).
     Requested,
+    /// The forge runs a nightly lane for one of its cron slots, on the default branch's head.
+    Scheduled {
+        /// The slot's time, RFC 3339 in UTC (`2026-05-01T03:00:00Z`).
+        slot: String,
+    },
     /// Skipped: other lanes were named on the command line.
     NotRequested,
     /// Skipped at run time: a required lane failed and the run stopped starting lanes (run
@@ -405,5 +410,16 @@ run = "true"
         );
         let json = serde_json::to_value(&lane(&s, "test").reasons).expect("serializes");
         assert_eq!(json, serde_json::json!([{"kind": "no-matching-path"}]));
+    }
+
+    #[test]
+    fn a_scheduled_reason_names_its_slot() {
+        let reason = Reason::Scheduled {
+            slot: "2026-05-01T03:00:00Z".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&reason).expect("serializes"),
+            serde_json::json!({"kind": "scheduled", "slot": "2026-05-01T03:00:00Z"})
+        );
     }
 }

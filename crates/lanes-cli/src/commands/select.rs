@@ -129,6 +129,7 @@ pub(crate) fn describe(reason: &Reason) -> String {
         Reason::Nightly => "nightly".to_owned(),
         Reason::Manual => "manual".to_owned(),
         Reason::Requested => "named on the command line".to_owned(),
+        Reason::Scheduled { slot } => format!("scheduled for the cron slot {slot}"),
         Reason::NotRequested => "not named on the command line".to_owned(),
         Reason::StoppedAfterFailure { lane } => format!("not started after {lane} failed"),
         Reason::NeedFailed { lane } => format!("needs {lane}, which did not pass"),
