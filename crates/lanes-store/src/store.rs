@@ -191,4 +191,15 @@ pub trait Store: Send + Sync {
 
     /// True when `token` is an admin token.
     fn verify_admin_token(&self, token: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    // Nightly slots.
+
+    /// The newest cron slot claimed for nightly lane `lane` of `repo` (by a run created with it in
+    /// [`NewRun::nightly_slots`]), or `None` when none was. [`StoreError::NotFound`] for an
+    /// unknown repository.
+    fn last_nightly_slot(
+        &self,
+        repo: &str,
+        lane: &str,
+    ) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
 }

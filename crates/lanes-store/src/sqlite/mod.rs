@@ -8,6 +8,7 @@
 mod auth;
 mod codec;
 mod lease;
+mod nightly;
 mod open;
 mod read;
 mod write;
@@ -263,5 +264,12 @@ impl Store for SqliteStore {
     async fn verify_admin_token(&self, token: &str) -> StoreResult<bool> {
         let mut conn = self.readers.acquire().await?;
         auth::verify_admin_token(&mut conn, token).await
+    }
+
+    async fn last_nightly_slot(&self, repo: &str, lane: &str) -> StoreResult<Option<Timestamp>> {
+        let mut tx = self.read().await?;
+        let out = nightly::last_nightly_slot(&mut tx, repo, lane).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod leases;
 mod logs;
+mod nightly;
 mod open;
 mod queries;
 mod runs;
