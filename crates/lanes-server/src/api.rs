@@ -4,6 +4,7 @@
 //! one list of routes: the router is built from it and a test checks the OpenAPI document
 //! (`openapi.json`, served at `/api/v1/openapi.json`) lists exactly these.
 
+use crate::agent_api;
 use crate::error::ForgeError;
 use crate::forge::{Forge, JobEvent};
 use crate::metrics::Gauges;
@@ -50,6 +51,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs/{id}/requeue"),
     ("GET", "/api/v1/groups"),
     ("GET", "/api/v1/agents"),
+    ("POST", "/api/v1/agents"),
+    ("POST", "/api/v1/agent/lease"),
+    ("POST", "/api/v1/agent/jobs/{id}/started"),
+    ("POST", "/api/v1/agent/jobs/{id}/heartbeat"),
+    ("POST", "/api/v1/agent/jobs/{id}/log"),
+    ("POST", "/api/v1/agent/jobs/{id}/steps"),
+    ("POST", "/api/v1/agent/jobs/{id}/finish"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/metrics"),
 ];
@@ -68,7 +76,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -104,7 +116,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The router of [`ROUTES`] over `forge`.
 pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
-    let mut router = Router::new();
+    let mut router: Router<Arc<Forge<S>>> = Router::new();
     for (method, path) in ROUTES {
         let route = match (*method, *path) {
             ("GET", "/api/v1/repos") => get(repos::<S>),
@@ -123,6 +135,13 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
             ("POST", "/api/v1/jobs/{id}/requeue") => post(requeue_job::<S>),
             ("GET", "/api/v1/groups") => get(groups::<S>),
             ("GET", "/api/v1/agents") => get(agents::<S>),
+            ("POST", "/api/v1/agents") => post(agent_api::register::<S>),
+            ("POST", "/api/v1/agent/lease") => post(agent_api::lease::<S>),
+            ("POST", "/api/v1/agent/jobs/{id}/started") => post(agent_api::started::<S>),
+            ("POST", "/api/v1/agent/jobs/{id}/heartbeat") => post(agent_api::heartbeat::<S>),
+            ("POST", "/api/v1/agent/jobs/{id}/log") => post(agent_api::log::<S>),
+            ("POST", "/api/v1/agent/jobs/{id}/steps") => post(agent_api::step::<S>),
+            ("POST", "/api/v1/agent/jobs/{id}/finish") => post(agent_api::finish::<S>),
             ("GET", "/api/v1/openapi.json") => get(openapi),
             ("GET", "/metrics") => get(metrics::<S>),
             _ => unreachable!("every route in ROUTES has a handler"),
@@ -141,7 +160,8 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
 }
 
 /// Authentication: actions always need the admin token, reads unless `--public-read`; the
-/// OpenAPI document and the hook's refs-changed are open (docs/api.md says why).
+/// OpenAPI document and the hook's refs-changed are open (docs/api.md says why); the agent
+/// endpoints check the agent's own token ([`crate::agent_api`]).
 async fn auth<S: Store + 'static>(
     State(forge): Shared<S>,
     request: Request,
@@ -149,6 +169,7 @@ async fn auth<S: Store + 'static>(
 ) -> Response {
     let path = request.uri().path();
     let open = path == "/api/v1/openapi.json"
+        || path.starts_with("/api/v1/agent/")
         || (request.method() == Method::POST && path.ends_with("/refs-changed"))
         || (request.method() == Method::GET && forge.config().public_read);
     if open {

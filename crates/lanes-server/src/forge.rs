@@ -476,6 +476,31 @@ impl<S: Store + 'static> Forge<S> {
         let _ = self.refresh_reasons(&mut state).await;
     }
 
+    /// A registered remote agent called in: online with its stored labels and capacity, unless
+    /// it already is.
+    pub async fn agent_connected(&self, agent: &lanes_store::AgentRecord) {
+        let labels: BTreeSet<String> = agent.labels.iter().cloned().collect();
+        let known = {
+            let state = self.sched.lock().await;
+            state
+                .agents
+                .get(&agent.name)
+                .is_some_and(|a| a.online && a.labels == labels && a.capacity == agent.capacity)
+        };
+        if !known {
+            self.agent_online(&agent.name, labels, agent.capacity).await;
+        }
+    }
+
+    /// The agent holding `job`'s lease, if it is held.
+    pub async fn holder(&self, job: u64) -> Option<String> {
+        let state = self.sched.lock().await;
+        state
+            .sched
+            .lease_of(schedule::JobId(job))
+            .map(|lease| lease.agent.0)
+    }
+
     /// The agents the scheduler knows, with their labels, capacity and whether they are online.
     pub async fn agents(&self) -> Vec<(String, Vec<String>, u32, bool)> {
         let state = self.sched.lock().await;

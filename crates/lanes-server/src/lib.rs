@@ -7,11 +7,13 @@
 //! persists them through [`lanes_store::Store`] and does the I/O around them. docs/forge.md
 //! describes how a run is created, docs/api.md the API.
 
+mod agent_api;
 pub mod api;
 mod error;
 pub mod forge;
 pub mod local;
 pub mod metrics;
+pub mod nightly;
 pub mod serve;
 pub mod status;
 pub mod trigger;

@@ -329,7 +329,7 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         forge
             .agent_online(LOCAL_AGENT, labels.clone(), agent.capacity)
             .await;
-        spawn_local_agent(&mut tasks, &forge, agent, &repos, stop_rx.clone());
+        spawn_local_agent(&mut tasks, &forge, agent, &say, stop_rx.clone())?;
     }
 
     let app = crate::api::router(Arc::clone(&forge));
@@ -426,12 +426,66 @@ async fn tick<S: Store + 'static>(
     }
 }
 
+/// Starts the built-in agent on `tasks`: it leases through the same [`lanes_agent::Link`] a
+/// remote agent uses, and stops (its steps killed, nothing reported) when `stop` is raised.
 fn spawn_local_agent<S: Store + 'static>(
-    _tasks: &mut tokio::task::JoinSet<()>,
-    _forge: &Arc<Forge<S>>,
-    _agent: &LocalAgentConfig,
-    _repos: &[lanes_store::RepoRecord],
-    _stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let _: fn(Arc<Forge<S>>, String) -> LocalLink<S> = LocalLink::new;
+    tasks: &mut tokio::task::JoinSet<()>,
+    forge: &Arc<Forge<S>>,
+    agent: &LocalAgentConfig,
+    say: &impl Fn(&str),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let sandbox = if agent.sandbox {
+        sandbox(&agent.cache_dir, say)
+    } else {
+        None
+    };
+    let env = lanes_agent::AgentEnv::open(agent.cache_dir.clone(), sandbox).map_err(|e| {
+        ServeError::Data {
+            path: agent.cache_dir.clone(),
+            message: format!("the built-in agent cannot use its cache directory: {e}"),
+        }
+    })?;
+    let config = lanes_agent::AgentConfig {
+        env,
+        capacity: agent.capacity as usize,
+        lease_wait: lanes_agent::agent::DEFAULT_LEASE_WAIT,
+    };
+    let link = Arc::new(LocalLink::new(Arc::clone(forge), LOCAL_AGENT));
+    let shutdown = lanes_agent::Shutdown::new();
+    let trigger = shutdown.clone();
+    tasks.spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        trigger.trigger();
+    });
+    tasks.spawn(lanes_agent::run_agent(link, config, shutdown));
+    Ok(())
+}
+
+/// The step sandbox hiding the cache directory (each job adds its repository), or `None` with a
+/// warning when this machine cannot make one.
+fn sandbox(cache_dir: &Path, say: &impl Fn(&str)) -> Option<lanes_exec::Sandbox> {
+    let helper = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            say(&format!(
+                "warning: steps run without a sandbox: cannot find the lanes binary: {e}\n"
+            ));
+            return None;
+        }
+    };
+    let sandbox = lanes_exec::Sandbox {
+        helper,
+        hide: vec![cache_dir.to_owned()],
+    };
+    match sandbox.probe() {
+        Ok(()) => Some(sandbox),
+        Err(why) => {
+            say(&format!(
+                "warning: steps run without a sandbox ({why}): a step can read files outside \
+                 its lane's fileset by absolute path; pass --no-sandbox to silence this\n"
+            ));
+            None
+        }
+    }
 }

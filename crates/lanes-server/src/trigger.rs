@@ -164,7 +164,7 @@ pub async fn on_branch_head(
     }))
 }
 
-fn group_limits(catalog: &Catalog) -> Vec<(String, u32)> {
+pub(crate) fn group_limits(catalog: &Catalog) -> Vec<(String, u32)> {
     catalog
         .groups
         .iter()
@@ -184,7 +184,10 @@ pub fn group_limits_at(repo: &RepoRecord, head: &str) -> Result<Vec<(String, u32
 }
 
 /// The catalog at `head`, or the diagnostics JSON to store when it does not validate.
-fn read_catalog(git: &Repo, head: &CommitId) -> Result<Result<Catalog, String>, GitError> {
+pub(crate) fn read_catalog(
+    git: &Repo,
+    head: &CommitId,
+) -> Result<Result<Catalog, String>, GitError> {
     let read = |path: &str| -> Result<Option<String>, GitError> {
         Ok(git
             .read_file_at(head, path)?

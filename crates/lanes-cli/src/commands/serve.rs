@@ -1,12 +1,147 @@
-//! `lanes serve`: the forge.
+//! `lanes serve`: the forge. Flags win over the configuration file; both fall back to defaults
+//! that work with no flags at all.
 
 use crate::args::ServeArgs;
+use crate::cache_dir::cache_dir;
 use crate::error::CliError;
 use crate::printer::Printer;
+use lanes_core::parse::parse_duration;
+use lanes_core::schedule;
+use lanes_server::serve::{
+    ConfigFile, DEFAULT_LISTEN, DEFAULT_POLL, LocalAgentConfig, RepoConfig, ServeConfig,
+    host_labels,
+};
+use std::path::PathBuf;
+use std::time::Duration;
 
-pub(crate) fn run(_args: &ServeArgs, _printer: &Printer) -> Result<u8, CliError> {
-    Err(CliError::usage(
-        "lanes serve is not wired yet".to_owned(),
-        None::<String>,
-    ))
+fn duration(flag: &str, text: &str) -> Result<Duration, CliError> {
+    parse_duration(text).ok_or_else(|| {
+        CliError::usage(
+            format!("invalid {flag} `{text}`"),
+            "write a duration in whole seconds, minutes, hours or days: 10s, 2m, 1h30m".to_owned(),
+        )
+    })
+}
+
+/// The default data directory: `$XDG_DATA_HOME/lanes`, else `~/.local/share/lanes`.
+fn default_data_dir() -> Result<PathBuf, CliError> {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("lanes"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/lanes")),
+        None => Err(CliError::usage(
+            "cannot choose a data directory: neither XDG_DATA_HOME nor HOME is set",
+            "pass --data-dir DIR".to_owned(),
+        )),
+    }
+}
+
+fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::read(path).map_err(|e| {
+            CliError::usage(
+                e.to_string(),
+                "see docs/forge.md for the configuration file's keys".to_owned(),
+            )
+        })?,
+        None => ConfigFile::default(),
+    };
+    let agent = file.agent.unwrap_or_default();
+    let data_dir = match args.data_dir.clone().or(file.data_dir) {
+        Some(dir) => std::path::absolute(&dir).unwrap_or(dir),
+        None => default_data_dir()?,
+    };
+    let poll_interval = match args
+        .poll_interval
+        .as_deref()
+        .or(file.poll_interval.as_deref())
+    {
+        Some(text) => duration("poll interval", text)?,
+        None => DEFAULT_POLL,
+    };
+    let defaults = schedule::Config::default();
+    let heartbeat = match args.heartbeat.as_deref().or(file.heartbeat.as_deref()) {
+        Some(text) => duration("heartbeat", text)?.as_millis() as u64,
+        None => defaults.heartbeat,
+    };
+    let lease = match args.lease.as_deref().or(file.lease.as_deref()) {
+        Some(text) => duration("lease", text)?.as_millis() as u64,
+        None => defaults.lease,
+    };
+    if lease <= heartbeat {
+        return Err(CliError::usage(
+            format!("a lease of {lease} ms does not outlast the heartbeat of {heartbeat} ms"),
+            "make the lease at least twice the heartbeat, e.g. --heartbeat 10s --lease 30s"
+                .to_owned(),
+        ));
+    }
+    let mut repos: Vec<RepoConfig> = file
+        .repo
+        .into_iter()
+        .map(|r| RepoConfig {
+            name: r.name,
+            path: r.path,
+            remote: r.remote,
+            default_branch: r.default_branch,
+        })
+        .collect();
+    repos.extend(args.repos.iter().map(|path| RepoConfig {
+        name: None,
+        path: path.clone(),
+        remote: None,
+        default_branch: None,
+    }));
+    let local_agent = if args.no_local_agent || agent.enabled == Some(false) {
+        None
+    } else {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        Some(LocalAgentConfig {
+            capacity: args
+                .agent_capacity
+                .or(agent.capacity)
+                .unwrap_or(cores)
+                .max(1),
+            labels: agent.labels.unwrap_or_else(host_labels),
+            cache_dir: cache_dir()?,
+            sandbox: !args.no_sandbox,
+        })
+    };
+    Ok(ServeConfig {
+        data_dir,
+        listen: args
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        repos,
+        poll_interval,
+        local_agent,
+        public_read: args.public_read || file.public_read == Some(true),
+        schedule: schedule::Config {
+            heartbeat,
+            lease,
+            ..defaults
+        },
+    })
+}
+
+pub(crate) fn run(args: &ServeArgs, printer: &Printer) -> Result<u8, CliError> {
+    let config = config(args)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the runtime: {e}"), None::<String>))?;
+    runtime
+        .block_on(lanes_server::serve::serve(config, |text| printer.err(text)))
+        .map_err(|e| CliError::usage(e.to_string(), None::<String>))?;
+    Ok(crate::error::exit::SUCCESS)
 }

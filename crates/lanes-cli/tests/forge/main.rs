@@ -1,0 +1,404 @@
+//! `lanes serve` end to end: a real server process over a real bare repository, pushes from a
+//! real clone, jobs run by the built-in agent with real processes, state in a real SQLite file.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod server;
+
+use serde_json::Value;
+use server::Forge;
+
+const PASSING: &str = r#"version = 1
+
+[lane.test]
+class = "required"
+paths = ["src/**"]
+inputs = ["src/lib.txt"]
+[[lane.test.step]]
+name = "build"
+run = "echo building; cat src/lib.txt"
+[[lane.test.step]]
+name = "check"
+run = "echo checked"
+
+[lane.docs]
+class = "advisory"
+paths = ["docs/**"]
+step = [{ name = "docs", run = "echo docs" }]
+"#;
+
+fn job<'a>(status: &'a Value, lane: &str) -> &'a Value {
+    status["run"]["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .rev()
+        .find(|j| j["lane"] == lane)
+        .unwrap_or_else(|| panic!("no job for lane {lane} in {status:#}"))
+}
+
+fn log_of(forge: &Forge, job: &Value) -> String {
+    let id = job["id"].as_i64().expect("job id");
+    let r = forge.request("GET", &format!("/api/v1/jobs/{id}/log"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn a_pushed_branch_runs_its_selected_lanes_and_turns_green() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n"), ("docs/a.md", "a\n")]);
+    let main_head = forge.git(&["rev-parse", "HEAD"]);
+    let main = forge.wait_done("main", &main_head);
+    assert_eq!(main["status"], "passed", "{main:#}");
+
+    forge.git(&["checkout", "-q", "-b", "feature"]);
+    forge.write("src/lib.txt", "two\n");
+    let head = forge.commit("change src");
+    forge.push("feature");
+    let status = forge.wait_done("feature", &head);
+    assert_eq!(status["status"], "passed", "{status:#}");
+    assert_eq!(status["run"]["number"], 2);
+    assert_eq!(status["run"]["base"], main_head.as_str());
+    let test = job(&status, "test");
+    assert_eq!(test["status"], "passed");
+    assert_eq!(test["steps_run"], 2, "{test:#}");
+    assert_eq!(
+        test["selection"][0]["kind"], "path",
+        "selected because src/lib.txt changed: {test:#}"
+    );
+    let docs = job(&status, "docs");
+    assert_eq!(docs["status"], "skipped");
+    assert_eq!(docs["selection"][0]["kind"], "no-matching-path");
+    let log = log_of(&forge, test);
+    assert!(log.contains("building") && log.contains("two"), "{log}");
+    assert!(log.contains("checked"), "{log}");
+    assert!(
+        log.find("building") < log.find("checked"),
+        "steps in order: {log}"
+    );
+}
+
+#[test]
+fn a_lane_seen_before_is_restored_from_the_cache() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let main = forge.wait_done("main", &head);
+    assert_eq!(job(&main, "test")["steps_run"], 2, "{main:#}");
+    // src/other.txt selects `test` (paths src/**) but is not one of its inputs: same keys.
+    forge.git(&["checkout", "-q", "-b", "feature"]);
+    forge.write("src/other.txt", "other\n");
+    let feature = forge.commit("a file outside test's inputs");
+    forge.push("feature");
+    let status = forge.wait_done("feature", &feature);
+    let test = job(&status, "test");
+    assert_eq!(test["status"], "passed", "{status:#}");
+    assert_eq!(test["steps_cached"], 2, "{test:#}");
+    assert_eq!(test["steps_run"], 0, "{test:#}");
+    for step in test["steps"].as_array().expect("steps") {
+        assert_eq!(step["cache"], "hit", "{test:#}");
+    }
+    let log = log_of(&forge, test);
+    assert!(
+        log.contains("building"),
+        "a hit's log is the recorded one: {log}"
+    );
+}
+
+#[test]
+fn a_failing_lane_fails_the_branch_and_its_log_says_why() {
+    let catalog = r#"version = 1
+[lane.test]
+class = "required"
+step = [{ name = "fails", run = "echo about to fail; exit 3" }, { name = "after", run = "echo never" }]
+"#;
+    let forge = Forge::new(catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let status = forge.wait_done("main", &head);
+    assert_eq!(status["status"], "failed", "{status:#}");
+    assert_eq!(status["run"]["status"], "failed");
+    let test = job(&status, "test");
+    assert_eq!(test["status"], "failed");
+    assert_eq!(test["steps"][0]["exit_code"], 3, "{test:#}");
+    assert_eq!(test["steps"][1]["status"], "skipped", "{test:#}");
+    let log = log_of(&forge, test);
+    assert!(log.contains("about to fail"), "{log}");
+    assert!(!log.contains("never"), "{log}");
+}
+
+#[test]
+fn pushing_the_same_commit_twice_creates_one_run() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    forge.git(&["checkout", "-q", "-b", "feature"]);
+    forge.write("src/lib.txt", "two\n");
+    let feature = forge.commit("feature");
+    forge.push("feature");
+    forge.wait_done("feature", &feature);
+    forge.push("feature");
+    // Delete the branch and push the same commit again: still the same head, no new run.
+    forge.git(&["push", "-q", "origin", ":refs/heads/feature"]);
+    let r = forge.request("POST", "/api/v1/repos/origin/refs-changed", None);
+    assert_eq!(r.json()["created"], serde_json::json!([]));
+    forge.push("feature");
+    let runs = forge.get("/api/v1/repos/origin/runs");
+    assert_eq!(runs.as_array().map(Vec::len), Some(2), "{runs:#}");
+}
+
+#[test]
+fn a_catalog_that_fails_at_a_commit_gives_an_error_run_with_its_diagnostics() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    forge.git(&["checkout", "-q", "-b", "broken"]);
+    forge.write(
+        "lanes.toml",
+        "version = 1\n[lane.test]\nclas = \"required\"\nstep = [{ name = \"a\", run = \"true\" }]\n",
+    );
+    let broken = forge.commit("typo in the catalog");
+    forge.push("broken");
+    let status = forge.wait_done("broken", &broken);
+    assert_eq!(status["status"], "error", "{status:#}");
+    assert_eq!(status["run"]["status"], "error");
+    assert_eq!(status["run"]["jobs"].as_array().map(Vec::len), Some(0));
+    let diagnostics = &status["run"]["diagnostics"]["diagnostics"];
+    assert_eq!(diagnostics[0]["line"], 3, "{status:#}");
+    assert!(
+        diagnostics[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("clas")),
+        "{status:#}"
+    );
+}
+
+#[test]
+fn a_new_head_supersedes_the_older_run_and_cancels_its_jobs() {
+    let catalog = r#"version = 1
+[lane.slow]
+class = "required"
+paths = ["src/**"]
+step = [{ name = "sleep", run = "echo started; sleep 600" }]
+"#;
+    let forge = Forge::new(catalog, &[("src/a.txt", "a\n")]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_for("the first run's job to run", || {
+        let status = forge.seen_branch("main")?;
+        (status["run"]["head"] == first.as_str() && job(&status, "slow")["status"] == "running")
+            .then_some(())
+    });
+    forge.write("src/a.txt", "b\n");
+    let second = forge.commit("second");
+    forge.push("main");
+    let old = forge.wait_for("run #1 to be cancelled", || {
+        let run = forge.get("/api/v1/repos/origin/runs/1");
+        (run["status"] == "cancelled").then_some(run)
+    });
+    assert_eq!(old["superseded_by"], 2, "{old:#}");
+    let old_job = &old["jobs"][0];
+    assert_eq!(old_job["status"], "cancelled", "{old:#}");
+    assert_eq!(old_job["reason"]["kind"], "superseded");
+    assert_eq!(old_job["reason"]["by"], 2);
+    let status = forge.branch("main");
+    assert_eq!(status["run"]["head"], second.as_str());
+    assert_eq!(status["run"]["number"], 2);
+}
+
+#[test]
+fn reads_need_a_token_unless_public_and_actions_always_do() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let anonymous = forge.request_as("GET", "/api/v1/repos", None, None);
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["error"]["code"], "unauthorized");
+    let wrong = forge.request_as("GET", "/api/v1/repos", None, Some("lanes_nope"));
+    assert_eq!(wrong.status, 403);
+    assert_eq!(wrong.json()["error"]["code"], "forbidden");
+    let ok = forge.request("GET", "/api/v1/repos", None);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()[0]["name"], "origin");
+    let doc = forge.request_as("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.json()["openapi"], "3.1.0");
+    let missing = forge.request("GET", "/api/v1/repos/origin/runs/99", None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["code"], "not-found");
+
+    let public = Forge::with_args(PASSING, &[("src/lib.txt", "one\n")], &["--public-read"]);
+    let read = public.request_as("GET", "/api/v1/repos", None, None);
+    assert_eq!(read.status, 200);
+    let act = public.request_as("POST", "/api/v1/jobs/1/cancel", None, None);
+    assert_eq!(act.status, 401, "{}", act.text());
+}
+
+#[test]
+fn a_job_waiting_for_a_full_group_names_the_group_and_its_holder() {
+    let catalog = r#"version = 1
+[group.mac]
+limit = 1
+[lane.one]
+class = "required"
+concurrency = "mac"
+step = [{ name = "hold", run = "sleep 600" }]
+[lane.two]
+class = "required"
+concurrency = "mac"
+step = [{ name = "hold", run = "sleep 600" }]
+"#;
+    let forge = Forge::with_args(catalog, &[], &["--agent-capacity", "2"]);
+    let status = forge.wait_for(
+        "one lane to run and the other to wait for the group",
+        || {
+            let status = forge.branch("main");
+            let jobs = status["run"]["jobs"].as_array()?.clone();
+            let running = jobs.iter().find(|j| j["status"] == "running")?.clone();
+            let waiting = jobs
+                .iter()
+                .find(|j| j["reason"]["kind"] == "blocked-by-group")?
+                .clone();
+            Some((running, waiting))
+        },
+    );
+    let (running, waiting) = status;
+    assert_eq!(waiting["status"], "queued");
+    assert_eq!(waiting["reason"]["group"], "mac");
+    assert_eq!(waiting["reason"]["holders"][0]["lane"], running["lane"]);
+    assert_eq!(waiting["reason"]["holders"][0]["run"], 1);
+    let groups = forge.get("/api/v1/groups");
+    assert_eq!(groups[0]["name"], "mac");
+    assert_eq!(groups[0]["limit"], 1);
+    assert_eq!(groups[0]["holders"][0]["lane"], running["lane"]);
+    assert_eq!(groups[0]["waiters"][0]["lane"], waiting["lane"]);
+}
+
+#[test]
+fn a_failed_need_skips_the_lanes_that_need_it() {
+    let catalog = r#"version = 1
+[lane.lint]
+class = "advisory"
+step = [{ name = "lint", run = "exit 1" }]
+[lane.test]
+class = "required"
+needs = ["lint"]
+step = [{ name = "test", run = "echo test" }]
+"#;
+    let forge = Forge::new(catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let status = forge.wait_done("main", &head);
+    let test = job(&status, "test");
+    assert_eq!(test["status"], "skipped", "{status:#}");
+    assert_eq!(test["reason"]["kind"], "need-failed");
+    assert_eq!(test["reason"]["lane"], "lint");
+    assert_eq!(
+        status["status"], "failed",
+        "a required lane that could not run is red"
+    );
+}
+
+#[test]
+fn a_rerun_that_passes_turns_the_branch_green_and_records_what_it_reruns() {
+    let forge_root = tempfile::tempdir().expect("tempdir");
+    let marker = forge_root.path().join("second-time");
+    let catalog = format!(
+        "version = 1\n[lane.flaky]\nclass = \"required\"\nstep = [{{ name = \"flaky\", run = \
+         \"test -e {m} || {{ touch {m}; exit 1; }}\" }}]\n",
+        m = marker.display()
+    );
+    let forge = Forge::new(&catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let status = forge.wait_done("main", &head);
+    assert_eq!(status["status"], "failed", "{status:#}");
+    let failed = job(&status, "flaky")["id"].as_i64().expect("id");
+    let r = forge.request("POST", "/api/v1/repos/origin/runs/1/rerun-failed", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rerun = r.json()["jobs"][0].clone();
+    assert_eq!(rerun["rerun_of"], failed);
+    assert_eq!(rerun["priority"], "manual");
+    let status = forge.wait_for("the rerun to pass", || {
+        let status = forge.branch("main");
+        (job(&status, "flaky")["status"] == "passed").then_some(status)
+    });
+    assert_eq!(status["status"], "passed", "{status:#}");
+    assert_eq!(status["run"]["status"], "passed");
+    let again = forge.request("POST", "/api/v1/repos/origin/runs/1/rerun-failed", None);
+    assert_eq!(
+        again.status,
+        409,
+        "nothing failed any more: {}",
+        again.text()
+    );
+}
+
+#[test]
+fn cancelling_a_running_job_stops_it() {
+    let catalog = r#"version = 1
+[lane.slow]
+class = "required"
+step = [{ name = "sleep", run = "echo started; sleep 600" }]
+"#;
+    let forge = Forge::new(catalog, &[]);
+    let id = forge.wait_for("the job to run", || {
+        let status = forge.seen_branch("main")?;
+        let j = job(&status, "slow");
+        (j["status"] == "running").then(|| j["id"].as_i64().expect("id"))
+    });
+    let r = forge.request("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "cancelled");
+    assert_eq!(r.json()["reason"]["kind"], "cancelled-by-user");
+    let again = forge.request("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
+    assert_eq!(again.status, 409);
+    let run = forge.wait_for("the run to end", || {
+        let run = forge.get("/api/v1/repos/origin/runs/1");
+        (run["status"] == "cancelled").then_some(run)
+    });
+    assert_eq!(run["jobs"][0]["status"], "cancelled");
+}
+
+#[test]
+fn a_killed_server_loses_no_run_and_keeps_every_acknowledged_log_byte() {
+    let catalog = r#"version = 1
+[lane.slow]
+class = "required"
+step = [{ name = "two-halves", run = "echo first half; sleep 5; echo second half" }]
+[lane.quick]
+class = "required"
+step = [{ name = "quick", run = "echo quick" }]
+"#;
+    let mut forge = Forge::new(catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let (id, before) = forge.wait_for("the first half of the log", || {
+        let status = forge.seen_branch("main")?;
+        let j = job(&status, "slow");
+        let log = log_of(&forge, j);
+        log.contains("first half")
+            .then(|| (j["id"].as_i64().expect("id"), log))
+    });
+    forge.kill();
+    forge.start();
+    let status = forge.wait_done("main", &head);
+    let runs = forge.get("/api/v1/repos/origin/runs");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs:#}");
+    for j in status["run"]["jobs"].as_array().expect("jobs") {
+        let state = j["status"].as_str().expect("status");
+        assert!(
+            [
+                "passed",
+                "failed",
+                "timed-out",
+                "cancelled",
+                "skipped",
+                "error"
+            ]
+            .contains(&state),
+            "every job ends: {status:#}"
+        );
+    }
+    let slow = job(&status, "slow");
+    assert_eq!(slow["id"], id);
+    assert_eq!(slow["status"], "passed", "{status:#}");
+    let after = log_of(&forge, slow);
+    assert!(
+        after.starts_with(&before),
+        "the acknowledged bytes survive the kill:\nbefore:\n{before}\nafter:\n{after}"
+    );
+    assert!(after.contains("second half"), "{after}");
+}

@@ -1,0 +1,358 @@
+//! A real `lanes serve` over a real bare repository, and a developer's clone that pushes to it.
+
+use crate::common::{Run, git_command, git_in};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for the forge to make progress before it fails. Not a timing
+/// assertion: a generous bound so a broken forge fails the test instead of hanging it.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A bare `origin.git`, a clone `work` that pushes to it, and a forge watching `origin`.
+pub(crate) struct Forge {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) origin: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) data: PathBuf,
+    pub(crate) cache: PathBuf,
+    pub(crate) extra: Vec<String>,
+    server: Option<Child>,
+    pub(crate) addr: String,
+    pub(crate) token: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Forge {
+    /// A forge whose `main` holds `catalog` and `files`, pushed before the server starts.
+    pub(crate) fn new(catalog: &str, files: &[(&str, &str)]) -> Forge {
+        Forge::with_args(catalog, files, &[])
+    }
+
+    /// [`Forge::new`] with extra `lanes serve` flags.
+    pub(crate) fn with_args(catalog: &str, files: &[(&str, &str)], extra: &[&str]) -> Forge {
+        let root = tempfile::tempdir().expect("tempdir");
+        let origin = root.path().join("origin.git");
+        git_in(root.path(), &["init", "-q", "--bare", "origin.git"]);
+        git_in(root.path(), &["clone", "-q", "origin.git", "work"]);
+        let work = root.path().join("work");
+        git_in(&work, &["checkout", "-q", "-b", "main"]);
+        let mut forge = Forge {
+            data: root.path().join("data"),
+            cache: root.path().join("cache"),
+            origin,
+            work,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            root,
+            server: None,
+            addr: String::new(),
+            token: String::new(),
+            stderr: Arc::new(Mutex::new(String::new())),
+        };
+        forge.write("lanes.toml", catalog);
+        for (path, text) in files {
+            forge.write(path, text);
+        }
+        forge.commit("initial");
+        forge.push("main");
+        forge.start();
+        forge
+    }
+
+    pub(crate) fn write(&self, path: &str, text: &str) {
+        let full = self.work.join(path);
+        std::fs::create_dir_all(full.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+
+    pub(crate) fn git(&self, args: &[&str]) -> String {
+        git_in(&self.work, args)
+    }
+
+    /// Commits everything in the clone; returns the commit id.
+    pub(crate) fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        // Distinct dates would not matter; distinct messages make distinct commits.
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// Pushes `branch` to origin (forced) and tells the forge, as the post-receive hook does.
+    pub(crate) fn push(&self, branch: &str) {
+        let out = git_command(&self.work)
+            .args([
+                "push",
+                "-q",
+                "-f",
+                "origin",
+                &format!("HEAD:refs/heads/{branch}"),
+            ])
+            .output()
+            .expect("git push runs");
+        assert!(
+            out.status.success(),
+            "git push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !self.addr.is_empty() {
+            let r = self.request("POST", "/api/v1/repos/origin/refs-changed", None);
+            assert_eq!(r.status, 202, "{}", r.text());
+        }
+    }
+
+    /// Starts `lanes serve` (again, after a stop or a kill) and waits until it listens.
+    pub(crate) fn start(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        cmd.args(["serve", "--repo"])
+            .arg(&self.origin)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--listen", "127.0.0.1:0", "--poll-interval", "1s"])
+            .args(&self.extra)
+            .env("LANES_CACHE_DIR", &self.cache)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("lanes serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::clone(&self.stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log.lock().expect("log lock").push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "lanes serve did not start listening:\n{}",
+                    self.server_log()
+                )
+            });
+            if let Some(token) = line.split("LANES_TOKEN=").nth(1) {
+                self.token = token.trim().to_owned();
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                self.addr = rest.split(';').next().expect("an address").to_owned();
+                break;
+            }
+        }
+        assert!(!self.token.is_empty(), "no admin token printed");
+        self.server = Some(child);
+    }
+
+    /// Everything the server wrote on stderr so far.
+    pub(crate) fn server_log(&self) -> String {
+        self.stderr.lock().expect("log lock").clone()
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the server to exit; returns its exit code.
+    pub(crate) fn stop(&mut self) -> Option<i32> {
+        let mut child = self.server.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// One HTTP/1.1 request with the admin token.
+    pub(crate) fn request(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        self.request_as(method, path, body, Some(&self.token))
+    }
+
+    /// One HTTP/1.1 request, with `token` if given.
+    pub(crate) fn request_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Response {
+        let mut stream = TcpStream::connect(&self.addr).expect("the forge accepts connections");
+        let body = body.unwrap_or("");
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .expect("send request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read response");
+        parse_response(&raw)
+    }
+
+    /// GET a JSON document with the token; panics unless 200.
+    pub(crate) fn get(&self, path: &str) -> serde_json::Value {
+        let r = self.request("GET", path, None);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text());
+        r.json()
+    }
+
+    /// The branch status of `branch`.
+    pub(crate) fn branch(&self, branch: &str) -> serde_json::Value {
+        self.get(&format!("/api/v1/repos/origin/branches/{branch}"))
+    }
+
+    /// The branch status of `branch`, `None` until the forge has seen it.
+    pub(crate) fn seen_branch(&self, branch: &str) -> Option<serde_json::Value> {
+        let r = self.request(
+            "GET",
+            &format!("/api/v1/repos/origin/branches/{branch}"),
+            None,
+        );
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// Waits until `check` returns `Some`, polling; panics with the server's log after
+    /// [`PATIENCE`].
+    pub(crate) fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}; server log:\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `branch`'s run for `head` has ended; returns the branch status.
+    pub(crate) fn wait_done(&self, branch: &str, head: &str) -> serde_json::Value {
+        self.wait_for(&format!("{branch} at {head:.12} to finish"), || {
+            let status = self.seen_branch(branch)?;
+            let run = &status["run"];
+            let ended = ["passed", "failed", "cancelled", "error"]
+                .contains(&run["status"].as_str().unwrap_or(""));
+            (run["head"] == head && ended).then_some(status)
+        })
+    }
+
+    /// Runs the `lanes` CLI in the clone against this forge.
+    pub(crate) fn lanes(&self, args: &[&str]) -> Run {
+        crate::common::lanes_in(
+            &self.work,
+            args,
+            &[
+                ("LANES_SERVER", &format!("http://{}", self.addr)),
+                ("LANES_TOKEN", &self.token),
+            ],
+        )
+    }
+
+    /// The path of a file under the test's root.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+}
+
+impl Drop for Forge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&raw[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = end + 2;
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+    out
+}
