@@ -402,3 +402,118 @@ step = [{ name = "quick", run = "echo quick" }]
     );
     assert!(after.contains("second half"), "{after}");
 }
+
+#[test]
+fn a_job_whose_agent_stops_heartbeating_is_requeued_and_its_late_result_rejected() {
+    let catalog = r#"version = 1
+[lane.test]
+class = "required"
+step = [{ name = "test", run = "true" }]
+"#;
+    let forge = Forge::with_args(
+        catalog,
+        &[],
+        &["--no-local-agent", "--heartbeat", "1s", "--lease", "3s"],
+    );
+    let register = |name: &str| {
+        let r = forge.request(
+            "POST",
+            "/api/v1/agents",
+            Some(&format!(r#"{{"name": "{name}", "capacity": 1}}"#)),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["token"].as_str().expect("a token").to_owned()
+    };
+    let agent = register("remote");
+    let other = register("other");
+    let lease = forge.wait_for("a lease", || {
+        let r = forge.request_as(
+            "POST",
+            "/api/v1/agent/lease?wait_ms=1000",
+            None,
+            Some(&agent),
+        );
+        (r.status == 200).then(|| r.json())
+    });
+    let (job, token) = (
+        lease["job"].as_u64().expect("job"),
+        lease["token"].as_u64().expect("token"),
+    );
+    let fenced = format!(r#"{{"token": {token}}}"#);
+    let started = forge.request_as(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/started"),
+        Some(&fenced),
+        Some(&agent),
+    );
+    assert_eq!(started.status, 204, "{}", started.text());
+    let stranger = forge.request_as(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/heartbeat"),
+        Some(&fenced),
+        Some(&other),
+    );
+    assert_eq!(
+        stranger.status,
+        409,
+        "only the holder reports: {}",
+        stranger.text()
+    );
+    assert_eq!(stranger.json()["error"]["code"], "stale-token");
+
+    // The agent goes silent: the lease runs out and the job goes back to the queue.
+    let requeued = forge.wait_for("the lease to expire", || {
+        let j = forge.get(&format!("/api/v1/jobs/{job}"));
+        (j["status"] == "queued").then_some(j)
+    });
+    // The requeue's own reason, agent-lost, is replaced at once by why it waits now; the
+    // attempt count and the expiry counter keep what happened.
+    assert_eq!(requeued["attempts"], 1, "{requeued:#}");
+    let metrics = forge.request("GET", "/metrics", None).text();
+    assert!(
+        metrics.contains("lanes_lease_expiries_total 1"),
+        "{metrics}"
+    );
+
+    let finish = format!(
+        r#"{{"token": {token}, "finish": {{"state": "passed", "message": null, "steps": [],
+            "lock_wait_ms": 0, "materialize_ms": 0}}}}"#
+    );
+    let late = forge.request_as(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/finish"),
+        Some(&finish),
+        Some(&agent),
+    );
+    assert_eq!(
+        late.status,
+        409,
+        "a late result is rejected: {}",
+        late.text()
+    );
+    assert_eq!(late.json()["error"]["code"], "stale-token");
+    assert_eq!(
+        forge.get(&format!("/api/v1/jobs/{job}"))["status"],
+        "queued"
+    );
+
+    // Leased again, with a newer token; the old one stays stale.
+    let again = forge.wait_for("a second lease", || {
+        let r = forge.request_as(
+            "POST",
+            "/api/v1/agent/lease?wait_ms=1000",
+            None,
+            Some(&other),
+        );
+        (r.status == 200).then(|| r.json())
+    });
+    assert_eq!(again["job"], job);
+    assert!(again["token"].as_u64().expect("token") > token);
+    let stale = forge.request_as(
+        "POST",
+        &format!("/api/v1/agent/jobs/{job}/heartbeat"),
+        Some(&fenced),
+        Some(&agent),
+    );
+    assert_eq!(stale.status, 409);
+}
