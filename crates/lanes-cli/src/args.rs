@@ -30,6 +30,188 @@ pub(crate) enum Command {
     /// Look after the step cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Show a branch's CI status on the forge: its latest run and each lane's job.
+    Status(StatusArgs),
+    /// Wait until the forge has run a branch's head, then show its status (exit 0 passed, 1 not,
+    /// 3 timed out).
+    Wait(WaitArgs),
+    /// Print a lane's job log from the forge, or follow it while it runs.
+    Logs(LogsArgs),
+    /// Rerun a lane's job, or every job of a run that did not pass.
+    Rerun(RerunArgs),
+    /// Cancel a lane's job, or every open job of a run.
+    Cancel(CancelArgs),
+    /// Tell the forge about pushes: the repository's post-receive hook.
+    #[command(subcommand)]
+    Hook(HookCommand),
+    /// Run the forge: watch repositories, turn every new branch head into a run, schedule its
+    /// jobs onto agents (a built-in one by default), serve the JSON API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The server's configuration file (TOML; see docs/forge.md).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where the database and the job logs live [default: $XDG_DATA_HOME/lanes, else
+    /// ~/.local/share/lanes]
+    #[arg(long, value_name = "DIR", env = "LANES_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The address to serve the API on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// A local git repository (bare or not) to watch; repeatable. Named after its directory,
+    /// without `.git`.
+    #[arg(long = "repo", value_name = "PATH")]
+    pub(crate) repos: Vec<PathBuf>,
+    /// How often to read the repositories' refs: 10s, 1m [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) poll_interval: Option<String>,
+    /// Do not run the built-in agent: only remote agents run jobs.
+    #[arg(long)]
+    pub(crate) no_local_agent: bool,
+    /// Jobs the built-in agent runs at once [default: the number of cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) agent_capacity: Option<u32>,
+    /// Answer read requests (GET) without a token.
+    #[arg(long)]
+    pub(crate) public_read: bool,
+    /// How often agents heartbeat their jobs: 10s [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) heartbeat: Option<String>,
+    /// How long a lease lasts without a heartbeat: 30s [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) lease: Option<String>,
+    /// Let steps see the repositories and the cache directory by absolute path [default: hide
+    /// them, on Linux].
+    #[arg(long)]
+    pub(crate) no_sandbox: bool,
+}
+
+/// Which forge, and which of its repositories: shared by the commands that talk to `lanes serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ForgeArgs {
+    /// The forge's address, http:// only [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL", env = "LANES_SERVER")]
+    pub(crate) server: Option<String>,
+    /// The repository's name on the forge [default: the one named like this repository's
+    /// directory, else the forge's only one]
+    #[arg(long, value_name = "NAME", env = "LANES_REPO")]
+    pub(crate) repo: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The branch [default: the current branch]
+    #[arg(value_name = "BRANCH")]
+    pub(crate) branch: Option<String>,
+    #[command(flatten)]
+    pub(crate) forge: ForgeArgs,
+    /// Print the forge's branch-status object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WaitArgs {
+    /// The branch [default: the current branch]
+    #[arg(value_name = "BRANCH")]
+    pub(crate) branch: Option<String>,
+    /// Wait for the run of this commit [default: the local branch's head, else the forge's]
+    #[arg(long, value_name = "REV")]
+    pub(crate) head: Option<String>,
+    /// Give up after this long (exit 3): 90s, 30m, 1h30m [default: wait as long as it takes]
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) timeout: Option<String>,
+    #[command(flatten)]
+    pub(crate) forge: ForgeArgs,
+    /// Print the forge's branch-status object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The branch.
+    #[arg(value_name = "BRANCH")]
+    pub(crate) branch: String,
+    /// The lane.
+    #[arg(value_name = "LANE")]
+    pub(crate) lane: String,
+    /// Keep printing while the job runs; exit 0 if it passed, 1 if not.
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+    /// The run [default: the branch's latest run]
+    #[arg(long = "run", value_name = "N")]
+    pub(crate) run: Option<u64>,
+    #[command(flatten)]
+    pub(crate) forge: ForgeArgs,
+}
+
+/// The job or run `rerun` and `cancel` act on.
+#[derive(Debug, Args)]
+pub(crate) struct JobTarget {
+    /// The branch [default: the current branch; not needed with --run]
+    #[arg(value_name = "BRANCH")]
+    pub(crate) branch: Option<String>,
+    /// Only this lane's newest job [default: the whole run]
+    #[arg(long, value_name = "LANE")]
+    pub(crate) lane: Option<String>,
+    /// The run [default: the branch's latest run]
+    #[arg(long = "run", value_name = "N")]
+    pub(crate) run: Option<u64>,
+    #[command(flatten)]
+    pub(crate) forge: ForgeArgs,
+    /// Print the forge's answer instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RerunArgs {
+    #[command(flatten)]
+    pub(crate) target: JobTarget,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    #[command(flatten)]
+    pub(crate) target: JobTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HookCommand {
+    /// Write a post-receive hook into a repository that tells the forge about every push.
+    Install(HookInstallArgs),
+    /// Tell the forge to read a repository's refs now (what the hook runs). Never fails.
+    Notify(HookNotifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookInstallArgs {
+    /// The repository (bare or not) the forge watches.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) repo: PathBuf,
+    /// The forge's address the hook calls, http:// only [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL", env = "LANES_SERVER")]
+    pub(crate) server: Option<String>,
+    /// The repository's name on the forge [default: its directory name, without `.git`]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Replace a post-receive hook that lanes did not write.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HookNotifyArgs {
+    /// The forge's address [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL", env = "LANES_SERVER")]
+    pub(crate) server: Option<String>,
+    /// The repository's name on the forge.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) repo: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,16 @@
 //! The `lanes` binary.
 
+mod api;
 mod args;
 mod cache_dir;
+mod client;
 mod commands;
 mod error;
+mod forge;
 mod printer;
 mod progress;
 mod render;
+mod sse;
 mod workspace;
 
 use clap::Parser;
@@ -35,6 +39,13 @@ fn main() -> ExitCode {
         args::Command::Run(a) => commands::run::run(&dir, a, &printer),
         args::Command::Explain(a) => commands::explain::run(&dir, a, &printer),
         args::Command::Cache(c) => commands::cache::run(c, &printer),
+        args::Command::Status(a) => commands::status::run(&dir, a, &printer),
+        args::Command::Wait(a) => commands::wait::run(&dir, a, &printer),
+        args::Command::Logs(a) => commands::logs::run(&dir, a, &printer),
+        args::Command::Rerun(a) => commands::rerun::run(&dir, a, &printer),
+        args::Command::Cancel(a) => commands::cancel::run(&dir, a, &printer),
+        args::Command::Hook(c) => commands::hook::run(&dir, c, &printer),
+        args::Command::Serve(a) => commands::serve::run(a, &printer),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,110 @@
+//! `lanes rerun`: a new job for a lane of a run, or for every job of the run that did not pass.
+
+use crate::api::{self, Job, Jobs};
+use crate::args::RerunArgs;
+use crate::client::block_on;
+use crate::error::{CliError, exit};
+use crate::forge::{Forge, Local, lane_job, target_branch};
+use crate::printer::Printer;
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub(crate) fn run(dir: &Path, args: &RerunArgs, printer: &Printer) -> Result<u8, CliError> {
+    let target = &args.target;
+    let local = Local::discover(dir)?;
+    let branch = target_branch(target, &local, "rerun")?;
+    block_on(async {
+        let forge = Forge::connect(&target.forge, &local).await?;
+        let client = &forge.client;
+        if let Some(lane) = &target.lane {
+            let run = forge.chosen_run(branch.as_deref(), target.run).await?;
+            let job = lane_job(&run, lane)?;
+            let id = job.id.to_string();
+            let value = client
+                .post_json(client.url(["jobs", id.as_str(), "rerun"]))
+                .await?;
+            if target.json {
+                printer.json(&value)?;
+                return Ok(exit::SUCCESS);
+            }
+            let new: Job = api::read(client, "the new job", &value)?;
+            printer.out(&format!(
+                "queued {lane} again in {} run #{}: job {} (rerun of job {})\n",
+                forge.repo, run.number, new.id, job.id
+            ))?;
+            return Ok(exit::SUCCESS);
+        }
+        let number = match (target.run, &branch) {
+            (Some(number), None) => number,
+            _ => {
+                forge
+                    .chosen_run(branch.as_deref(), target.run)
+                    .await?
+                    .number
+            }
+        };
+        let number_text = number.to_string();
+        let value = client
+            .post_json(client.url([
+                "repos",
+                forge.repo.as_str(),
+                "runs",
+                number_text.as_str(),
+                "rerun-failed",
+            ]))
+            .await?;
+        if target.json {
+            printer.json(&value)?;
+            return Ok(exit::SUCCESS);
+        }
+        let queued: Jobs = api::read(client, "the rerun jobs", &value)?;
+        printer.out(&render(&forge.repo, number, &queued.jobs))?;
+        Ok(exit::SUCCESS)
+    })?
+}
+
+/// What `rerun-failed` queued, one line per new job.
+fn render(repo: &str, number: u64, jobs: &[Job]) -> String {
+    if jobs.is_empty() {
+        return format!(
+            "nothing to rerun in {repo} run #{number}: no job's latest attempt failed\n"
+        );
+    }
+    let mut text = format!(
+        "queued {} job{} again in {repo} run #{number}:\n",
+        jobs.len(),
+        if jobs.len() == 1 { "" } else { "s" }
+    );
+    let width = jobs.iter().map(|j| j.lane.len()).max().unwrap_or(0);
+    for job in jobs {
+        let of = match job.rerun_of {
+            Some(of) => format!(" (rerun of job {of})"),
+            None => String::new(),
+        };
+        let _ = writeln!(text, "  {:width$}  job {}{of}", job.lane, job.id);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_queued_reruns_are_listed_by_lane() {
+        let jobs: Vec<Job> = serde_json::from_value(json!([
+            {"id": 31, "lane": "build", "status": "queued", "rerun_of": 12},
+            {"id": 32, "lane": "e2e", "status": "queued", "rerun_of": 15},
+        ]))
+        .expect("jobs parse");
+        assert_eq!(
+            render("app", 3, &jobs),
+            "queued 2 jobs again in app run #3:\n  build  job 31 (rerun of job 12)\n  e2e    job 32 (rerun of job 15)\n"
+        );
+        assert_eq!(
+            render("app", 3, &[]),
+            "nothing to rerun in app run #3: no job's latest attempt failed\n"
+        );
+    }
+}

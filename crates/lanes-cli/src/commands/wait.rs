@@ -1,0 +1,435 @@
+//! `lanes wait`: poll a branch until the forge has run the awaited head, then show its status.
+//!
+//! The one rule that matters: never report an older head's run. Until the forge's run is for the
+//! awaited head, `lanes wait` keeps waiting ([`decide`]).
+
+use crate::api::{self, BranchStatus, Run};
+use crate::args::WaitArgs;
+use crate::client::block_on;
+use crate::commands::status::{render, short};
+use crate::error::{CliError, exit};
+use crate::forge::{Forge, Local};
+use crate::printer::Printer;
+use lanes_core::job::JobState;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The API has no branch event stream: poll.
+const POLL: Duration = Duration::from_millis(500);
+/// Look through the branch's older runs (for an awaited head the forge has moved past) this
+/// often, in polls.
+const HISTORY_EVERY: u32 = 10;
+/// How long the forge may stay unreachable once the wait has started (a restart of `lanes
+/// serve`) before `lanes wait` gives up.
+const UNREACHABLE_GRACE: Duration = Duration::from_secs(60);
+
+/// Where the awaited head's run is, from one branch status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The forge's latest run is for another head, or there is no run yet.
+    NotSeen,
+    /// The awaited head's run is still going.
+    Running,
+    /// The awaited head's run is over.
+    Finished,
+}
+
+/// Whether the branch's latest run is the final word on `awaited` (the forge's own head when
+/// `None`). A run for any other head, finished or not, is never an answer.
+pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus) -> Decision {
+    let Some(run) = &status.run else {
+        return Decision::NotSeen;
+    };
+    let target = awaited.or(status.head.as_deref()).unwrap_or(&run.head);
+    if !run.head.eq_ignore_ascii_case(target) {
+        return Decision::NotSeen;
+    }
+    if run.is_finished() {
+        Decision::Finished
+    } else {
+        Decision::Running
+    }
+}
+
+/// The newest push run of the awaited head in a newest-first run list: the forge may have moved
+/// past it (a later push superseded it) before the wait saw it in the branch status. Nightly and
+/// manual runs do not decide a branch's status, so they are not the answer either.
+pub(crate) fn run_of_head<'r>(awaited: &str, runs: &'r [Run]) -> Option<&'r Run> {
+    runs.iter().find(|r| {
+        r.head.eq_ignore_ascii_case(awaited) && (r.trigger.is_empty() || r.trigger == "push")
+    })
+}
+
+pub(crate) fn run(dir: &Path, args: &WaitArgs, printer: &Printer) -> Result<u8, CliError> {
+    let local = Local::discover(dir)?;
+    let branch = match &args.branch {
+        Some(branch) => branch.clone(),
+        None => local.current_branch("wait")?,
+    };
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(|text| {
+            lanes_core::parse::parse_duration(text).ok_or_else(|| {
+                CliError::usage(
+                    format!("invalid duration `{text}`"),
+                    "use a number and a unit: 90s, 30m, 1h30m".to_owned(),
+                )
+            })
+        })
+        .transpose()?;
+    let awaited = match &args.head {
+        Some(rev) => Some(resolve_head(&local, rev)?),
+        None => local
+            .branch_head(&branch)
+            .map(|commit| commit.as_str().to_owned()),
+    };
+    block_on(async {
+        let forge = Forge::connect(&args.forge, &local).await?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let waiter = Waiter {
+            forge: &forge,
+            branch: &branch,
+            awaited: awaited.as_deref(),
+            printer,
+            json: args.json,
+        };
+        waiter.wait(deadline, timeout).await
+    })?
+}
+
+/// `--head REV`: resolved in the local repository; outside one, only a full commit id will do.
+fn resolve_head(local: &Local, rev: &str) -> Result<String, CliError> {
+    if let Some(repo) = local.repo() {
+        return Ok(repo.resolve(rev)?.as_str().to_owned());
+    }
+    if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(rev.to_ascii_lowercase());
+    }
+    Err(CliError::usage(
+        format!("cannot resolve `{rev}` outside a git repository"),
+        "pass the full 40-character commit id, or run lanes inside the repository".to_owned(),
+    ))
+}
+
+struct Waiter<'a> {
+    forge: &'a Forge,
+    branch: &'a str,
+    awaited: Option<&'a str>,
+    printer: &'a Printer,
+    json: bool,
+}
+
+impl Waiter<'_> {
+    async fn wait(
+        &self,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<u8, CliError> {
+        let mut last: Option<(Value, BranchStatus)> = None;
+        let mut noted_unseen = false;
+        let mut noted_unreachable = false;
+        let mut unreachable_since: Option<Instant> = None;
+        let mut checked_repo = false;
+        let mut progress = String::new();
+        let mut polls: u32 = 0;
+        loop {
+            match self.forge.branch_status(self.branch).await {
+                Ok((value, status)) => {
+                    unreachable_since = None;
+                    match decide(self.awaited, &status) {
+                        Decision::Finished => return self.finish(&value, &status),
+                        Decision::Running => {
+                            if let Some(run) = &status.run {
+                                let line = progress_line(run);
+                                if line != progress {
+                                    self.printer.err(&line);
+                                    progress = line;
+                                }
+                            }
+                        }
+                        Decision::NotSeen => {
+                            if let Some(awaited) = self.awaited
+                                && polls.is_multiple_of(HISTORY_EVERY)
+                                && let Some(code) = self.older_run(awaited, &value, &status).await?
+                            {
+                                return Ok(code);
+                            }
+                            if !noted_unseen {
+                                self.note_unseen(&status);
+                                noted_unseen = true;
+                            }
+                        }
+                    }
+                    last = Some((value, status));
+                }
+                // A branch the forge has not read yet is a 404; so is a repository it does not
+                // serve, which would make the wait endless.
+                Err(e) if e.api_code() == Some("not-found") && self.awaited.is_some() => {
+                    if !checked_repo {
+                        let names = crate::forge::repositories(&self.forge.client).await?;
+                        if !names.contains(&self.forge.repo) {
+                            return Err(e);
+                        }
+                        checked_repo = true;
+                    }
+                    if !noted_unseen {
+                        self.printer.err(&format!(
+                            "the forge has not seen {} yet\n",
+                            self.awaited.map(short).unwrap_or_default()
+                        ));
+                        noted_unseen = true;
+                    }
+                }
+                Err(e @ CliError::Unreachable { .. }) if polls > 0 => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > UNREACHABLE_GRACE {
+                        return Err(e);
+                    }
+                    if !noted_unreachable {
+                        self.printer
+                            .err(&format!("warning: {e}; trying again for a minute\n"));
+                        noted_unreachable = true;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            polls = polls.saturating_add(1);
+            let now = Instant::now();
+            if let Some(deadline) = deadline {
+                if now >= deadline {
+                    return self.timed_out(last.as_ref(), timeout.unwrap_or_default());
+                }
+                tokio::time::sleep(POLL.min(deadline - now)).await;
+            } else {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+
+    fn note_unseen(&self, status: &BranchStatus) {
+        let Some(awaited) = self.awaited else {
+            return;
+        };
+        let now = match &status.run {
+            Some(run) => format!(
+                " (its latest run, #{}, is for {})",
+                run.number,
+                short(&run.head)
+            ),
+            None => String::new(),
+        };
+        self.printer.err(&format!(
+            "the forge has not seen {} yet{now}\n",
+            short(awaited)
+        ));
+    }
+
+    /// The awaited head's run when the forge has already moved past it: the answer if it is over.
+    async fn older_run(
+        &self,
+        awaited: &str,
+        branch_value: &Value,
+        status: &BranchStatus,
+    ) -> Result<Option<u8>, CliError> {
+        let client = &self.forge.client;
+        let mut url = client.url(["repos", self.forge.repo.as_str(), "runs"]);
+        url.query_pairs_mut()
+            .append_pair("branch", self.branch)
+            .append_pair("limit", "50");
+        let list = client.get_json(url).await?;
+        let runs: Vec<Run> = api::read(client, "the run list", &list)?;
+        let Some(listed) = run_of_head(awaited, &runs) else {
+            return Ok(None);
+        };
+        if status
+            .run
+            .as_ref()
+            .is_some_and(|r| r.number == listed.number)
+        {
+            return Ok(None);
+        }
+        let (run_value, run) = self.forge.run(listed.number).await?;
+        if !run.is_finished() {
+            return Ok(None);
+        }
+        if let Some(latest) = &status.run {
+            self.printer.err(&format!(
+                "the forge has moved on to {} (run #{}); run #{} is the one for {}\n",
+                short(&latest.head),
+                latest.number,
+                run.number,
+                short(awaited)
+            ));
+        }
+        let mut value = branch_value.clone();
+        value["status"] = Value::String(run.status.clone());
+        value["run"] = run_value;
+        let older = BranchStatus {
+            status: run.status.clone(),
+            run: Some(run),
+            ..status.clone()
+        };
+        self.finish(&value, &older).map(Some)
+    }
+
+    /// Print the final status; 0 if it passed.
+    fn finish(&self, value: &Value, status: &BranchStatus) -> Result<u8, CliError> {
+        self.show(value, status)?;
+        Ok(if status.status == "passed" {
+            exit::SUCCESS
+        } else {
+            exit::FAILED
+        })
+    }
+
+    fn timed_out(
+        &self,
+        last: Option<&(Value, BranchStatus)>,
+        timeout: Duration,
+    ) -> Result<u8, CliError> {
+        let waited = crate::commands::status::format_ms(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        );
+        let what = match (last, self.awaited) {
+            (Some((_, status)), awaited) if decide(awaited, status) == Decision::Running => {
+                let number = status.run.as_ref().map(|r| r.number).unwrap_or_default();
+                format!("run #{number} is still going")
+            }
+            (_, Some(awaited)) => format!("the forge has not run {} yet", short(awaited)),
+            (_, None) => "the forge has no run for the branch yet".to_owned(),
+        };
+        self.printer
+            .err(&format!("timed out after {waited}: {what}\n"));
+        if let Some((value, status)) = last {
+            self.show(value, status)?;
+        }
+        Ok(exit::TIMED_OUT)
+    }
+
+    fn show(&self, value: &Value, status: &BranchStatus) -> Result<(), CliError> {
+        if self.json {
+            self.printer.json(value)?;
+        } else {
+            self.printer.out(&render(status))?;
+        }
+        Ok(())
+    }
+}
+
+/// `waiting for run #3 at 1a2b3c4d5e6f: 2 of 5 jobs finished, 1 running`, over each lane's newest
+/// job.
+fn progress_line(run: &Run) -> String {
+    let newest: Vec<&api::Job> = run
+        .lanes()
+        .into_iter()
+        .filter_map(|lane| run.newest_job(lane))
+        .collect();
+    let finished = newest.iter().filter(|j| !j.is_open()).count();
+    let running = newest
+        .iter()
+        .filter(|j| JobState::parse(&j.status).is_some_and(JobState::is_held))
+        .count();
+    format!(
+        "waiting for run #{} at {}: {finished} of {} jobs finished, {running} running\n",
+        run.number,
+        short(&run.head),
+        newest.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const OLD: &str = "1111111111111111111111111111111111111111";
+    const NEW: &str = "2222222222222222222222222222222222222222";
+
+    fn status(head: Option<&str>, run: Option<(&str, &str, &[&str])>) -> BranchStatus {
+        let run = run.map(|(run_head, run_status, jobs)| {
+            let jobs: Vec<Value> = jobs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| json!({"id": i, "lane": format!("l{i}"), "status": s}))
+                .collect();
+            json!({"number": 1, "head": run_head, "status": run_status, "jobs": jobs})
+        });
+        serde_json::from_value(json!({
+            "repo": "app", "branch": "main", "head": head, "status": "running", "run": run
+        }))
+        .expect("status parses")
+    }
+
+    #[test]
+    fn an_older_heads_finished_run_is_never_the_answer() {
+        let s = status(Some(OLD), Some((OLD, "passed", &["passed"])));
+        assert_eq!(decide(Some(NEW), &s), Decision::NotSeen);
+        // The forge has read the new head but not made its run yet: the old run is still latest.
+        let s = status(Some(NEW), Some((OLD, "passed", &["passed"])));
+        assert_eq!(decide(Some(NEW), &s), Decision::NotSeen);
+        assert_eq!(decide(None, &s), Decision::NotSeen);
+    }
+
+    #[test]
+    fn no_run_yet_is_not_seen() {
+        assert_eq!(decide(Some(NEW), &status(None, None)), Decision::NotSeen);
+        assert_eq!(decide(None, &status(Some(NEW), None)), Decision::NotSeen);
+    }
+
+    #[test]
+    fn the_awaited_heads_run_is_final_once_its_status_and_every_job_are() {
+        let s = status(Some(NEW), Some((NEW, "running", &["passed", "running"])));
+        assert_eq!(decide(Some(NEW), &s), Decision::Running);
+        let s = status(Some(NEW), Some((NEW, "failed", &["failed", "skipped"])));
+        assert_eq!(decide(Some(NEW), &s), Decision::Finished);
+        // Without an awaited head, the forge's own head is awaited.
+        assert_eq!(decide(None, &s), Decision::Finished);
+        // Commit ids compare whatever their case.
+        assert_eq!(
+            decide(Some(&NEW.to_ascii_uppercase()), &s),
+            Decision::Finished
+        );
+    }
+
+    #[test]
+    fn a_finished_run_with_a_rerun_still_queued_is_not_final() {
+        let s = status(Some(NEW), Some((NEW, "failed", &["failed", "queued"])));
+        assert_eq!(decide(Some(NEW), &s), Decision::Running);
+        // All jobs over, but the forge has not closed the run yet.
+        let s = status(Some(NEW), Some((NEW, "running", &["passed"])));
+        assert_eq!(decide(Some(NEW), &s), Decision::Running);
+    }
+
+    #[test]
+    fn the_newest_push_run_of_the_awaited_head_is_found_in_the_history() {
+        let runs: Vec<Run> = serde_json::from_value(json!([
+            {"number": 6, "head": OLD, "status": "passed", "trigger": "manual"},
+            {"number": 5, "head": NEW, "status": "running", "trigger": "push"},
+            {"number": 4, "head": OLD, "status": "cancelled", "trigger": "push"},
+            {"number": 2, "head": OLD, "status": "passed", "trigger": "push"},
+        ]))
+        .expect("runs parse");
+        assert_eq!(run_of_head(OLD, &runs).map(|r| r.number), Some(4));
+        assert_eq!(run_of_head("3333", &runs).map(|r| r.number), None);
+    }
+
+    #[test]
+    fn progress_counts_each_lanes_newest_job() {
+        let run: Run = serde_json::from_value(json!({
+            "number": 3, "head": NEW, "status": "running", "jobs": [
+                {"id": 1, "lane": "a", "status": "failed"},
+                {"id": 2, "lane": "b", "status": "running"},
+                {"id": 3, "lane": "c", "status": "queued"},
+                {"id": 4, "lane": "a", "status": "leased", "rerun_of": 1},
+            ]
+        }))
+        .expect("run parses");
+        assert_eq!(
+            progress_line(&run),
+            "waiting for run #3 at 222222222222: 0 of 3 jobs finished, 2 running\n"
+        );
+    }
+}
