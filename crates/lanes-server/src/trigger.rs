@@ -40,9 +40,9 @@ pub struct Created {
     pub run: RunDetail,
     /// The numbers of the older runs on the branch it superseded.
     pub superseded: Vec<u64>,
-    /// Their open jobs (queued, leased, running), for the scheduler to cancel with reason
-    /// `superseded`. Every lane counts as `cancel-superseded = true` until the catalog has that
-    /// key.
+    /// Their open jobs for the scheduler to cancel with reason `superseded`: every queued one,
+    /// and every leased or running one unless its lane sets `cancel-superseded = false` in the
+    /// catalog at the new head (those run to the end).
     pub to_cancel: Vec<JobRecord>,
     /// The concurrency groups of the catalog at the new head, with their limits.
     pub groups: Vec<(String, u32)>,
@@ -110,9 +110,16 @@ pub async fn on_branch_head(
     };
 
     let mut groups = Vec::new();
+    let mut keep_running = Vec::new();
     let (status, diagnostics, jobs) = match read_catalog(git, head)? {
         Ok(catalog) => {
             groups = group_limits(&catalog);
+            keep_running = catalog
+                .lanes
+                .iter()
+                .filter(|l| !l.cancel_superseded)
+                .map(|l| l.name.clone())
+                .collect();
             let changed = match &base {
                 Some(base) => Some(git.changed_paths(base, head)?),
                 None => None,
@@ -155,7 +162,8 @@ pub async fn on_branch_head(
     store
         .record_ref(&repo.name, branch, head.as_str(), now)
         .await?;
-    let (superseded, to_cancel) = supersede(store, &run).await?;
+    let (superseded, mut to_cancel) = supersede(store, &run).await?;
+    to_cancel.retain(|j| !(j.state.is_held() && keep_running.contains(&j.lane)));
     Ok(Outcome::Created(Created {
         run,
         superseded,

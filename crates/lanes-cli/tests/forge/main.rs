@@ -517,3 +517,32 @@ step = [{ name = "test", run = "true" }]
     );
     assert_eq!(stale.status, 409);
 }
+
+#[test]
+fn a_running_lane_with_cancel_superseded_false_runs_to_the_end() {
+    let catalog = r#"version = 1
+[lane.deploy]
+class = "required"
+paths = ["src/**"]
+cancel-superseded = false
+step = [{ name = "deploy", run = "echo deploying; sleep 3; echo deployed" }]
+"#;
+    let forge = Forge::new(catalog, &[("src/a.txt", "a\n")]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_for("the first deploy to run", || {
+        let status = forge.seen_branch("main")?;
+        (status["run"]["head"] == first.as_str() && job(&status, "deploy")["status"] == "running")
+            .then_some(())
+    });
+    forge.write("src/a.txt", "b\n");
+    forge.commit("second");
+    forge.push("main");
+    let old = forge.wait_for("run #1 to end", || {
+        let run = forge.get("/api/v1/repos/origin/runs/1");
+        (run["status"] == "passed").then_some(run)
+    });
+    assert_eq!(old["superseded_by"], 2, "{old:#}");
+    assert_eq!(old["jobs"][0]["status"], "passed", "{old:#}");
+    let log = log_of(&forge, &old["jobs"][0]);
+    assert!(log.contains("deployed"), "{log}");
+}
