@@ -546,3 +546,39 @@ step = [{ name = "deploy", run = "echo deploying; sleep 3; echo deployed" }]
     let log = log_of(&forge, &old["jobs"][0]);
     assert!(log.contains("deployed"), "{log}");
 }
+
+#[test]
+fn sigterm_stops_the_running_steps_and_the_job_runs_again_after_restart() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let (marker, pid) = (outside.path().join("ran"), outside.path().join("pid"));
+    let catalog = format!(
+        "version = 1\n[lane.slow]\nclass = \"required\"\nstep = [{{ name = \"slow\", run = \
+         \"if [ -e {m} ]; then echo second attempt; else touch {m}; echo $$ > {p}; sleep 600; \
+         fi\" }}]\n",
+        m = marker.display(),
+        p = pid.display()
+    );
+    let mut forge = Forge::new(&catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let step_pid = forge.wait_for("the step to start", || {
+        std::fs::read_to_string(&pid)
+            .ok()
+            .filter(|p| p.ends_with('\n'))
+            .map(|p| p.trim().to_owned())
+    });
+    assert_eq!(forge.stop(), Some(0), "{}", forge.server_log());
+    let alive = std::process::Command::new("kill")
+        .args(["-0", &step_pid])
+        .status()
+        .expect("kill runs");
+    assert!(
+        !alive.success(),
+        "the step's process {step_pid} outlived the server"
+    );
+    forge.start();
+    let status = forge.wait_done("main", &head);
+    let slow = job(&status, "slow");
+    assert_eq!(slow["status"], "passed", "{status:#}");
+    assert_eq!(slow["attempts"], 1, "{slow:#}");
+    assert!(log_of(&forge, slow).contains("second attempt"));
+}
