@@ -10,7 +10,7 @@ fn allowed(krate: &str) -> Option<&'static [&'static str]> {
         "lanes-core" => &[],
         "lanes-git" | "lanes-cache" | "lanes-store" => &["lanes-core"],
         "lanes-exec" => &["lanes-core", "lanes-cache"],
-        "lanes-agent" => &["lanes-core", "lanes-exec", "lanes-cache"],
+        "lanes-agent" => &["lanes-core", "lanes-git", "lanes-exec", "lanes-cache"],
         "lanes-server" => &[
             "lanes-core",
             "lanes-store",

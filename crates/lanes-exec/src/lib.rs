@@ -12,12 +12,16 @@
 //!
 //! [`sandbox`] runs each step in a mount namespace where the repository and the cache directory
 //! are hidden, so a step reads only its lane's files.
+//!
+//! [`slot`] picks and locks the lane's directory and its cache mounts under the cache directory.
 
 pub mod lane;
 pub mod outputs;
 pub mod process;
 pub mod sandbox;
+pub mod slot;
 
 pub use lane::{CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, run_lane};
 pub use process::{Cancel, ExecError, Finished, Outcome, StepCommand, run};
 pub use sandbox::Sandbox;
+pub use slot::{Slot, take_slot};

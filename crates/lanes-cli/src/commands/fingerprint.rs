@@ -4,8 +4,8 @@ use crate::args::FingerprintArgs;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::workspace::Workspace;
-use lanes_core::fingerprint::{Host, StepFingerprint, lane_fingerprints};
-use lanes_core::{Catalog, FileEntry, Lane, fileset};
+use lanes_core::fingerprint::StepFingerprint;
+use lanes_core::{Catalog, FileEntry, Lane};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -21,11 +21,6 @@ struct StepOutput<'a> {
     name: &'a str,
     key: String,
     fingerprint: &'a StepFingerprint,
-}
-
-/// `os-arch` of this machine, as it goes into keys.
-pub(crate) fn platform() -> String {
-    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
 }
 
 /// The lane called `name`, or a usage error listing the lanes.
@@ -53,39 +48,16 @@ pub(crate) fn check_step(lane: &Lane, step: Option<&str>) -> Result<(), CliError
     Ok(())
 }
 
-/// The fingerprints of `lane`'s steps for the input digest `digest`, on this machine.
-pub(crate) fn step_fingerprints(
-    catalog: &Catalog,
-    lane: &Lane,
-    digest: &str,
-) -> Vec<StepFingerprint> {
-    let platform = platform();
-    let env = |name: &str| std::env::var(name).ok();
-    lane_fingerprints(
-        catalog,
-        lane,
-        &digest.to_owned(),
-        Host {
-            platform: &platform,
-            env: &env,
-        },
-    )
-}
-
 /// A lane's input files (sorted), their digest, and the fingerprint of each of its steps, as
-/// `lanes run` computes them on this machine.
+/// `lanes run` (and the forge's agents) compute them on this machine.
 pub(crate) fn lane_keys(
     catalog: &Catalog,
     lane: &Lane,
     files: &[FileEntry],
 ) -> (Vec<FileEntry>, String, Vec<StepFingerprint>) {
-    let inputs: Vec<FileEntry> = fileset::select(lane.inputs.as_deref(), files)
-        .into_iter()
-        .cloned()
-        .collect();
-    let digest = fileset::digest(&inputs);
-    let fingerprints = step_fingerprints(catalog, lane, &digest);
-    (inputs, digest, fingerprints)
+    let keys = lanes_agent::host::lane_keys(catalog, lane, files);
+    let inputs = keys.inputs.into_iter().cloned().collect();
+    (inputs, keys.digest, keys.fingerprints)
 }
 
 pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Result<u8, CliError> {
@@ -93,8 +65,10 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
     let catalog = workspace.catalog()?;
     let lane = find_lane(&catalog, &args.lane)?;
     check_step(lane, args.step.as_deref())?;
-    let (inputs, digest, fingerprints) = lane_keys(&catalog, lane, &workspace.files()?);
-    let steps: Vec<StepOutput<'_>> = fingerprints
+    let files = workspace.files()?;
+    let keys = lanes_agent::host::lane_keys(&catalog, lane, &files);
+    let steps: Vec<StepOutput<'_>> = keys
+        .fingerprints
         .iter()
         .filter(|f| args.step.as_ref().is_none_or(|s| *s == f.step))
         .map(|f| StepOutput {
@@ -114,8 +88,8 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
     let mut text = format!(
         "lane {}: {} input files, digest {}\n",
         lane.name,
-        inputs.len(),
-        digest
+        keys.inputs.len(),
+        keys.digest
     );
     for step in &steps {
         let f = step.fingerprint;

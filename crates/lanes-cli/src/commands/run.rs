@@ -2,36 +2,30 @@
 
 use crate::args::RunArgs;
 use crate::cache_dir::{KEEP_RUNS, cache_dir};
-use crate::commands::fingerprint::step_fingerprints;
 use crate::commands::select::describe;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::progress::Progress;
 use crate::workspace::{CATALOG_PATH, Workspace};
+use lanes_agent::DEFAULT_GRACE;
+use lanes_agent::fileset::RepoFileset;
+use lanes_agent::host::{base_env, step_fingerprints};
 use lanes_cache::{LocalStore, RunEvent};
-use lanes_core::glob::Glob;
 use lanes_core::plan::{Plan, PlanLane};
 use lanes_core::select::LaneSelection;
-use lanes_core::{Catalog, FileEntry, LaneClass, Reason, StepFingerprint, Trigger, fileset};
+use lanes_core::{Catalog, LaneClass, Reason, StepFingerprint, Trigger, fileset};
 use lanes_exec::lane::{millis, unix_millis};
-use lanes_exec::{Cancel, Event, Fileset, LaneContext, LaneResult, Sandbox, Status, StepResult};
-use lanes_git::Repo;
+use lanes_exec::slot::{Slot, mounts_dir, take_slot};
+use lanes_exec::{Cancel, Event, LaneContext, LaneResult, Sandbox, Status, StepResult};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Version of the report document.
 const REPORT_VERSION: u32 = 1;
-
-/// The cache-mount directory of lanes without a `scope` (scope names cannot start with `_`).
-const NO_SCOPE: &str = "_default";
-
-/// Time between SIGTERM and SIGKILL when a step is stopped.
-const GRACE: Duration = Duration::from_secs(5);
 
 /// The report every run writes. Field order is the documented order.
 #[derive(Debug, Serialize)]
@@ -55,40 +49,6 @@ struct LaneReport {
     duration_ms: u64,
     lock_wait_ms: u64,
     steps: Vec<StepResult>,
-}
-
-/// A lane's files, for the lane thread to materialize. The lane's own list is only picked out
-/// of every file when a step has to run: a lane whose steps all hit never needs it.
-struct LaneFiles {
-    repo: Repo,
-    all: Arc<Vec<FileEntry>>,
-    inputs: Option<Vec<Glob>>,
-    /// The digest the lane's keys were made with.
-    digest: String,
-}
-
-impl LaneFiles {
-    fn mine(&self) -> Vec<&FileEntry> {
-        fileset::select(self.inputs.as_deref(), &self.all)
-    }
-}
-
-impl Fileset for LaneFiles {
-    fn materialize(&self, dest: &Path) -> Result<(usize, u64), String> {
-        let mine = self.mine();
-        // The directory must hold exactly the files the keys describe.
-        if fileset::digest(mine.iter().copied()) != self.digest {
-            return Err("the lane's files do not match the digest its keys were made with".into());
-        }
-        self.repo
-            .materialize(mine, dest)
-            .map(|m| (m.files, m.bytes))
-            .map_err(|e| e.to_string())
-    }
-
-    fn listing(&self) -> Vec<u8> {
-        fileset::listing(self.mine())
-    }
 }
 
 /// The sandbox that hides the repository and the cache from steps, or `None` with a warning
@@ -129,7 +89,7 @@ fn sandbox(workspace: &Workspace, cache_root: &Path, printer: &Printer) -> Optio
 
 enum Message {
     Event(usize, Event),
-    Done(usize, LaneResult, Option<File>),
+    Done(usize, LaneResult, Option<Slot>),
 }
 
 /// One lane of the run set.
@@ -286,7 +246,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
             while let Some(p) = plan.start() {
                 let lane = &catalog.lanes[planned[p].lane];
                 progress.lane_status(p, &lane.name, "starting");
-                let slot = match take_slot(&cache_root.join("work").join(&lane.name)) {
+                let slot = match take_slot(&cache_root, &lane.name) {
                     Ok(slot) => slot,
                     Err(e) => return Err(io("lock a lane directory in", &cache_root, e)),
                 };
@@ -295,31 +255,29 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let events_tx = tx.clone();
                 let cx = LaneContext {
                     store: store.clone(),
-                    slot: slot.0,
+                    slot: slot.path.clone(),
                     logs,
-                    mounts: cache_root
-                        .join("mounts")
-                        .join(lane.scope.as_deref().unwrap_or(NO_SCOPE)),
+                    mounts: mounts_dir(&cache_root, lane.scope.as_deref()),
                     env: base_env(&head, &run_id),
                     lookup: !args.no_cache,
                     cancel: cancel.clone(),
-                    grace: GRACE,
+                    grace: DEFAULT_GRACE,
                     stream: args.verbose,
                     events: Arc::new(move |event| {
                         let _ = events_tx.send(Message::Event(p, event));
                     }),
                     sandbox: sandbox.clone(),
                 };
-                let fileset = LaneFiles {
-                    repo: workspace.repo.clone(),
-                    all: Arc::clone(&files),
-                    inputs: lane.inputs.clone(),
-                    digest: digests[planned[p].lane].clone(),
-                };
+                let fileset = RepoFileset::new(
+                    workspace.repo.clone(),
+                    Arc::clone(&files),
+                    lane,
+                    digests[planned[p].lane].clone(),
+                );
                 let lane = lane.clone();
                 let fingerprints = planned[p].fingerprints.clone();
                 let done_tx = tx.clone();
-                let lock = slot.1;
+                let held = slot;
                 threads.push(std::thread::spawn(move || {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         lanes_exec::run_lane(&lane, &fingerprints, &fileset, &cx)
@@ -331,7 +289,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         steps: Vec::new(),
                         error: Some("internal error: the lane's thread panicked".to_owned()),
                     });
-                    let _ = done_tx.send(Message::Done(p, result, Some(lock)));
+                    let _ = done_tx.send(Message::Done(p, result, Some(held)));
                 }));
             }
         }
@@ -581,20 +539,6 @@ fn requested(catalog: &Catalog, names: &[String]) -> Result<lanes_core::Selectio
     })
 }
 
-/// The environment every step starts from.
-fn base_env(commit: &str, run_id: &str) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    env.insert(
-        "PATH".to_owned(),
-        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
-    );
-    env.insert("LANG".to_owned(), "C.UTF-8".to_owned());
-    env.insert("CI".to_owned(), "true".to_owned());
-    env.insert("LANES_COMMIT".to_owned(), commit.to_owned());
-    env.insert("LANES_RUN_ID".to_owned(), run_id.to_owned());
-    env
-}
-
 /// `20261122T101500Z-1a2b3c`: sortable by time, unique per process.
 fn new_run_id(at: jiff::Timestamp) -> String {
     let mut hasher = blake3::Hasher::new();
@@ -602,22 +546,6 @@ fn new_run_id(at: jiff::Timestamp) -> String {
     hasher.update(&at.as_nanosecond().to_le_bytes());
     let random = hasher.finalize().to_hex();
     format!("{}-{}", at.strftime("%Y%m%dT%H%M%SZ"), &random[..6])
-}
-
-/// Lock the first free lane directory slot under `dir`: the same path run after run (tools that
-/// remember absolute paths, such as cargo, keep their incremental state), another one when a
-/// concurrent `lanes run` holds it.
-fn take_slot(dir: &Path) -> std::io::Result<(PathBuf, File)> {
-    std::fs::create_dir_all(dir)?;
-    for n in 0.. {
-        let lock = File::create(dir.join(format!("{n}.lock")))?;
-        match lock.try_lock() {
-            Ok(()) => return Ok((dir.join(n.to_string()), lock)),
-            Err(std::fs::TryLockError::WouldBlock) => continue,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-    }
-    unreachable!("the loop returns")
 }
 
 /// Keep the logs and reports of the last [`KEEP_RUNS`] runs.

@@ -1,0 +1,420 @@
+//! One job, from lease to report: read the lane at the commit, run it with the `lanes run`
+//! engine and its step cache, stream the job log, report each step and how the job ended, and
+//! heartbeat all along.
+//!
+//! The lane runs on a blocking thread (`lanes_exec::run_lane`); its events become the job log
+//! and the step reports ([`crate::joblog`]), which the async side sends in order. A rejected
+//! report, a lease that must have expired or the agent's shutdown stops the job
+//! ([`crate::report::Control`]): its steps are cancelled and nothing more is reported, so the
+//! forge's view of a job only ever comes from the agent that holds its lease.
+
+use crate::agent::Shutdown;
+use crate::host::base_env;
+use crate::joblog::{JobLog, Piece};
+use crate::link::{Assignment, FinishReport, Link, StepReport};
+use crate::prepare::{Prepared, prepare};
+use crate::report::{Control, LogStream, Reporter, Stop};
+use lanes_cache::{CacheError, LocalStore, RunRegistration};
+use lanes_core::job::JobState;
+use lanes_exec::lane::millis;
+use lanes_exec::slot::{Slot, mounts_dir, take_slot};
+use lanes_exec::{Cancel, LaneContext, LaneResult, Sandbox, Status};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How many heartbeat intervals a lease lasts, as the forge's scheduler grants them (heartbeat
+/// every 10 s, lease 30 s): an agent that could not heartbeat for that long has lost the job.
+pub const LEASE_PER_HEARTBEAT: u32 = 3;
+
+/// Time between SIGTERM and SIGKILL when a step is stopped, as in `lanes run`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// Log bytes are sent at least this often while a step writes.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Log bytes are sent once this many are waiting.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// What jobs run with on this host.
+#[derive(Clone, Debug)]
+pub struct AgentEnv {
+    /// The lanes cache directory (the one `lanes run` uses here): slots in `work/`, cache
+    /// mounts in `mounts/`, the agent's step logs in `agent/`.
+    pub cache_root: PathBuf,
+    /// The step cache in it.
+    pub store: LocalStore,
+    /// The sandbox steps run in (the caller probes it); the job's repository is added to what
+    /// it hides. `None` runs steps unsandboxed.
+    pub sandbox: Option<Sandbox>,
+    /// SIGTERM to SIGKILL when a step is stopped.
+    pub grace: Duration,
+}
+
+impl AgentEnv {
+    /// The environment over the cache directory `cache_root`, with [`DEFAULT_GRACE`].
+    pub fn open(cache_root: PathBuf, sandbox: Option<Sandbox>) -> Result<AgentEnv, CacheError> {
+        let store = LocalStore::open(&cache_root)?;
+        Ok(AgentEnv {
+            cache_root,
+            store,
+            sandbox,
+            grace: DEFAULT_GRACE,
+        })
+    }
+}
+
+/// How [`run_job`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobEnd {
+    /// The forge took this finish report.
+    Finished(FinishReport),
+    /// The job was stopped and not reported to the end (its steps are stopped).
+    Stopped(Stop),
+}
+
+/// Run `assignment` and report it through `link`. Returns once the job's processes have ended.
+/// `shutdown` stops it without reporting it further (the forge requeues it when its lease
+/// expires).
+pub async fn run_job<L: Link>(
+    link: &L,
+    assignment: Assignment,
+    env: &AgentEnv,
+    shutdown: &Shutdown,
+) -> JobEnd {
+    let leased_at = Instant::now();
+    let cancel = Cancel::new();
+    let control = Control::new(cancel.clone());
+    let reporter = Reporter {
+        link,
+        job: assignment.job,
+        token: assignment.token,
+        control: &control,
+    };
+    let interval = Duration::from_millis(assignment.heartbeat_ms.max(1));
+    let lease = interval * LEASE_PER_HEARTBEAT;
+    let body = async {
+        let finished = body(&reporter, &assignment, env, cancel, leased_at + lease).await;
+        control.set_done();
+        finished
+    };
+    let beats = heartbeats(&reporter, leased_at, interval, lease);
+    let watch = async {
+        tokio::select! {
+            () = shutdown.triggered() => control.stop(Stop::Shutdown),
+            () = control.until_done() => {}
+        }
+    };
+    let (finished, (), ()) = tokio::join!(body, beats, watch);
+    match finished {
+        Some(report) => JobEnd::Finished(report),
+        None => JobEnd::Stopped(
+            control
+                .stopped()
+                .expect("a job is only left unreported when it was stopped"),
+        ),
+    }
+}
+
+/// Heartbeats every `interval` from `started` until the job is done or stopped; a lease that
+/// could not be extended within `lease` of the last extension stops the job.
+async fn heartbeats<L: Link>(
+    reporter: &Reporter<'_, L>,
+    leased_at: Instant,
+    interval: Duration,
+    lease: Duration,
+) {
+    let control = reporter.control;
+    tokio::select! {
+        () = control.until_started() => {}
+        () = control.until_done() => return,
+    }
+    let mut extended = leased_at;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = control.until_done() => return,
+            () = control.until_stopped() => return,
+        }
+        let sent = Instant::now();
+        let beat = reporter.call("heartbeating", Some(extended + lease), || {
+            reporter.link.heartbeat(reporter.job, reporter.token)
+        });
+        tokio::select! {
+            beat = beat => match beat {
+                // The forge extends from when it got the beat, which is after it was sent.
+                Some(()) => extended = sent,
+                None => return,
+            },
+            () = control.until_done() => return,
+        }
+    }
+}
+
+/// What the lane's thread needs besides the lane.
+#[derive(Debug)]
+struct Setup {
+    prepared: Prepared,
+    slot: Slot,
+    /// Keeps garbage collection off what the job uses.
+    registration: RunRegistration,
+    /// The job's step logs, removed when the lane ends.
+    logs: PathBuf,
+}
+
+/// Reads the lane at the commit and takes what it runs in. Blocking.
+fn set_up(assignment: &Assignment, env: &AgentEnv) -> Result<Setup, String> {
+    let prepared = prepare(assignment).map_err(|e| e.to_string())?;
+    let registration = env
+        .store
+        .register_run(&format!("job-{}-{}", assignment.job, assignment.token))
+        .map_err(|e| format!("cannot register the job in the cache: {e}"))?;
+    let logs = env
+        .cache_root
+        .join("agent")
+        .join(format!("{}-{}", assignment.job, assignment.token));
+    fresh_dir(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let slot = take_slot(&env.cache_root, &prepared.lane().name).map_err(|e| {
+        format!(
+            "cannot lock a lane directory in {}: {e}",
+            env.cache_root.display()
+        )
+    })?;
+    Ok(Setup {
+        prepared,
+        slot,
+        registration,
+        logs,
+    })
+}
+
+fn fresh_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(dir)
+}
+
+/// Everything said about the job after the lease: `None` when it was stopped.
+async fn body<L: Link>(
+    reporter: &Reporter<'_, L>,
+    assignment: &Assignment,
+    env: &AgentEnv,
+    cancel: Cancel,
+    lease_ends: Instant,
+) -> Option<FinishReport> {
+    let (job, token) = (reporter.job, reporter.token);
+    reporter
+        .call("reporting the job started", Some(lease_ends), || {
+            reporter.link.started(job, token)
+        })
+        .await?;
+    reporter.control.set_started();
+
+    let mut stream = LogStream::default();
+    let setup = {
+        let (assignment, env) = (assignment.clone(), env.clone());
+        tokio::task::spawn_blocking(move || set_up(&assignment, &env)).await
+    };
+    let setup = match setup {
+        Ok(Ok(setup)) => setup,
+        Ok(Err(why)) => return finish_error(reporter, &mut stream, why).await,
+        Err(e) => {
+            let why = format!("internal error: reading the lane failed: {e}");
+            return finish_error(reporter, &mut stream, why).await;
+        }
+    };
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Piece>();
+    let sandbox = env.sandbox.clone().map(|mut sandbox| {
+        for dir in &setup.prepared.repo_dirs {
+            if !sandbox.hide.contains(dir) {
+                sandbox.hide.push(dir.clone());
+            }
+        }
+        sandbox
+    });
+    let cx = LaneContext {
+        store: env.store.clone(),
+        slot: setup.slot.path.clone(),
+        logs: setup.logs.clone(),
+        mounts: mounts_dir(&env.cache_root, setup.prepared.lane().scope.as_deref()),
+        env: base_env(
+            &assignment.head,
+            &format!("{}-{}", assignment.repo, assignment.run),
+        ),
+        lookup: true,
+        cancel,
+        grace: env.grace,
+        stream: true,
+        events: Arc::new(|_| {}),
+        sandbox,
+    };
+    let head = assignment.head.clone();
+    let lane_thread = tokio::task::spawn_blocking(move || run_lane(setup, cx, &head, tx));
+
+    // The pump: pieces in order; bytes batched, sent before every step report.
+    let mut steps: Vec<Option<StepReport>> = Vec::new();
+    let mut materialize = Duration::ZERO;
+    let mut result: Option<LaneResult> = None;
+    let mut flush_at: Option<Instant> = None;
+    loop {
+        let piece = tokio::select! {
+            piece = rx.recv() => piece,
+            () = sleep_until(flush_at) => {
+                stream.flush(reporter).await;
+                flush_at = None;
+                continue;
+            }
+        };
+        match piece {
+            None => break,
+            Some(Piece::Log(bytes)) => {
+                stream.push(&bytes);
+                if stream.pending() >= FLUSH_BYTES {
+                    stream.flush(reporter).await;
+                    flush_at = None;
+                } else if flush_at.is_none() && stream.pending() > 0 {
+                    flush_at = Some(Instant::now() + FLUSH_EVERY);
+                }
+            }
+            Some(Piece::Step(report)) => {
+                stream.flush(reporter).await;
+                flush_at = None;
+                if report.status != JobState::Running {
+                    let index = report.index as usize;
+                    if steps.len() <= index {
+                        steps.resize(index + 1, None);
+                    }
+                    steps[index] = Some(report.clone());
+                }
+                reporter
+                    .call("reporting a step", None, || {
+                        reporter.link.step(job, token, report.clone())
+                    })
+                    .await;
+            }
+            Some(Piece::Materialized(took)) => materialize += took,
+            Some(Piece::Done(done)) => result = Some(done),
+        }
+    }
+    stream.flush(reporter).await;
+    let panicked = lane_thread.await.is_err();
+    if reporter.control.stopped().is_some() {
+        return None;
+    }
+    let Some(result) = result.filter(|_| !panicked) else {
+        let why = "internal error: the lane's thread panicked".to_owned();
+        return finish_error(reporter, &mut stream, why).await;
+    };
+
+    let (state, message) = match result.status {
+        Status::Passed | Status::Cached => (JobState::Passed, None),
+        Status::Failed => (JobState::Failed, result.error.clone()),
+        Status::TimedOut => (JobState::TimedOut, result.error.clone()),
+        // Only the job's own stop cancels its lane, and a stopped job is not reported.
+        Status::Cancelled | Status::Skipped => (
+            JobState::Error,
+            Some(format!(
+                "internal error: the lane ended {}",
+                result.status.as_str()
+            )),
+        ),
+    };
+    let report = FinishReport {
+        state,
+        message,
+        steps: steps.into_iter().flatten().collect(),
+        lock_wait_ms: millis(result.lock_wait),
+        materialize_ms: millis(materialize),
+    };
+    reporter
+        .call("reporting the job finished", None, || {
+            reporter.link.finish(job, token, report.clone())
+        })
+        .await?;
+    Some(report)
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the lane on this (blocking) thread, sending its log and reports to `tx` in order, the
+/// last piece being [`Piece::Done`].
+fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSender<Piece>) {
+    let Setup {
+        prepared,
+        slot,
+        registration,
+        logs,
+    } = setup;
+    let lane = prepared.lane();
+    let keys = prepared.fingerprints.iter().map(|f| f.key()).collect();
+    let log = Arc::new(Mutex::new(JobLog::new(lane, keys)));
+    let _ = tx.send(
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .opening(head),
+    );
+    cx.events = {
+        let (log, tx) = (Arc::clone(&log), tx.clone());
+        Arc::new(move |event| {
+            // A panic while the log was locked leaves it whole enough to go on with.
+            let pieces = log
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .event(event);
+            for piece in pieces {
+                // The receiver only goes away when the job's future is dropped; then nobody
+                // wants the log.
+                let _ = tx.send(piece);
+            }
+        })
+    };
+    let result = lanes_exec::run_lane(lane, &prepared.fingerprints, &prepared.fileset, &cx);
+    drop(cx);
+    let pieces = log
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .end(result);
+    // Every step log was read into the job log; the forge keeps it now.
+    let _ = std::fs::remove_dir_all(&logs);
+    drop(slot);
+    drop(registration);
+    for piece in pieces {
+        let _ = tx.send(piece);
+    }
+}
+
+/// Ends the job `error`: `why` in the log, then in the finish report.
+async fn finish_error<L: Link>(
+    reporter: &Reporter<'_, L>,
+    stream: &mut LogStream,
+    why: String,
+) -> Option<FinishReport> {
+    stream.push(format!("lanes: {why}\n").as_bytes());
+    stream.flush(reporter).await;
+    let report = FinishReport {
+        state: JobState::Error,
+        message: Some(why),
+        steps: Vec::new(),
+        lock_wait_ms: 0,
+        materialize_ms: 0,
+    };
+    reporter
+        .call("reporting the job finished", None, || {
+            reporter
+                .link
+                .finish(reporter.job, reporter.token, report.clone())
+        })
+        .await?;
+    Some(report)
+}

@@ -1,0 +1,171 @@
+//! What a job needs before its lane can run, read from the commit under test: the repository,
+//! the catalog at that commit (its pins file included), the lane, its files and its keys.
+//!
+//! Everything is read at the assignment's commit, never from a working tree, and the keys are
+//! made by [`crate::host`] exactly as `lanes run --head <commit>` makes them. A failure here is
+//! the job's `error` state; this module only reads, it runs nothing and reports nothing.
+
+use crate::fileset::RepoFileset;
+use crate::host::lane_keys;
+use crate::link::Assignment;
+use lanes_core::{Catalog, CatalogError, Lane, Source, StepFingerprint};
+use lanes_git::{CommitId, GitError, Repo};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the catalog lives, relative to the repository root.
+pub const CATALOG_PATH: &str = "lanes.toml";
+
+/// Why a job's lane could not be run at all. Each is the job's `error` message.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The repository or the commit could not be read.
+    #[error("failed to read commit {head} in {}: {source}", git_dir.display())]
+    Git {
+        /// The commit asked for.
+        head: String,
+        /// The repository.
+        git_dir: PathBuf,
+        /// Why.
+        source: GitError,
+    },
+    /// The commit has no catalog.
+    #[error("no {CATALOG_PATH} at commit {head}")]
+    NoCatalog {
+        /// The commit.
+        head: String,
+    },
+    /// The catalog could not be read (not UTF-8, a broken object).
+    #[error("failed to read {CATALOG_PATH} at commit {head}: {why}")]
+    Unreadable {
+        /// The commit.
+        head: String,
+        /// Why.
+        why: String,
+    },
+    /// The catalog at the commit does not validate.
+    #[error("the catalog at commit {head} is invalid:\n{}", render(.error))]
+    Catalog {
+        /// The commit.
+        head: String,
+        /// Every problem.
+        error: CatalogError,
+    },
+    /// The catalog at the commit has no such lane.
+    #[error("no lane `{lane}` in the catalog at commit {head} (lanes: {})", known.join(", "))]
+    NoLane {
+        /// The lane asked for.
+        lane: String,
+        /// The commit.
+        head: String,
+        /// The lanes it has.
+        known: Vec<String>,
+    },
+}
+
+/// A lane ready to run.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) catalog: Catalog,
+    /// Index of the lane in the catalog.
+    pub(crate) lane: usize,
+    pub(crate) fingerprints: Vec<StepFingerprint>,
+    pub(crate) fileset: RepoFileset,
+    /// The repository's directories, for the sandbox to hide.
+    pub(crate) repo_dirs: Vec<PathBuf>,
+}
+
+impl Prepared {
+    pub(crate) fn lane(&self) -> &Lane {
+        &self.catalog.lanes[self.lane]
+    }
+}
+
+/// Reads everything `assignment`'s lane needs at its commit. Blocking (git reads).
+pub(crate) fn prepare(assignment: &Assignment) -> Result<Prepared, PrepareError> {
+    let git = |source| PrepareError::Git {
+        head: assignment.head.clone(),
+        git_dir: assignment.git_dir.clone(),
+        source,
+    };
+    let repo = Repo::discover(&assignment.git_dir).map_err(git)?;
+    let head = repo.resolve(&assignment.head).map_err(git)?;
+    let catalog = catalog_at(&repo, &head)?;
+    let Some(lane) = catalog.lanes.iter().position(|l| l.name == assignment.lane) else {
+        return Err(PrepareError::NoLane {
+            lane: assignment.lane.clone(),
+            head: head.as_str().to_owned(),
+            known: catalog.lanes.iter().map(|l| l.name.clone()).collect(),
+        });
+    };
+    let files = Arc::new(repo.files_at(&head).map_err(git)?);
+    let keys = lane_keys(&catalog, &catalog.lanes[lane], &files);
+    let (digest, fingerprints) = (keys.digest, keys.fingerprints);
+    let mut repo_dirs: Vec<PathBuf> = repo.workdir().map(PathBuf::from).into_iter().collect();
+    repo_dirs.push(repo.git_dir().to_owned());
+    let fileset = RepoFileset::new(repo, files, &catalog.lanes[lane], digest);
+    Ok(Prepared {
+        catalog,
+        lane,
+        fingerprints,
+        fileset,
+        repo_dirs,
+    })
+}
+
+/// The catalog at `head`, its pins file read at the same commit.
+fn catalog_at(repo: &Repo, head: &CommitId) -> Result<Catalog, PrepareError> {
+    let read = |path: &str| -> Result<Option<String>, String> {
+        match repo.read_file_at(head, path) {
+            Ok(Some(bytes)) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| format!("`{path}` is not valid UTF-8")),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let text = match read(CATALOG_PATH) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            return Err(PrepareError::NoCatalog {
+                head: head.as_str().to_owned(),
+            });
+        }
+        Err(why) => {
+            return Err(PrepareError::Unreadable {
+                head: head.as_str().to_owned(),
+                why,
+            });
+        }
+    };
+    let mut load = |path: &str| match read(path) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(format!("no such file at commit {head}")),
+        Err(why) => Err(why),
+    };
+    lanes_core::parse(&Source::new(CATALOG_PATH, text), &mut load).map_err(|error| {
+        PrepareError::Catalog {
+            head: head.as_str().to_owned(),
+            error,
+        }
+    })
+}
+
+/// One line per diagnostic (`file:line:column: message [code]`), its help indented below.
+fn render(error: &CatalogError) -> String {
+    let mut out = String::new();
+    for d in &error.diagnostics {
+        let _ = write!(
+            out,
+            "  {}:{}:{}: {} [{}]",
+            d.file, d.line, d.column, d.message, d.code
+        );
+        if let Some(help) = &d.help {
+            let _ = write!(out, "\n    help: {help}");
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
