@@ -87,6 +87,8 @@ pub struct Forge<S> {
     polls: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Per job, so two appends of one log never interleave.
     appends: std::sync::Mutex<HashMap<JobId, Arc<Mutex<()>>>>,
+    /// Per run: its commit and its repository's path, for assignments.
+    places: std::sync::Mutex<HashMap<lanes_store::RunId, (String, PathBuf)>>,
     metrics: Metrics,
 }
 
@@ -128,6 +130,7 @@ impl<S: Store + 'static> Forge<S> {
             events,
             polls: std::sync::Mutex::new(HashMap::new()),
             appends: std::sync::Mutex::new(HashMap::new()),
+            places: std::sync::Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
         });
         {
@@ -537,24 +540,48 @@ impl<S: Store + 'static> Forge<S> {
                 }
             };
             if let Some(lease) = lease {
-                let job = self.store.job(store_id(lease.job)).await?;
-                let record = self.store.repo(&job.repo).await?;
-                let run = self.store.run(&job.repo, job.run_number).await?;
-                return Ok(Some(Assignment {
-                    job: lease.job.0,
-                    token: lease.token.0,
-                    repo: job.repo.clone(),
-                    run: job.run_number,
-                    lane: job.lane.clone(),
-                    head: run.run.head.clone(),
-                    git_dir: record.path.clone(),
-                    heartbeat_ms: self.config.schedule.heartbeat,
-                }));
+                return Ok(Some(self.assignment(&lease).await?));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(None);
             }
         }
+    }
+
+    /// What an agent needs to run a leased job. The commit and the repository's path of a run
+    /// never change, so they are remembered rather than read again for every lease.
+    async fn assignment(&self, lease: &Lease) -> ForgeResult<Assignment> {
+        let job = self.store.job(store_id(lease.job)).await?;
+        let known = self
+            .places
+            .lock()
+            .expect("the place cache is never poisoned")
+            .get(&job.run)
+            .cloned();
+        let (head, git_dir) = match known {
+            Some(place) => place,
+            None => {
+                let record = self.store.repo(&job.repo).await?;
+                let run = self.store.run(&job.repo, job.run_number).await?;
+                let place = (run.run.head, record.path);
+                let mut places = self.places.lock().expect("the place cache is never poisoned");
+                if places.len() > 10_000 {
+                    places.clear();
+                }
+                places.insert(job.run, place.clone());
+                place
+            }
+        };
+        Ok(Assignment {
+            job: lease.job.0,
+            token: lease.token.0,
+            repo: job.repo,
+            run: job.run_number,
+            lane: job.lane,
+            head,
+            git_dir,
+            heartbeat_ms: self.config.schedule.heartbeat,
+        })
     }
 
     /// The holder started the job.
