@@ -644,6 +644,10 @@ impl<S: Store + 'static> Forge<S> {
                 .appends
                 .lock()
                 .expect("the append map is never poisoned");
+            if appends.len() > 1024 {
+                // Forget the locks nobody holds: they belong to jobs not appending right now.
+                appends.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
             Arc::clone(appends.entry(id).or_default())
         };
         let _serial = lock.lock().await;
