@@ -8,6 +8,7 @@
 
 use crate::error::{ForgeError, ForgeResult};
 use crate::metrics::Metrics;
+use crate::nightly::{self, NightlyOutcome};
 use crate::status::run_status;
 use crate::trigger::{self, Outcome};
 use jiff::Timestamp;
@@ -415,6 +416,64 @@ impl<S: Store + 'static> Forge<S> {
         Ok(Some(number))
     }
 
+    /// Creates the nightly runs that are due in every repository (one per repository, with every
+    /// nightly lane whose cron slot passed) and queues their jobs. Returns when the next slot of
+    /// any repository comes.
+    pub async fn nightly_tick(self: &Arc<Self>) -> Option<Timestamp> {
+        let repos = match self.store.list_repos().await {
+            Ok(repos) => repos,
+            Err(e) => {
+                tracing::warn!("nightly runs: listing repositories failed: {e}");
+                return None;
+            }
+        };
+        let mut next: Option<Timestamp> = None;
+        for repo in repos {
+            let this = Arc::clone(self);
+            let handle = tokio::runtime::Handle::current();
+            let name = repo.name.clone();
+            // gix's handle is not `Sync`: the git part runs on a blocking thread.
+            let ticked = tokio::task::spawn_blocking(move || {
+                handle.block_on(async {
+                    let git = Repo::discover(&repo.path)?;
+                    // A slot from before the forge knew the repository is not run.
+                    let first_seen = repo.created_at;
+                    let tick = nightly::create_nightly_run(
+                        &this.store,
+                        &repo,
+                        &git,
+                        |_| first_seen,
+                        Timestamp::now(),
+                    )
+                    .await?;
+                    if let NightlyOutcome::Created(created) = &tick.outcome {
+                        this.start_run(&created.run, &created.groups).await?;
+                    }
+                    Ok::<_, ForgeError>(tick.next)
+                })
+            })
+            .await;
+            match ticked {
+                Ok(Ok(Some(at))) => next = Some(next.map_or(at, |n| n.min(at))),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!("nightly runs of {name}: {e}"),
+                Err(e) => tracing::warn!("nightly runs of {name}: the task failed: {e}"),
+            }
+        }
+        next
+    }
+
+    /// Queues a run created outside a push (a nightly run).
+    async fn start_run(&self, run: &RunDetail, groups: &[(String, u32)]) -> ForgeResult<()> {
+        self.metrics.run_created();
+        let mut state = self.sched.lock().await;
+        for (group, limit) in groups {
+            state.limits.insert(group.clone(), *limit);
+            state.sched.set_group_limit(group, *limit);
+        }
+        self.queue_jobs(&mut state, run, &run.jobs).await
+    }
+
     /// Hands the queued jobs among `jobs` (of `run`) to the scheduler.
     async fn queue_jobs(
         &self,
@@ -564,7 +623,10 @@ impl<S: Store + 'static> Forge<S> {
                 let record = self.store.repo(&job.repo).await?;
                 let run = self.store.run(&job.repo, job.run_number).await?;
                 let place = (run.run.head, record.path);
-                let mut places = self.places.lock().expect("the place cache is never poisoned");
+                let mut places = self
+                    .places
+                    .lock()
+                    .expect("the place cache is never poisoned");
                 if places.len() > 10_000 {
                     places.clear();
                 }

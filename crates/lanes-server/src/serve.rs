@@ -324,6 +324,7 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         stop_rx.clone(),
     ));
     tasks.spawn(tick(Arc::clone(&forge), stop_rx.clone()));
+    tasks.spawn(nightly(Arc::clone(&forge), stop_rx.clone()));
     if let Some(agent) = &config.local_agent {
         let labels: BTreeSet<String> = agent.labels.iter().cloned().collect();
         forge
@@ -419,6 +420,27 @@ async fn tick<S: Store + 'static>(
             .map(|at| at.saturating_sub(now))
             .unwrap_or(1000)
             .clamp(10, 1000);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Creates nightly runs when their cron slots come (and at start, for slots missed while the
+/// server was down). Looks again at least every minute, so a catalog change on the default branch
+/// is picked up.
+async fn nightly<S: Store + 'static>(
+    forge: Arc<Forge<S>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let next = forge.nightly_tick().await;
+        let now = Timestamp::now();
+        let wait = next
+            .map(|at| (at.as_millisecond() - now.as_millisecond()).max(0) as u64)
+            .unwrap_or(60_000)
+            .clamp(100, 60_000);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
             _ = stop.wait_for(|s| *s) => return,

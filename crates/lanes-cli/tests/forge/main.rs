@@ -582,3 +582,47 @@ fn sigterm_stops_the_running_steps_and_the_job_runs_again_after_restart() {
     assert_eq!(slow["attempts"], 1, "{slow:#}");
     assert!(log_of(&forge, slow).contains("second attempt"));
 }
+
+#[test]
+fn a_nightly_lane_runs_on_the_default_head_at_its_slot() {
+    let catalog = r#"version = 1
+[lane.test]
+class = "required"
+step = [{ name = "test", run = "echo test" }]
+[lane.soak]
+class = "nightly"
+schedule = "* * * * *"
+step = [{ name = "soak", run = "echo soaking" }]
+"#;
+    let forge = Forge::new(catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let push = forge.wait_done("main", &head);
+    assert_eq!(
+        job(&push, "soak")["status"],
+        "skipped",
+        "a push never runs a nightly lane"
+    );
+    assert_eq!(job(&push, "soak")["selection"][0]["kind"], "nightly");
+    // The first minute boundary after the forge saw the repository is the first slot.
+    let nightly = forge.wait_for("a nightly run", || {
+        let runs = forge.get("/api/v1/repos/origin/runs");
+        runs.as_array()?
+            .iter()
+            .find(|r| r["trigger"] == "nightly" && r["status"] == "passed")
+            .cloned()
+    });
+    assert_eq!(nightly["branch"], "main");
+    assert_eq!(nightly["head"], head.as_str());
+    let detail = forge.get(&format!("/api/v1/repos/origin/runs/{}", nightly["number"]));
+    let lanes: Vec<&str> = detail["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["lane"].as_str().expect("lane"))
+        .collect();
+    assert_eq!(lanes, ["soak"], "{detail:#}");
+    assert_eq!(detail["jobs"][0]["selection"][0]["kind"], "scheduled");
+    assert!(log_of(&forge, &detail["jobs"][0]).contains("soaking"));
+    // The branch's status is still its push run's.
+    assert_eq!(forge.branch("main")["run"]["trigger"], "push");
+}
