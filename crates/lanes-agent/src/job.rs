@@ -13,7 +13,7 @@ use crate::host::base_env;
 use crate::joblog::{JobLog, Piece};
 use crate::link::{Assignment, FinishReport, Link, StepReport};
 use crate::prepare::{Prepared, prepare};
-use crate::report::{Control, LogStream, Reporter, Stop};
+use crate::report::{BATCH_BYTES, Control, LogStream, Reporter, Stop};
 use lanes_cache::{CacheError, LocalStore, RunRegistration};
 use lanes_core::job::JobState;
 use lanes_exec::lane::millis;
@@ -34,9 +34,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// Log bytes are sent at least this often while a step writes.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// Log bytes are sent once this many are waiting.
-const FLUSH_BYTES: usize = 64 * 1024;
 
 /// What jobs run with on this host.
 #[derive(Clone, Debug)]
@@ -274,7 +271,7 @@ async fn body<L: Link>(
             None => break,
             Some(Piece::Log(bytes)) => {
                 stream.push(&bytes);
-                if stream.pending() >= FLUSH_BYTES {
+                if stream.pending() >= BATCH_BYTES {
                     stream.flush(reporter).await;
                     flush_at = None;
                 } else if flush_at.is_none() && stream.pending() > 0 {

@@ -214,31 +214,37 @@ impl JobLog {
                 pieces.push(Piece::Step(step_report(index, step)));
             }
         }
-        let ran = result
-            .steps
-            .iter()
-            .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
-            .count();
-        let cached = result
-            .steps
-            .iter()
-            .filter(|s| s.status == Status::Cached)
-            .count();
-        let _ = write!(
-            out,
-            "== lane {}: {} in {} ({ran} run, {cached} cached)",
-            self.lane,
-            result.status.as_str(),
-            seconds(millis(result.duration))
-        );
-        if let Some(error) = &result.error {
-            let _ = write!(out, ": {error}");
-        }
-        out.push(b'\n');
+        let _ = writeln!(out, "== lane {}", lane_summary(&self.lane, &result));
         pieces.push(Piece::Log(out));
         pieces.push(Piece::Done(result));
         pieces
     }
+}
+
+/// `NAME: STATUS in TIME (R run, C cached)`, then `: REASON` when the lane could not prepare
+/// its directory: how `lanes run` and the job log sum a lane up.
+pub fn lane_summary(name: &str, result: &LaneResult) -> String {
+    let (ran, cached) = ran_and_cached(&result.steps);
+    let mut line = format!(
+        "{name}: {} in {} ({ran} run, {cached} cached)",
+        result.status.as_str(),
+        seconds(millis(result.duration))
+    );
+    if let Some(error) = &result.error {
+        line.push_str(": ");
+        line.push_str(error);
+    }
+    line
+}
+
+/// How many of `steps` ran (or were stopped while running) and how many were restored.
+pub fn ran_and_cached(steps: &[StepResult]) -> (usize, usize) {
+    let ran = steps
+        .iter()
+        .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
+        .count();
+    let cached = steps.iter().filter(|s| s.status == Status::Cached).count();
+    (ran, cached)
 }
 
 /// Append `bytes` as whole lines (a missing last newline added).

@@ -3,7 +3,7 @@
 //!
 //! [`link::Link`] is the interface to the forge, the same for the server's built-in agent and
 //! for remote agents. [`run_agent`] is the lease loop; [`run_job`] runs and reports one job
-//! ([`job`]), reading its lane at the commit (`prepare.rs`) and writing its log (`joblog.rs`,
+//! ([`job`]), reading its lane at the commit (`prepare.rs`) and writing its log ([`joblog`],
 //! which documents the format); `report.rs` holds the retry and stop rules of every call to the
 //! forge.
 //!
@@ -17,7 +17,7 @@ pub mod agent;
 pub mod fileset;
 pub mod host;
 pub mod job;
-mod joblog;
+pub mod joblog;
 pub mod link;
 mod prepare;
 mod report;

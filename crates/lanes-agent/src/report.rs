@@ -21,6 +21,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// The most log bytes one append carries (and, in [`crate::job`], how many waiting bytes make
+/// a flush): requests stay small for an HTTP forge, and a large restored log goes in pieces.
+pub(crate) const BATCH_BYTES: usize = 64 * 1024;
+
 /// Why a job was stopped without being reported to the end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -194,17 +198,17 @@ impl LogStream {
         self.pending.len()
     }
 
-    /// Send every pending byte at the acknowledged offset. A batch that was not taken stays
-    /// pending and is sent again from the same offset.
+    /// Send every pending byte at the acknowledged offset, [`BATCH_BYTES`] at most per append.
+    /// A batch that was not taken stays pending and is sent again from the same offset.
     pub(crate) async fn flush<L: Link>(&mut self, reporter: &Reporter<'_, L>) {
         while !self.pending.is_empty() {
             let offset = self.acked;
-            let batch = &self.pending;
+            let batch = &self.pending[..self.pending.len().min(BATCH_BYTES)];
             let Some(acked) = reporter
                 .call("appending to the log", None, || {
                     reporter
                         .link
-                        .append_log(reporter.job, reporter.token, offset, batch.clone())
+                        .append_log(reporter.job, reporter.token, offset, batch.to_vec())
                 })
                 .await
             else {
@@ -213,7 +217,7 @@ impl LogStream {
             // The forge may have taken less than the batch (or, after a lost answer, said it
             // had it already): what it acknowledged leaves, the rest goes again.
             let taken = usize::try_from(acked.saturating_sub(offset))
-                .map_or(self.pending.len(), |n| n.min(self.pending.len()));
+                .map_or(batch.len(), |n| n.min(batch.len()));
             if taken == 0 {
                 tracing::warn!(offset, acked, "the forge took none of a log batch");
                 return;

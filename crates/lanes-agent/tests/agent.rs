@@ -102,7 +102,7 @@ struct Forge {
     calls: Mutex<Vec<Call>>,
     /// The job log as stored: only appends at its length are written.
     log: Mutex<Vec<u8>>,
-    /// Heartbeats are rejected once this file exists.
+    /// Heartbeats are rejected once this file holds a line.
     reject_heartbeats_once: Option<PathBuf>,
     /// Faults for the appends to come, first first.
     append_faults: Mutex<VecDeque<Option<AppendFault>>>,
@@ -157,10 +157,11 @@ impl Link for Forge {
     }
 
     async fn heartbeat(&self, _job: u64, _token: u64) -> Result<(), LinkError> {
+        // Once the file holds a whole line: the step wrote its pid.
         let rejected = self
             .reject_heartbeats_once
             .as_ref()
-            .is_some_and(|p| p.exists());
+            .is_some_and(|p| std::fs::read_to_string(p).is_ok_and(|t| t.ends_with('\n')));
         self.record(Call::Heartbeat { rejected });
         if rejected {
             return Err(LinkError::Rejected("stale token".into()));
@@ -460,16 +461,48 @@ async fn running_the_same_job_again_hits_the_cache_for_every_step_and_the_log_sa
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_heartbeat_stops_the_running_step_and_nothing_more_is_reported() {
+/// A repository whose lane `slow` writes its shell's pid to `pid` in the returned scratch
+/// directory (outside the lane directory), then sleeps for 600 s; a second step comes after.
+fn sleeping_lane() -> (Git, String, tempfile::TempDir) {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let pid_file = scratch.path().join("pid");
     let git = Git::new();
     let catalog = format!(
-        "version = 1\n\n[lane.slow]\n[[lane.slow.step]]\nname = \"sleep\"\nrun = \"echo $$ > {}; exec sleep 600\"\n[[lane.slow.step]]\nname = \"after\"\nrun = \"true\"\n",
-        pid_file.display()
+        r#"version = 1
+
+[lane.slow]
+[[lane.slow.step]]
+name = "sleep"
+run = "echo $$ > {}; exec sleep 600"
+[[lane.slow.step]]
+name = "after"
+run = "true"
+"#,
+        scratch.path().join("pid").display()
     );
     let head = git.commit(&[("lanes.toml", Some(&catalog))]);
+    (git, head, scratch)
+}
+
+/// The pid the step wrote to `pid_file`, once it is whole.
+async fn pid_from(pid_file: &Path) -> String {
+    // No deadline: a hang is a failure too, and a deadline would be a timing threshold.
+    loop {
+        match std::fs::read_to_string(pid_file) {
+            Ok(pid) if pid.ends_with('\n') => return pid.trim().to_owned(),
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Whether the process `pid` is gone (its step was reaped).
+fn gone(pid: &str) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_heartbeat_stops_the_running_step_and_nothing_more_is_reported() {
+    let (git, head, scratch) = sleeping_lane();
+    let pid_file = scratch.path().join("pid");
     let cache = tempfile::tempdir().expect("tempdir");
     let forge = Forge {
         reject_heartbeats_once: Some(pid_file.clone()),
@@ -480,12 +513,8 @@ async fn a_rejected_heartbeat_stops_the_running_step_and_nothing_more_is_reporte
     let end = run(&forge, job, cache.path()).await;
 
     assert_eq!(end, JobEnd::Stopped(Stop::Rejected("stale token".into())));
-    let pid = std::fs::read_to_string(&pid_file).expect("the step wrote its pid");
-    let pid = pid.trim();
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the step's process {pid} outlived the job"
-    );
+    let pid = pid_from(&pid_file).await;
+    assert!(gone(&pid), "the step's process {pid} outlived the job");
     let calls = forge.calls();
     let rejected = calls
         .iter()
@@ -644,14 +673,8 @@ async fn an_append_whose_answer_was_lost_is_resent_and_written_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutting_down_stops_running_jobs_without_reporting_them_and_returns_once_they_ended() {
-    let scratch = tempfile::tempdir().expect("tempdir");
+    let (git, head, scratch) = sleeping_lane();
     let pid_file = scratch.path().join("pid");
-    let git = Git::new();
-    let catalog = format!(
-        "version = 1\n\n[lane.slow]\n[[lane.slow.step]]\nname = \"sleep\"\nrun = \"echo $$ > {}; exec sleep 600\"\n",
-        pid_file.display()
-    );
-    let head = git.commit(&[("lanes.toml", Some(&catalog))]);
     let cache = tempfile::tempdir().expect("tempdir");
     let forge = Arc::new(Forge::default());
     forge
@@ -669,22 +692,51 @@ async fn shutting_down_stops_running_jobs_without_reporting_them_and_returns_onc
         },
         shutdown.clone(),
     ));
-    // Wait (without a deadline: a hang is a failure too) for the step to be running.
-    let pid = loop {
-        match std::fs::read_to_string(&pid_file) {
-            Ok(pid) if pid.ends_with('\n') => break pid.trim().to_owned(),
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
+    let pid = pid_from(&pid_file).await;
     shutdown.trigger();
     agent.await.expect("the agent ends");
 
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the step's process {pid} outlived the agent"
-    );
+    assert!(gone(&pid), "the step's process {pid} outlived the agent");
     // The step was cancelled, but that is not reported: the lease expires and the forge
     // requeues the job.
     assert_eq!(forge.steps(), [], "no step end is reported");
     assert!(forge.finishes().is_empty(), "{:?}", forge.calls());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_log_goes_in_appends_of_at_most_64_kib_when_streamed_and_when_restored() {
+    let git = Git::new();
+    let head = git.commit(&[(
+        "lanes.toml",
+        Some("version = 1\n[lane.loud]\n[[lane.loud.step]]\nname = \"count\"\nrun = \"seq 1 30000\"\n"),
+    )]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    for job in [1, 2] {
+        let forge = Forge::default();
+        let mut assignment = assignment(&git, &head, "loud");
+        assignment.job = job;
+        run(&forge, assignment, cache.path()).await;
+        let sent = appends(&forge);
+        assert!(sent.len() > 1, "{} appends", sent.len());
+        assert!(
+            sent.iter().all(|(_, bytes, _)| bytes.len() <= 64 * 1024),
+            "{:?}",
+            sent.iter().map(|(_, b, _)| b.len()).collect::<Vec<_>>()
+        );
+        let log = forge.log();
+        let numbers: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .filter_map(|l| l.split("] ").nth(1))
+            .collect();
+        let expected: Vec<String> = (1..=30000).map(|n| n.to_string()).collect();
+        assert_eq!(numbers, expected, "every line once, in order (job {job})");
+        let step = &forge.steps()[0];
+        let cache_use = if job == 1 {
+            StepCache::Miss
+        } else {
+            StepCache::Hit
+        };
+        assert_eq!(step.cache, cache_use);
+    }
 }

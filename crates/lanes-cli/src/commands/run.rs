@@ -662,26 +662,7 @@ fn step_line(lane: &lanes_core::Lane, step: &StepResult) -> String {
 }
 
 fn lane_line(lane: &lanes_core::Lane, result: &LaneResult) -> String {
-    let ran = result
-        .steps
-        .iter()
-        .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
-        .count();
-    let cached = result
-        .steps
-        .iter()
-        .filter(|s| s.status == Status::Cached)
-        .count();
-    let mut line = format!(
-        "{}: {} in {} ({ran} run, {cached} cached)",
-        lane.name,
-        result.status.as_str(),
-        seconds(millis(result.duration))
-    );
-    if let Some(error) = &result.error {
-        let _ = write!(line, ": {error}");
-    }
-    line
+    lanes_agent::joblog::lane_summary(&lane.name, result)
 }
 
 /// The last `n` lines of a log file.
@@ -748,16 +729,7 @@ fn summary(report: &Report, report_path: &Path) -> String {
         );
     }
     for lane in &shown {
-        let ran = lane
-            .steps
-            .iter()
-            .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
-            .count();
-        let cached = lane
-            .steps
-            .iter()
-            .filter(|s| s.status == Status::Cached)
-            .count();
+        let (ran, cached) = lanes_agent::joblog::ran_and_cached(&lane.steps);
         let saved: u64 = lane.steps.iter().map(|s| s.saved_ms).sum();
         let _ = writeln!(
             out,
