@@ -124,6 +124,9 @@ pub(crate) struct WaitArgs {
     /// Give up after this long (exit 3): 90s, 30m, 1h30m [default: wait as long as it takes]
     #[arg(long, value_name = "DURATION")]
     pub(crate) timeout: Option<String>,
+    /// Stop once every required lane has finished, without waiting for the others.
+    #[arg(long)]
+    pub(crate) required: bool,
     #[command(flatten)]
     pub(crate) forge: ForgeArgs,
     /// Print the forge's branch-status object instead of text.

@@ -36,9 +36,18 @@ pub(crate) enum Decision {
     Finished,
 }
 
+/// What the wait waits for once the run is the awaited head's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// The run is over: its status is final and no job is open.
+    Finished,
+    /// Every required lane's newest job has ended: the branch's status is decided (`--required`).
+    Required,
+}
+
 /// Whether the branch's latest run is the final word on `awaited` (the forge's own head when
 /// `None`). A run for any other head, finished or not, is never an answer.
-pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus) -> Decision {
+pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus, until: Until) -> Decision {
     let Some(run) = &status.run else {
         return Decision::NotSeen;
     };
@@ -46,7 +55,19 @@ pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus) -> Decision {
     if !run.head.eq_ignore_ascii_case(target) {
         return Decision::NotSeen;
     }
-    if run.is_finished() {
+    let over = match until {
+        Until::Finished => run.is_finished(),
+        Until::Required => {
+            run.is_finished()
+                || run
+                    .lanes()
+                    .into_iter()
+                    .filter_map(|lane| run.newest_job(lane))
+                    .filter(|job| job.class == "required")
+                    .all(|job| !job.is_open())
+        }
+    };
+    if over {
         Decision::Finished
     } else {
         Decision::Running
@@ -93,6 +114,11 @@ pub(crate) fn run(dir: &Path, args: &WaitArgs, printer: &Printer) -> Result<u8, 
             forge: &forge,
             branch: &branch,
             awaited: awaited.as_deref(),
+            until: if args.required {
+                Until::Required
+            } else {
+                Until::Finished
+            },
             printer,
             json: args.json,
         };
@@ -118,6 +144,7 @@ struct Waiter<'a> {
     forge: &'a Forge,
     branch: &'a str,
     awaited: Option<&'a str>,
+    until: Until,
     printer: &'a Printer,
     json: bool,
 }
@@ -139,7 +166,7 @@ impl Waiter<'_> {
             match self.forge.branch_status(self.branch).await {
                 Ok((value, status)) => {
                     unreachable_since = None;
-                    match decide(self.awaited, &status) {
+                    match decide(self.awaited, &status, self.until) {
                         Decision::Finished => return self.finish(&value, &status),
                         Decision::Running => {
                             if let Some(run) = &status.run {
@@ -252,7 +279,11 @@ impl Waiter<'_> {
             return Ok(None);
         }
         let (run_value, run) = self.forge.run(listed.number).await?;
-        if !run.is_finished() {
+        let listed_status = BranchStatus {
+            run: Some(run.clone()),
+            ..status.clone()
+        };
+        if decide(Some(awaited), &listed_status, self.until) != Decision::Finished {
             return Ok(None);
         }
         if let Some(latest) = &status.run {
@@ -294,7 +325,9 @@ impl Waiter<'_> {
             u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         );
         let what = match (last, self.awaited) {
-            (Some((_, status)), awaited) if decide(awaited, status) == Decision::Running => {
+            (Some((_, status)), awaited)
+                if decide(awaited, status, self.until) == Decision::Running =>
+            {
                 let number = status.run.as_ref().map(|r| r.number).unwrap_or_default();
                 format!("run #{number} is still going")
             }
@@ -366,30 +399,36 @@ mod tests {
     #[test]
     fn an_older_heads_finished_run_is_never_the_answer() {
         let s = status(Some(OLD), Some((OLD, "passed", &["passed"])));
-        assert_eq!(decide(Some(NEW), &s), Decision::NotSeen);
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::NotSeen);
         // The forge has read the new head but not made its run yet: the old run is still latest.
         let s = status(Some(NEW), Some((OLD, "passed", &["passed"])));
-        assert_eq!(decide(Some(NEW), &s), Decision::NotSeen);
-        assert_eq!(decide(None, &s), Decision::NotSeen);
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::NotSeen);
+        assert_eq!(decide(None, &s, Until::Finished), Decision::NotSeen);
     }
 
     #[test]
     fn no_run_yet_is_not_seen() {
-        assert_eq!(decide(Some(NEW), &status(None, None)), Decision::NotSeen);
-        assert_eq!(decide(None, &status(Some(NEW), None)), Decision::NotSeen);
+        assert_eq!(
+            decide(Some(NEW), &status(None, None), Until::Finished),
+            Decision::NotSeen
+        );
+        assert_eq!(
+            decide(None, &status(Some(NEW), None), Until::Finished),
+            Decision::NotSeen
+        );
     }
 
     #[test]
     fn the_awaited_heads_run_is_final_once_its_status_and_every_job_are() {
         let s = status(Some(NEW), Some((NEW, "running", &["passed", "running"])));
-        assert_eq!(decide(Some(NEW), &s), Decision::Running);
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::Running);
         let s = status(Some(NEW), Some((NEW, "failed", &["failed", "skipped"])));
-        assert_eq!(decide(Some(NEW), &s), Decision::Finished);
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::Finished);
         // Without an awaited head, the forge's own head is awaited.
-        assert_eq!(decide(None, &s), Decision::Finished);
+        assert_eq!(decide(None, &s, Until::Finished), Decision::Finished);
         // Commit ids compare whatever their case.
         assert_eq!(
-            decide(Some(&NEW.to_ascii_uppercase()), &s),
+            decide(Some(&NEW.to_ascii_uppercase()), &s, Until::Finished),
             Decision::Finished
         );
     }
@@ -397,10 +436,35 @@ mod tests {
     #[test]
     fn a_finished_run_with_a_rerun_still_queued_is_not_final() {
         let s = status(Some(NEW), Some((NEW, "failed", &["failed", "queued"])));
-        assert_eq!(decide(Some(NEW), &s), Decision::Running);
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::Running);
         // All jobs over, but the forge has not closed the run yet.
         let s = status(Some(NEW), Some((NEW, "running", &["passed"])));
-        assert_eq!(decide(Some(NEW), &s), Decision::Running);
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::Running);
+    }
+
+    #[test]
+    fn with_required_the_wait_ends_once_every_required_lanes_newest_job_has() {
+        let s: BranchStatus = serde_json::from_value(json!({
+            "repo": "app", "branch": "main", "head": NEW, "status": "passed",
+            "run": {"number": 1, "head": NEW, "status": "running", "jobs": [
+                {"id": 1, "lane": "test", "class": "required", "status": "failed"},
+                {"id": 2, "lane": "sign", "class": "advisory", "status": "queued"},
+                {"id": 3, "lane": "test", "class": "required", "status": "passed", "rerun_of": 1},
+            ]}
+        }))
+        .expect("status parses");
+        assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::Running);
+        assert_eq!(decide(Some(NEW), &s, Until::Required), Decision::Finished);
+        // An older head's run is no answer either way.
+        assert_eq!(decide(Some(OLD), &s, Until::Required), Decision::NotSeen);
+        let mut rerun = s.clone();
+        if let Some(run) = rerun.run.as_mut() {
+            run.jobs[2].status = "queued".to_owned();
+        }
+        assert_eq!(
+            decide(Some(NEW), &rerun, Until::Required),
+            Decision::Running
+        );
     }
 
     #[test]
