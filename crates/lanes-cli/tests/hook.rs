@@ -174,6 +174,38 @@ fn a_hook_lanes_did_not_write_is_only_replaced_with_force() {
 }
 
 #[test]
+fn install_refuses_a_directory_inside_a_repository_and_a_missing_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("web");
+    std::fs::create_dir_all(repo.join("src")).expect("mkdir");
+    git_in(&repo, &["init", "-q"]);
+    let run = lanes(dir.path(), &["hook", "install", "--repo", "web/src"], &[]);
+    assert_eq!(run.code, 2);
+    let top = std::fs::canonicalize(&repo).expect("canonical");
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: {}/src is inside the repository at {}, not a repository itself\n  help: pass the repository's own directory: --repo {}\n",
+            top.display(),
+            top.display(),
+            top.display()
+        )
+    );
+    assert!(!hook_of(&repo.join(".git")).exists());
+
+    let run = lanes(dir.path(), &["hook", "install", "--repo", "nope"], &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: cannot use {}/nope as a repository: ",
+            dir.path().display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn install_refuses_an_https_forge() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bare = bare_repo(dir.path(), "app.git");

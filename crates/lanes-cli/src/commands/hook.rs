@@ -30,9 +30,31 @@ pub(crate) fn run(dir: &Path, command: &HookCommand, printer: &Printer) -> Resul
 }
 
 fn install(dir: &Path, args: &HookInstallArgs, printer: &Printer) -> Result<u8, CliError> {
-    let path = std::path::absolute(dir.join(&args.repo)).unwrap_or_else(|_| dir.join(&args.repo));
+    let given = dir.join(&args.repo);
+    let path = std::fs::canonicalize(&given).map_err(|e| {
+        CliError::usage(
+            format!("cannot use {} as a repository: {e}", given.display()),
+            "pass the path of the repository `lanes serve --repo` watches".to_owned(),
+        )
+    })?;
     let repo = Repo::discover(&path)?;
     let top = repo.workdir().unwrap_or_else(|| repo.git_dir()).to_owned();
+    // Discovery walks up: a mistyped subdirectory must not put the hook into an enclosing
+    // repository.
+    let same = |p: &Path| std::fs::canonicalize(p).is_ok_and(|p| p == path);
+    if !same(&top) && !same(repo.git_dir()) {
+        return Err(CliError::usage(
+            format!(
+                "{} is inside the repository at {}, not a repository itself",
+                path.display(),
+                top.display()
+            ),
+            format!(
+                "pass the repository's own directory: --repo {}",
+                top.display()
+            ),
+        ));
+    }
     let name = match args
         .name
         .as_deref()
