@@ -77,6 +77,7 @@ enum Call {
     Heartbeat {
         rejected: bool,
     },
+    HeartbeatUnavailable,
     Append {
         offset: u64,
         bytes: Vec<u8>,
@@ -102,8 +103,12 @@ struct Forge {
     calls: Mutex<Vec<Call>>,
     /// The job log as stored: only appends at its length are written.
     log: Mutex<Vec<u8>>,
-    /// Heartbeats are rejected once this file holds a line.
-    reject_heartbeats_once: Option<PathBuf>,
+    /// Heartbeats get this answer once this file holds a line.
+    fail_heartbeats_once: Option<(PathBuf, LinkError)>,
+    /// How many heartbeats to come fail as unavailable (`u32::MAX`: all of them).
+    unavailable_heartbeats: Mutex<u32>,
+    /// Created at every heartbeat the forge takes.
+    heartbeat_taken: Option<PathBuf>,
     /// Faults for the appends to come, first first.
     append_faults: Mutex<VecDeque<Option<AppendFault>>>,
 }
@@ -157,14 +162,33 @@ impl Link for Forge {
     }
 
     async fn heartbeat(&self, _job: u64, _token: u64) -> Result<(), LinkError> {
+        {
+            let mut failing = self.unavailable_heartbeats.lock().expect("heartbeats");
+            if *failing > 0 {
+                if *failing != u32::MAX {
+                    *failing -= 1;
+                }
+                self.record(Call::HeartbeatUnavailable);
+                return Err(LinkError::Unavailable("connection refused".into()));
+            }
+        }
         // Once the file holds a whole line: the step wrote its pid.
-        let rejected = self
-            .reject_heartbeats_once
+        let failure = self
+            .fail_heartbeats_once
             .as_ref()
-            .is_some_and(|p| std::fs::read_to_string(p).is_ok_and(|t| t.ends_with('\n')));
-        self.record(Call::Heartbeat { rejected });
-        if rejected {
-            return Err(LinkError::Rejected("stale token".into()));
+            .filter(|(path, _)| std::fs::read_to_string(path).is_ok_and(|t| t.ends_with('\n')));
+        match failure {
+            Some((_, error)) => {
+                self.record(match error {
+                    LinkError::Rejected(_) => Call::Heartbeat { rejected: true },
+                    LinkError::Unavailable(_) => Call::HeartbeatUnavailable,
+                });
+                return Err(error.clone());
+            }
+            None => self.record(Call::Heartbeat { rejected: false }),
+        }
+        if let Some(taken) = &self.heartbeat_taken {
+            std::fs::write(taken, "").expect("write");
         }
         Ok(())
     }
@@ -505,7 +529,7 @@ async fn a_rejected_heartbeat_stops_the_running_step_and_nothing_more_is_reporte
     let pid_file = scratch.path().join("pid");
     let cache = tempfile::tempdir().expect("tempdir");
     let forge = Forge {
-        reject_heartbeats_once: Some(pid_file.clone()),
+        fail_heartbeats_once: Some((pid_file.clone(), LinkError::Rejected("stale token".into()))),
         ..Forge::default()
     };
     let mut job = assignment(&git, &head, "slow");
@@ -739,4 +763,95 @@ async fn a_large_log_goes_in_appends_of_at_most_64_kib_when_streamed_and_when_re
         };
         assert_eq!(step.cache, cache_use);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_heartbeat_is_tried_again_and_the_job_goes_on() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let taken = scratch.path().join("taken");
+    let git = Git::new();
+    // The step runs until the forge took a heartbeat, so the retry happens while it runs.
+    let catalog = format!(
+        "version = 1\n[lane.wait]\n[[lane.wait.step]]\nname = \"wait\"\nrun = \"until [ -e {} ]; do sleep 0.02; done; echo released\"\n",
+        taken.display()
+    );
+    let head = git.commit(&[("lanes.toml", Some(&catalog))]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let forge = Forge {
+        unavailable_heartbeats: Mutex::new(2),
+        heartbeat_taken: Some(taken),
+        ..Forge::default()
+    };
+    let mut job = assignment(&git, &head, "wait");
+    // A lease of 3 s leaves room for two retries (100 ms, then 200 ms).
+    job.heartbeat_ms = 1000;
+    let end = run(&forge, job, cache.path()).await;
+
+    let beats: Vec<Call> = forge
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Heartbeat { .. } | Call::HeartbeatUnavailable))
+        .collect();
+    assert_eq!(
+        &beats[..3],
+        [
+            Call::HeartbeatUnavailable,
+            Call::HeartbeatUnavailable,
+            Call::Heartbeat { rejected: false }
+        ]
+    );
+    let JobEnd::Finished(finish) = end else {
+        panic!("the job was stopped: {end:?}");
+    };
+    assert_eq!(finish.state, JobState::Passed);
+    assert!(forge.log().contains("] released"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forge_unavailable_for_longer_than_the_lease_stops_the_job_unreported() {
+    let (git, head, scratch) = sleeping_lane();
+    let pid_file = scratch.path().join("pid");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let forge = Forge {
+        fail_heartbeats_once: Some((
+            pid_file.clone(),
+            LinkError::Unavailable("connection refused".into()),
+        )),
+        ..Forge::default()
+    };
+    let mut job = assignment(&git, &head, "slow");
+    job.heartbeat_ms = 50;
+    let end = run(&forge, job, cache.path()).await;
+
+    assert!(
+        matches!(&end, JobEnd::Stopped(Stop::LeaseLost(why)) if why.contains("connection refused")),
+        "{end:?}"
+    );
+    let pid = pid_from(&pid_file).await;
+    assert!(gone(&pid), "the step's process {pid} outlived the job");
+    assert!(forge.calls().contains(&Call::HeartbeatUnavailable));
+    // The step ended only after the job was given up, so its end was not reported.
+    assert_eq!(forge.steps(), []);
+    assert!(forge.finishes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_repository_runs_like_a_clone() {
+    let (git, head) = two_steps();
+    let bare = tempfile::tempdir().expect("tempdir");
+    let bare_path = bare.path().join("demo.git");
+    git.run(&[
+        "clone",
+        "-q",
+        "--bare",
+        &git.path().display().to_string(),
+        &bare_path.display().to_string(),
+    ]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let forge = Forge::default();
+    let mut job = assignment(&git, &head, "build");
+    job.git_dir = bare_path;
+    run(&forge, job, cache.path()).await;
+    assert_eq!(forge.finishes()[0].state, JobState::Passed);
+    assert!(forge.log().contains("] main-content"), "{}", forge.log());
 }
