@@ -115,8 +115,9 @@ pub async fn run_job<L: Link>(
     }
 }
 
-/// Heartbeats every `interval` from `started` until the job is done or stopped; a lease that
-/// could not be extended within `lease` of the last extension stops the job.
+/// Heartbeats every `interval` once the job is reported started, until it is done or stopped; a
+/// lease that could not be extended within `lease` of the last extension (at first, of
+/// `leased_at`) stops the job.
 async fn heartbeats<L: Link>(
     reporter: &Reporter<'_, L>,
     leased_at: Instant,

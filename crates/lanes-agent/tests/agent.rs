@@ -855,3 +855,33 @@ async fn a_bare_repository_runs_like_a_clone() {
     assert_eq!(forge.finishes()[0].state, JobState::Passed);
     assert!(forge.log().contains("] main-content"), "{}", forge.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_that_cannot_prepare_its_directory_fails_and_the_job_log_says_why() {
+    let git = Git::new();
+    let head = git.commit(&[
+        (
+            "lanes.toml",
+            Some("version = 1\n[lane.l]\ncache-mounts = [\"target\"]\n[[lane.l.step]]\nname = \"s\"\nrun = \"true\"\n"),
+        ),
+        ("target/keep", Some("committed by mistake\n")),
+    ]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let forge = Forge::default();
+    run(&forge, assignment(&git, &head, "l"), cache.path()).await;
+
+    let finish = &forge.finishes()[0];
+    assert_eq!(finish.state, JobState::Failed);
+    let log = forge.log();
+    let order = positions(
+        &log,
+        &[
+            "== step 1/1 s",
+            "lanes: the cache mount `target` collides",
+            "== step 1/1 s: failed",
+            "== lane l: failed",
+        ],
+    );
+    assert!(is_sorted(&order), "{log}");
+    assert_eq!(forge.steps()[0].status, JobState::Failed);
+}
