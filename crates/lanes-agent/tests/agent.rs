@@ -261,21 +261,43 @@ async fn run(forge: &Forge, assignment: Assignment, cache: &Path) -> JobEnd {
     run_job(forge, assignment, &agent_env(cache), &Shutdown::new()).await
 }
 
-const TWO_STEPS: &str = r#"version = 1
+/// The TOML of lane `name` with `keys` (lines such as `cache-mounts = ["target"]`) and its
+/// steps (name, command).
+fn lane(name: &str, keys: &str, steps: &[(&str, &str)]) -> String {
+    let mut toml = format!("[lane.{name}]\n{keys}");
+    for (step, run) in steps {
+        toml.push_str(&format!(
+            "[[lane.{name}.step]]\nname = '{step}'\nrun = '{run}'\n"
+        ));
+    }
+    toml
+}
 
-[lane.build]
-[[lane.build.step]]
-name = "compile"
-run = "echo compile-a; echo compile-b; cat src/main.txt; echo compile-err >&2"
-[[lane.build.step]]
-name = "test"
-run = "echo test-a; echo test-b"
-"#;
+/// A catalog of `lanes`.
+fn catalog(lanes: &[String]) -> String {
+    format!("version = 1\n{}", lanes.join("\n"))
+}
+
+/// The lane `build`: `compile` writes two lines, its input file and a line on stderr; `test`
+/// writes two lines.
+fn build_lane() -> String {
+    lane(
+        "build",
+        "",
+        &[
+            (
+                "compile",
+                "echo compile-a; echo compile-b; cat src/main.txt; echo compile-err >&2",
+            ),
+            ("test", "echo test-a; echo test-b"),
+        ],
+    )
+}
 
 fn two_steps() -> (Git, String) {
     let git = Git::new();
     let head = git.commit(&[
-        ("lanes.toml", Some(TWO_STEPS)),
+        ("lanes.toml", Some(&catalog(&[build_lane()]))),
         ("src/main.txt", Some("main-content\n")),
     ]);
     (git, head)
@@ -385,24 +407,16 @@ async fn a_passing_lane_reports_every_step_passed_and_finishes_passed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_lane_reports_the_failed_step_and_the_skipped_rest_and_finishes_failed() {
     let git = Git::new();
-    let head = git.commit(&[(
-        "lanes.toml",
-        Some(
-            r#"version = 1
-
-[lane.build]
-[[lane.build.step]]
-name = "ok"
-run = "true"
-[[lane.build.step]]
-name = "broken"
-run = "echo about-to-fail; exit 3"
-[[lane.build.step]]
-name = "after"
-run = "echo never"
-"#,
-        ),
-    )]);
+    let failing = lane(
+        "build",
+        "",
+        &[
+            ("ok", "true"),
+            ("broken", "echo about-to-fail; exit 3"),
+            ("after", "echo never"),
+        ],
+    );
+    let head = git.commit(&[("lanes.toml", Some(&catalog(&[failing])))]);
     let cache = tempfile::tempdir().expect("tempdir");
     let forge = Forge::default();
     run(&forge, assignment(&git, &head, "build"), cache.path()).await;
@@ -490,19 +504,19 @@ async fn running_the_same_job_again_hits_the_cache_for_every_step_and_the_log_sa
 fn sleeping_lane() -> (Git, String, tempfile::TempDir) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let git = Git::new();
-    let catalog = format!(
-        r#"version = 1
-
-[lane.slow]
-[[lane.slow.step]]
-name = "sleep"
-run = "echo $$ > {}; exec sleep 600"
-[[lane.slow.step]]
-name = "after"
-run = "true"
-"#,
-        scratch.path().join("pid").display()
+    let pid = scratch.path().join("pid");
+    let slow = lane(
+        "slow",
+        "",
+        &[
+            (
+                "sleep",
+                &format!("echo $$ > {}; exec sleep 600", pid.display()),
+            ),
+            ("after", "true"),
+        ],
     );
+    let catalog = catalog(&[slow]);
     let head = git.commit(&[("lanes.toml", Some(&catalog))]);
     (git, head, scratch)
 }
@@ -555,10 +569,9 @@ async fn a_rejected_heartbeat_stops_the_running_step_and_nothing_more_is_reporte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_missing_from_the_catalog_at_that_commit_finishes_error_with_a_message() {
     let git = Git::new();
-    let both =
-        format!("{TWO_STEPS}\n[lane.docs]\n[[lane.docs.step]]\nname = \"build\"\nrun = \"true\"\n");
-    let with_docs = git.commit(&[("lanes.toml", Some(&both))]);
-    let without = git.commit(&[("lanes.toml", Some(TWO_STEPS))]);
+    let docs = lane("docs", "", &[("build", "true")]);
+    let with_docs = git.commit(&[("lanes.toml", Some(&catalog(&[build_lane(), docs])))]);
+    let without = git.commit(&[("lanes.toml", Some(&catalog(&[build_lane()])))]);
     let cache = tempfile::tempdir().expect("tempdir");
 
     // The lane exists at the first commit, so it is the commit's catalog that is read.
@@ -732,7 +745,7 @@ async fn a_large_log_goes_in_appends_of_at_most_64_kib_when_streamed_and_when_re
     let git = Git::new();
     let head = git.commit(&[(
         "lanes.toml",
-        Some("version = 1\n[lane.loud]\n[[lane.loud.step]]\nname = \"count\"\nrun = \"seq 1 30000\"\n"),
+        Some(&catalog(&[lane("loud", "", &[("count", "seq 1 30000")])])),
     )]);
     let cache = tempfile::tempdir().expect("tempdir");
     for job in [1, 2] {
@@ -771,10 +784,11 @@ async fn an_unavailable_heartbeat_is_tried_again_and_the_job_goes_on() {
     let taken = scratch.path().join("taken");
     let git = Git::new();
     // The step runs until the forge took a heartbeat, so the retry happens while it runs.
-    let catalog = format!(
-        "version = 1\n[lane.wait]\n[[lane.wait.step]]\nname = \"wait\"\nrun = \"until [ -e {} ]; do sleep 0.02; done; echo released\"\n",
+    let run_until = format!(
+        "until [ -e {} ]; do sleep 0.02; done; echo released",
         taken.display()
     );
+    let catalog = catalog(&[lane("wait", "", &[("wait", &run_until)])]);
     let head = git.commit(&[("lanes.toml", Some(&catalog))]);
     let cache = tempfile::tempdir().expect("tempdir");
     let forge = Forge {
@@ -862,7 +876,11 @@ async fn a_lane_that_cannot_prepare_its_directory_fails_and_the_job_log_says_why
     let head = git.commit(&[
         (
             "lanes.toml",
-            Some("version = 1\n[lane.l]\ncache-mounts = [\"target\"]\n[[lane.l.step]]\nname = \"s\"\nrun = \"true\"\n"),
+            Some(&catalog(&[lane(
+                "l",
+                "cache-mounts = [\"target\"]\n",
+                &[("s", "true")],
+            )])),
         ),
         ("target/keep", Some("committed by mistake\n")),
     ]);
