@@ -277,7 +277,6 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let lane = lane.clone();
                 let fingerprints = planned[p].fingerprints.clone();
                 let done_tx = tx.clone();
-                let held = slot;
                 threads.push(std::thread::spawn(move || {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         lanes_exec::run_lane(&lane, &fingerprints, &fileset, &cx)
@@ -289,7 +288,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         steps: Vec::new(),
                         error: Some("internal error: the lane's thread panicked".to_owned()),
                     });
-                    let _ = done_tx.send(Message::Done(p, result, Some(held)));
+                    let _ = done_tx.send(Message::Done(p, result, Some(slot)));
                 }));
             }
         }
@@ -306,8 +305,9 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let lane = &catalog.lanes[planned[p].lane];
                 show_event(&mut progress, p, lane, &event);
             }
-            Message::Done(p, result, lock) => {
-                drop(lock);
+            Message::Done(p, result, slot) => {
+                // The lane's directory is free for the next run of the lane.
+                drop(slot);
                 let lane = &catalog.lanes[planned[p].lane];
                 progress.lane_done(p);
                 progress.line(&lane_line(lane, &result));
