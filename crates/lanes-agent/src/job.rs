@@ -212,7 +212,7 @@ async fn body<L: Link>(
         .await?;
     reporter.control.set_started();
 
-    let mut stream = LogStream::default();
+    let mut stream = LogStream::starting_at(assignment.log_offset);
     let setup = {
         let (assignment, env) = (assignment.clone(), env.clone());
         tokio::task::spawn_blocking(move || set_up(&assignment, &env)).await

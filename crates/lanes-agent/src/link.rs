@@ -30,6 +30,10 @@ pub struct Assignment {
     pub git_dir: PathBuf,
     /// How often to heartbeat, in milliseconds.
     pub heartbeat_ms: u64,
+    /// Where this attempt's log starts: the bytes an earlier attempt (requeued after its agent
+    /// was lost) left in the job's log stay, and this attempt appends after them.
+    #[serde(default)]
+    pub log_offset: u64,
 }
 
 /// Whether a step's result came from the cache.

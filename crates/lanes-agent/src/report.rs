@@ -190,6 +190,14 @@ pub(crate) struct LogStream {
 }
 
 impl LogStream {
+    /// A stream appending after the `acknowledged` bytes already in the job's log.
+    pub(crate) fn starting_at(acknowledged: u64) -> LogStream {
+        LogStream {
+            pending: Vec::new(),
+            acked: acknowledged,
+        }
+    }
+
     pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.pending.extend_from_slice(bytes);
     }

@@ -254,6 +254,7 @@ fn assignment(git: &Git, head: &str, lane: &str) -> Assignment {
         head: head.into(),
         git_dir: git.path().to_owned(),
         heartbeat_ms: 10_000,
+        log_offset: 0,
     }
 }
 

@@ -106,6 +106,7 @@ outputs = ["out/**"]
         head: head.clone(),
         git_dir: repo.path.clone(),
         heartbeat_ms: 10_000,
+        log_offset: 0,
     };
     run_job(&forge, assignment, &env, &Shutdown::new()).await;
 

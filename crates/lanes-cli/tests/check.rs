@@ -42,7 +42,7 @@ fn json_diagnostics_carry_file_line_column_message_and_help() {
     let value: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(value["ok"], json!(false));
     let diagnostics = value["diagnostics"].as_array().expect("array");
-    assert_eq!(diagnostics.len(), 11, "{value:#}");
+    assert_eq!(diagnostics.len(), 13, "{value:#}");
     assert_eq!(
         diagnostics[1],
         json!({"code": "catalog::class", "file": "lanes.toml", "line": 10, "column": 9,

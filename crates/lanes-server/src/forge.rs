@@ -634,6 +634,18 @@ impl<S: Store + 'static> Forge<S> {
                 place
             }
         };
+        let log_offset = if job.log_len > 0 {
+            // An earlier attempt wrote to this log: its bytes stay, a line says where this
+            // attempt starts, and the agent appends after it.
+            let line = format!(
+                "\n== lanes: attempt {} starts here; the log above is the earlier attempt's\n",
+                job.attempts + 1,
+            );
+            self.append_log(lease.job.0, lease.token.0, job.log_len, line.into_bytes())
+                .await?
+        } else {
+            0
+        };
         Ok(Assignment {
             job: lease.job.0,
             token: lease.token.0,
@@ -643,6 +655,7 @@ impl<S: Store + 'static> Forge<S> {
             head,
             git_dir,
             heartbeat_ms: self.config.schedule.heartbeat,
+            log_offset,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `lanes serve` end to end: a real server process over a real bare repository, pushes from a
 //! real clone, jobs run by the built-in agent with real processes, state in a real SQLite file.
 
+mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod server;
@@ -247,7 +248,7 @@ step = [{ name = "hold", run = "sleep 600" }]
     let status = forge.wait_for(
         "one lane to run and the other to wait for the group",
         || {
-            let status = forge.branch("main");
+            let status = forge.seen_branch("main")?;
             let jobs = status["run"]["jobs"].as_array()?.clone();
             let running = jobs.iter().find(|j| j["status"] == "running")?.clone();
             let waiting = jobs
@@ -400,7 +401,9 @@ step = [{ name = "quick", run = "echo quick" }]
         after.starts_with(&before),
         "the acknowledged bytes survive the kill:\nbefore:\n{before}\nafter:\n{after}"
     );
-    assert!(after.contains("second half"), "{after}");
+    let rest = &after[before.len()..];
+    assert!(rest.contains("attempt 2 starts here"), "{after}");
+    assert!(rest.contains("second half"), "{after}");
 }
 
 #[test]

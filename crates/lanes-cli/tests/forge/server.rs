@@ -113,6 +113,16 @@ impl Forge {
 
     /// Pushes `branch` to origin (forced) and tells the forge, as the post-receive hook does.
     pub(crate) fn push(&self, branch: &str) {
+        self.git_push(branch);
+        if !self.addr.is_empty() {
+            let r = self.request("POST", "/api/v1/repos/origin/refs-changed", None);
+            assert_eq!(r.status, 202, "{}", r.text());
+        }
+    }
+
+    /// Pushes `branch` to origin (forced) without telling the forge; returns git's stderr (where
+    /// a hook's output goes).
+    pub(crate) fn git_push(&self, branch: &str) -> String {
         let out = git_command(&self.work)
             .args([
                 "push",
@@ -128,20 +138,29 @@ impl Forge {
             "git push failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if !self.addr.is_empty() {
-            let r = self.request("POST", "/api/v1/repos/origin/refs-changed", None);
-            assert_eq!(r.status, 202, "{}", r.text());
-        }
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
     /// Starts `lanes serve` (again, after a stop or a kill) and waits until it listens.
     pub(crate) fn start(&mut self) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        // A restart keeps the address, so clients following the forge can reconnect.
+        let listen = if self.addr.is_empty() {
+            "127.0.0.1:0".to_owned()
+        } else {
+            self.addr.clone()
+        };
+        let poll = if self.extra.iter().any(|a| a == "--poll-interval") {
+            Vec::new()
+        } else {
+            vec!["--poll-interval", "1s"]
+        };
         cmd.args(["serve", "--repo"])
             .arg(&self.origin)
             .arg("--data-dir")
             .arg(&self.data)
-            .args(["--listen", "127.0.0.1:0", "--poll-interval", "1s"])
+            .args(["--listen", &listen])
+            .args(poll)
             .args(&self.extra)
             .env("LANES_CACHE_DIR", &self.cache)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -296,11 +315,6 @@ impl Forge {
             ],
         )
     }
-
-    /// The path of a file under the test's root.
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
 }
 
 impl Drop for Forge {
@@ -341,10 +355,7 @@ fn parse_response(raw: &[u8]) -> Response {
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(end) = raw.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&raw[..end]).trim(), 16).unwrap_or(0);
         if size == 0 {
