@@ -101,6 +101,10 @@ pub async fn run_job<L: Link>(
     let watch = async {
         tokio::select! {
             () = shutdown.triggered() => control.stop(Stop::Shutdown),
+            () = link.revoked(assignment.job, assignment.token) => control.stop(Stop::Rejected(
+                "the forge took the job from this lease (cancelled, superseded or requeued)"
+                    .to_owned(),
+            )),
             () = control.until_done() => {}
         }
     };

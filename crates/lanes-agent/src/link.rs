@@ -135,6 +135,15 @@ pub trait Link: Send + Sync + 'static {
         step: StepReport,
     ) -> impl Future<Output = Result<(), LinkError>> + Send;
 
+    /// Resolves when the forge takes the job from this lease (a user cancelled it, a newer head
+    /// superseded it, it was requeued) so the agent can stop its steps at once rather than at
+    /// its next heartbeat, whose rejection would tell it too. A link that cannot tell never
+    /// resolves.
+    fn revoked(&self, job: u64, token: u64) -> impl Future<Output = ()> + Send {
+        let _ = (job, token);
+        std::future::pending()
+    }
+
     /// The job ended.
     fn finish(
         &self,

@@ -554,6 +554,15 @@ impl<S: Store + 'static> Forge<S> {
         }
     }
 
+    /// True while `token` is `job`'s live lease.
+    pub async fn holds(&self, job: u64, token: u64) -> bool {
+        let state = self.sched.lock().await;
+        state
+            .sched
+            .lease_of(schedule::JobId(job))
+            .is_some_and(|lease| lease.token == Token(token))
+    }
+
     /// The agent holding `job`'s lease, if it is held.
     pub async fn holder(&self, job: u64) -> Option<String> {
         let state = self.sched.lock().await;

@@ -1,7 +1,7 @@
 //! The built-in agent's link to the forge: the same [`Link`] interface a remote agent uses over
 //! HTTP, answered by direct calls into the [`Forge`] in this process.
 
-use crate::forge::Forge;
+use crate::forge::{Forge, JobEvent};
 use lanes_agent::{Assignment, FinishReport, Link, LinkError, StepReport};
 use lanes_store::Store;
 use std::sync::Arc;
@@ -49,6 +49,26 @@ impl<S: Store + 'static> Link for LocalLink<S> {
 
     async fn step(&self, job: u64, token: u64, step: StepReport) -> Result<(), LinkError> {
         Ok(self.forge.step(job, token, step).await?)
+    }
+
+    async fn revoked(&self, job: u64, token: u64) {
+        let mut events = self.forge.subscribe();
+        loop {
+            if !self.forge.holds(job, token).await {
+                return;
+            }
+            // Only this job's state changes (or missed events) are worth a look at the lease.
+            loop {
+                match events.recv().await {
+                    Ok(JobEvent::State { job: changed }) if changed.0 as u64 == job => break,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
     }
 
     async fn finish(&self, job: u64, token: u64, finish: FinishReport) -> Result<(), LinkError> {

@@ -58,6 +58,7 @@ class = "required"
 step = [{ name = "fails", run = "echo going; sleep 1; echo the assertion failed; exit 1" }]
 "#;
     let forge = Forge::new(catalog, &[]);
+    forge.wait_for("the forge to see main", || forge.seen_branch("main"));
     let follow = forge.lanes(&["logs", "main", "test", "--follow"]);
     assert_eq!(follow.code, 1, "{}\n{}", follow.stdout, follow.stderr);
     assert!(follow.stdout.contains("going"), "{}", follow.stdout);

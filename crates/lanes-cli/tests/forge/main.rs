@@ -329,17 +329,26 @@ fn a_rerun_that_passes_turns_the_branch_green_and_records_what_it_reruns() {
 }
 
 #[test]
-fn cancelling_a_running_job_stops_it() {
-    let catalog = r#"version = 1
-[lane.slow]
-class = "required"
-step = [{ name = "sleep", run = "echo started; sleep 600" }]
-"#;
-    let forge = Forge::new(catalog, &[]);
+fn cancelling_a_running_job_stops_its_steps_at_once() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let pid = outside.path().join("pid");
+    let catalog = format!(
+        "version = 1\n[lane.slow]\nclass = \"required\"\nstep = [{{ name = \"sleep\", run = \
+         \"echo $$ > {p}; sleep 600\" }}]\n",
+        p = pid.display()
+    );
+    // Heartbeats far apart: only the forge telling the agent can stop the step in time.
+    let forge = Forge::with_args(&catalog, &[], &["--heartbeat", "10m", "--lease", "30m"]);
     let id = forge.wait_for("the job to run", || {
         let status = forge.seen_branch("main")?;
         let j = job(&status, "slow");
         (j["status"] == "running").then(|| j["id"].as_i64().expect("id"))
+    });
+    let step_pid = forge.wait_for("the step to start", || {
+        std::fs::read_to_string(&pid)
+            .ok()
+            .filter(|p| p.ends_with('\n'))
+            .map(|p| p.trim().to_owned())
     });
     let r = forge.request("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -347,10 +356,17 @@ step = [{ name = "sleep", run = "echo started; sleep 600" }]
     assert_eq!(r.json()["reason"]["kind"], "cancelled-by-user");
     let again = forge.request("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
     assert_eq!(again.status, 409);
-    let run = forge.wait_for("the run to end", || {
-        let run = forge.get("/api/v1/repos/origin/runs/1");
-        (run["status"] == "cancelled").then_some(run)
+    assert_eq!(again.json()["error"]["code"], "conflict");
+    forge.wait_for("the step's process to end", || {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", &step_pid])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("kill runs");
+        (!alive.success()).then_some(())
     });
+    let run = forge.get("/api/v1/repos/origin/runs/1");
+    assert_eq!(run["status"], "cancelled", "{run:#}");
     assert_eq!(run["jobs"][0]["status"], "cancelled");
 }
 
