@@ -279,3 +279,94 @@ fn follow_headers_are_served(forge: &Forge) {
     assert_eq!(r.header("x-job-status"), Some("passed"));
     let _ = &forge.root;
 }
+
+#[test]
+fn status_outside_a_repository_needs_a_branch() {
+    let forge = Forge::new(CATALOG, &[("src/a.txt", "one\n")]);
+    let outside = tempfile::tempdir().expect("tempdir");
+    let server = format!("http://{}", forge.addr);
+    let env = [
+        ("LANES_SERVER", server.as_str()),
+        ("LANES_TOKEN", forge.token.as_str()),
+    ];
+    let out = crate::common::lanes_in(outside.path(), &["status"], &env);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("branch"), "{}", out.stderr);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    let named = crate::common::lanes_in(outside.path(), &["status", "main", "--json"], &env);
+    assert_eq!(named.json()["status"], "passed");
+}
+
+#[test]
+fn the_repository_named_like_the_checkout_is_chosen_and_repo_overrides_it() {
+    let other = tempfile::tempdir().expect("tempdir");
+    crate::common::git_in(other.path(), &["init", "-q", "--bare", "work.git"]);
+    let work = other.path().join("work.git");
+    let forge = Forge::with_args(
+        CATALOG,
+        &[("src/a.txt", "one\n")],
+        &["--repo", work.to_str().expect("utf-8 path")],
+    );
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    // The clone's directory is `work`: the forge's `work` repository is the one asked about.
+    let chosen = forge.lanes(&["status", "main"]);
+    assert_eq!(chosen.code, 2, "{}", chosen.stdout);
+    assert!(
+        chosen.stderr.contains("repository work"),
+        "{}",
+        chosen.stderr
+    );
+    let explicit = forge.lanes(&["status", "main", "--repo", "origin", "--json"]);
+    assert_eq!(explicit.json()["repo"], "origin");
+}
+
+#[test]
+fn wait_for_a_head_the_forge_moved_past_reports_that_heads_run() {
+    let catalog = r#"version = 1
+[lane.slow]
+class = "required"
+paths = ["src/**"]
+step = [{ name = "sleep", run = "sleep 600" }]
+"#;
+    let forge = Forge::new(catalog, &[("src/a.txt", "a\n")]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_for("run #1", || {
+        let status = forge.seen_branch("main")?;
+        (status["run"]["head"] == first.as_str()).then_some(())
+    });
+    forge.write("src/a.txt", "b\n");
+    let second = forge.commit("second");
+    forge.push("main");
+    forge.wait_for("run #2", || {
+        let status = forge.seen_branch("main")?;
+        (status["run"]["head"] == second.as_str()).then_some(())
+    });
+    let wait = forge.lanes(&["wait", "--head", &first, "--timeout", "1m", "--json"]);
+    assert_eq!(wait.code, 1, "{}\n{}", wait.stdout, wait.stderr);
+    let json: Value = serde_json::from_str(&wait.stdout).expect("JSON");
+    assert_eq!(json["run"]["number"], 1, "{json:#}");
+    assert_eq!(json["run"]["status"], "cancelled");
+}
+
+#[test]
+fn logs_pages_through_a_log_larger_than_one_response() {
+    let catalog = r#"version = 1
+[lane.loud]
+class = "required"
+step = [{ name = "loud", run = "seq 1 200000" }]
+"#;
+    let forge = Forge::new(catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let status = forge.wait_done("main", &head);
+    let bytes = status["run"]["jobs"][0]["log_bytes"]
+        .as_u64()
+        .expect("log_bytes");
+    assert!(bytes > 1 << 20, "more than one page: {bytes}");
+    let logs = forge.lanes(&["logs", "main", "loud"]);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    assert_eq!(logs.stdout.len() as u64, bytes);
+    assert!(logs.stdout.contains("] 200000\n"), "the last line is there");
+    assert!(logs.stdout.contains("] 1\n"), "the first line is there");
+}
