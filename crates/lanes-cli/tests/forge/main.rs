@@ -4,6 +4,7 @@
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod hook;
 mod server;
 
 use serde_json::Value;

@@ -1,60 +1,115 @@
 //! `lanes hook install` and `lanes hook notify`: the installed hook, run by a real `git push`,
-//! calls a loopback stand-in for the forge; and a notification that cannot be delivered never
-//! fails.
+//! tells a real forge (started with `--poll-interval 1h`, so only the hook can make it read the
+//! refs) about the push; a notification the forge refuses, or that nothing receives, never fails.
+//! Installing needs no forge at all. `cli.rs` has the hook's run turning green and a push with
+//! the forge down.
 
-#[path = "common/mod.rs"]
-mod common;
-mod stand_in;
+use crate::common::{Run, git_in};
+use crate::server::Forge;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use common::git_in;
-use serde_json::json;
-use stand_in::{Reply, StandIn, closed_port_url, lanes};
-use std::path::Path;
+const CATALOG: &str = r#"version = 1
+[lane.test]
+class = "required"
+step = [{ name = "test", run = "echo tested" }]
+"#;
 
-fn bare_repo(parent: &Path, name: &str) -> std::path::PathBuf {
-    let path = parent.join(name);
-    git_in(parent, &["init", "-q", "--bare", name]);
-    path
+/// A forge that reads the refs only when told to (or at start).
+fn forge() -> Forge {
+    let forge = Forge::with_args(CATALOG, &[], &["--poll-interval", "1h"]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    forge
 }
 
-fn hook_of(git_dir: &Path) -> std::path::PathBuf {
+/// Run `lanes args...` in `dir`, with none of the forge variables of the test's environment.
+fn lanes(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("NO_COLOR", "1")
+        .env_remove("LANES_SERVER")
+        .env_remove("LANES_REPO")
+        .env_remove("LANES_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("lanes runs");
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
+    }
+}
+
+/// A loopback address nothing listens on (bound, then released).
+fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local address");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+fn bare_repo(parent: &Path, name: &str) -> PathBuf {
+    git_in(parent, &["init", "-q", "--bare", name]);
+    parent.join(name)
+}
+
+fn hook_of(git_dir: &Path) -> PathBuf {
     git_dir.join("hooks").join("post-receive")
 }
 
+/// What the hook printed, without the `remote: ` git puts before each line.
+fn hook_lines(pushed: &str) -> Vec<&str> {
+    pushed
+        .lines()
+        .map(|l| l.strip_prefix("remote: ").unwrap_or(l).trim_end())
+        .collect()
+}
+
 #[test]
-fn the_installed_hook_tells_the_forge_about_a_push() {
-    let forge = StandIn::start(|_, _| Reply {
-        status: 202,
-        ..Reply::json(&json!({"created": [4]}))
-    });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bare = bare_repo(dir.path(), "app.git");
-    let bare_arg = bare.to_str().expect("utf-8 path");
+fn the_installed_hook_has_the_forge_create_the_run_before_the_push_returns() {
+    let forge = forge();
+    let origin = forge.origin.to_str().expect("utf-8 path");
+    let server = format!("http://{}", forge.addr);
+    // No token anywhere: the hook's endpoint is open.
     let run = lanes(
-        dir.path(),
-        &[
-            "hook", "install", "--repo", bare_arg, "--server", &forge.url,
-        ],
+        forge.root.path(),
+        &["hook", "install", "--repo", origin, "--server", &server],
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let hook = hook_of(&bare);
+    let hook = hook_of(&forge.origin);
     assert_eq!(
         run.stdout,
         format!(
-            "installed {}: each push tells the forge at {} to read the refs of app\n",
-            hook.display(),
-            forge.url
+            "installed {}: each push tells the forge at {server} to read the refs of origin\n",
+            std::fs::canonicalize(&forge.origin)
+                .expect("canonical")
+                .join("hooks")
+                .join("post-receive")
+                .display(),
         )
     );
     let script = std::fs::read_to_string(&hook).expect("hook written");
     assert!(
         script.contains(&format!(
-            "'{}' hook notify --server '{}' --repo 'app'",
+            "'{}' hook notify --server '{server}' --repo 'origin'",
             env!("CARGO_BIN_EXE_lanes"),
-            forge.url
         )),
         "{script}"
+    );
+    assert!(
+        !script.contains(&forge.token) && !script.contains("LANES_TOKEN"),
+        "the hook carries no token: {script}"
     );
     #[cfg(unix)]
     {
@@ -63,31 +118,26 @@ fn the_installed_hook_tells_the_forge_about_a_push() {
         assert_eq!(mode & 0o777, 0o755);
     }
 
-    // A real push runs it.
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).expect("mkdir");
-    git_in(&work, &["init", "-q"]);
-    std::fs::write(work.join("README.md"), "# app\n").expect("write");
-    git_in(&work, &["add", "-A"]);
-    git_in(&work, &["commit", "-q", "-m", "first"]);
-    let push = common::git_command(&work)
-        .args(["push", bare_arg, "main"])
-        .output()
-        .expect("git push runs");
-    let stderr = String::from_utf8_lossy(&push.stderr);
-    assert!(push.status.success(), "{stderr}");
+    // A real push runs it; the forge, which would not poll for an hour, has the run when the
+    // push returns.
+    forge.git(&["checkout", "-q", "-b", "feature"]);
+    forge.write("src/a.txt", "a\n");
+    let head = forge.commit("through the hook");
+    assert!(forge.seen_branch("feature").is_none());
+    let pushed = forge.git_push("feature");
     assert!(
-        stderr.contains("lanes: the forge created run #4 of app"),
-        "{stderr}"
+        hook_lines(&pushed).contains(&"lanes: the forge created run #2 of origin"),
+        "{pushed}"
     );
-    let requests = forge.requests();
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(requests[0].method, "POST");
-    assert_eq!(requests[0].target, "/api/v1/repos/app/refs-changed");
+    let status = forge
+        .seen_branch("feature")
+        .unwrap_or_else(|| panic!("the forge has the branch once the push returns: {pushed}"));
+    assert_eq!(status["run"]["number"], 2, "{status:#}");
+    assert_eq!(status["run"]["head"], head.as_str(), "{status:#}");
+    let status = forge.wait_done("feature", &head);
     assert_eq!(
-        requests[0].header("authorization"),
-        None,
-        "the hook is anonymous"
+        status["run"]["number"], 2,
+        "one run for one push: {status:#}"
     );
 }
 
@@ -260,23 +310,53 @@ fn notify_warns_and_exits_0_when_nothing_listens() {
 
 #[test]
 fn notify_warns_and_exits_0_when_the_forge_refuses() {
-    let forge = StandIn::start(|_, _| Reply::error(404, "not-found", "no repository `nope`"));
-    let dir = tempfile::tempdir().expect("tempdir");
+    let forge = forge();
+    let server = format!("http://{}", forge.addr);
     let run = lanes(
-        dir.path(),
-        &["hook", "notify", "--server", &forge.url, "--repo", "nope"],
+        forge.root.path(),
+        &["hook", "notify", "--server", &server, "--repo", "nope"],
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let refused = |line: &str| {
+        line.starts_with("warning: lanes could not tell the forge about this push: ")
+            && line.ends_with("repository `nope` not found")
+    };
     assert!(
-        run.stderr.starts_with(
-            "warning: lanes could not tell the forge about this push: no repository `nope`\n"
-        ),
+        run.stderr.lines().next().is_some_and(refused),
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr
+            .contains("the forge reads the refs at its next poll anyway"),
+        "{}",
+        run.stderr
+    );
+    // What the warning reports: the forge's refusal, not a broken connection.
+    let answer = forge.request_as("POST", "/api/v1/repos/nope/refs-changed", None, None);
+    assert_eq!(answer.status, 404, "{}", answer.text());
+
+    // A hook installed under a name the forge does not serve never fails the push (`git_push`
+    // asserts it succeeded), and the forge reads nothing.
+    let origin = forge.origin.to_str().expect("utf-8 path");
+    let install = lanes(
+        forge.root.path(),
+        &[
+            "hook", "install", "--repo", origin, "--server", &server, "--name", "nope",
+        ],
+        &[],
+    );
+    assert_eq!(install.code, 0, "{}", install.stderr);
+    forge.git(&["checkout", "-q", "-b", "feature"]);
+    forge.commit("the forge is not told");
+    let pushed = forge.git_push("feature");
+    assert!(hook_lines(&pushed).into_iter().any(refused), "{pushed}");
+    assert!(forge.seen_branch("feature").is_none());
+
     let run = lanes(
-        dir.path(),
+        forge.root.path(),
         &["hook", "notify", "--server", "https://x", "--repo", "nope"],
         &[],
     );
