@@ -95,7 +95,13 @@ impl From<ForgeError> for ApiError {
         if status.is_server_error() {
             tracing::error!("{e}");
         }
-        ApiError::new(status, e.code(), e.to_string())
+        // Something missing or taken is the caller's business, not a storage failure: say it
+        // plainly ("repository `web` not found").
+        let message = match &e {
+            ForgeError::Store(inner) if !status.is_server_error() => inner.to_string(),
+            _ => e.to_string(),
+        };
+        ApiError::new(status, e.code(), message)
     }
 }
 
