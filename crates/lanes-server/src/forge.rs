@@ -416,19 +416,19 @@ impl<S: Store + 'static> Forge<S> {
         Ok(Some(number))
     }
 
-    /// Creates the nightly runs that are due in every repository (one per repository, with every
-    /// nightly lane whose cron slot passed) and queues their jobs. Returns when the next slot of
+    /// Creates the nightly runs that are due in the `watched` repositories (one per repository,
+    /// with every nightly lane whose cron slot passed) and queues their jobs. Returns when the next slot of
     /// any repository comes.
-    pub async fn nightly_tick(self: &Arc<Self>) -> Option<Timestamp> {
-        let repos = match self.store.list_repos().await {
-            Ok(repos) => repos,
-            Err(e) => {
-                tracing::warn!("nightly runs: listing repositories failed: {e}");
-                return None;
-            }
-        };
+    pub async fn nightly_tick(self: &Arc<Self>, watched: &[String]) -> Option<Timestamp> {
         let mut next: Option<Timestamp> = None;
-        for repo in repos {
+        for name in watched {
+            let repo = match self.store.repo(name).await {
+                Ok(repo) => repo,
+                Err(e) => {
+                    tracing::warn!("nightly runs of {name}: {e}");
+                    continue;
+                }
+            };
             let this = Arc::clone(self);
             let handle = tokio::runtime::Handle::current();
             let name = repo.name.clone();

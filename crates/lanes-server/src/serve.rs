@@ -196,8 +196,10 @@ pub fn host_labels() -> Vec<String> {
     ]
 }
 
-/// Registers the configured repositories (checking each is a git repository).
-async fn add_repos(store: &SqliteStore, repos: &[RepoConfig]) -> Result<(), ServeError> {
+/// Checks every configured repository is a git repository and names it, before anything is
+/// written.
+fn check_repos(repos: &[RepoConfig]) -> Result<Vec<NewRepo>, ServeError> {
+    let mut out: Vec<NewRepo> = Vec::new();
     for repo in repos {
         let path = std::path::absolute(&repo.path).unwrap_or_else(|_| repo.path.clone());
         let path = path.canonicalize().unwrap_or(path);
@@ -214,22 +216,43 @@ async fn add_repos(store: &SqliteStore, repos: &[RepoConfig]) -> Result<(), Serv
                 .unwrap_or_else(|| "main".to_owned()),
         };
         let name = repo.name.clone().unwrap_or_else(|| repo_name(&path));
-        let new = NewRepo {
-            name: name.clone(),
-            path: path.clone(),
+        if let Some(twin) = out.iter().find(|r| r.name == name && r.path != path) {
+            return Err(ServeError::Repo {
+                path,
+                message: format!(
+                    "the name `{name}` is also given to {}; name one of them in the \
+                     configuration file",
+                    twin.path.display()
+                ),
+            });
+        }
+        out.push(NewRepo {
+            name,
+            path,
             remote_url: repo.remote.clone(),
             default_branch,
-        };
-        match store.add_repo(&new, Timestamp::now()).await {
+        });
+    }
+    Ok(out)
+}
+
+/// Registers the checked repositories (a name the store has for another path is an error).
+async fn add_repos(store: &SqliteStore, repos: &[NewRepo]) -> Result<(), ServeError> {
+    for new in repos {
+        match store.add_repo(new, Timestamp::now()).await {
             Ok(_) => {}
             Err(StoreError::Duplicate(_)) => {
-                let existing = store.repo(&name).await.map_err(crate::ForgeError::from)?;
-                if existing.path != path {
+                let existing = store
+                    .repo(&new.name)
+                    .await
+                    .map_err(crate::ForgeError::from)?;
+                if existing.path != new.path {
                     return Err(ServeError::Repo {
-                        path,
+                        path: new.path.clone(),
                         message: format!(
-                            "the name `{name}` is already taken by {}; name it differently \
-                             in the configuration file",
+                            "the name `{}` is already taken by {}; name it differently in the \
+                             configuration file",
+                            new.name,
                             existing.path.display()
                         ),
                     });
@@ -269,6 +292,7 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         path: config.data_dir.clone(),
         message,
     };
+    let repos = check_repos(&config.repos)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
     let store = SqliteStore::open(&config.data_dir.join("lanes.db"))
         .await
@@ -283,7 +307,7 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
              LANES_TOKEN={token}\n"
         ));
     }
-    add_repos(&store, &config.repos).await?;
+    add_repos(&store, &repos).await?;
     let forge = Forge::open(
         store.clone(),
         ForgeConfig {
@@ -304,7 +328,8 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| config.listen.clone());
-    let repos = store.list_repos().await.map_err(crate::ForgeError::from)?;
+    // Only the configured repositories are watched; others the database remembers stay readable.
+    let watched: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
     say(&format!(
         "lanes serve: listening on http://{addr}; watching {} {}; data in {}\n",
         repos.len(),
@@ -320,11 +345,12 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(watch_refs(
         Arc::clone(&forge),
+        watched.clone(),
         config.poll_interval,
         stop_rx.clone(),
     ));
     tasks.spawn(tick(Arc::clone(&forge), stop_rx.clone()));
-    tasks.spawn(nightly(Arc::clone(&forge), stop_rx.clone()));
+    tasks.spawn(nightly(Arc::clone(&forge), watched, stop_rx.clone()));
     if let Some(agent) = &config.local_agent {
         let labels: BTreeSet<String> = agent.labels.iter().cloned().collect();
         forge
@@ -370,30 +396,32 @@ async fn shutdown_signal() {
     }
 }
 
-/// Reads every repository's refs every `interval` (fetching mirrors first).
+/// Reads the watched repositories' refs every `interval` (fetching mirrors first).
 async fn watch_refs<S: Store + 'static>(
     forge: Arc<Forge<S>>,
+    watched: Vec<String>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match forge.store().list_repos().await {
-            Ok(repos) => {
-                for repo in repos {
-                    if let Some(remote) = repo.remote_url.clone() {
-                        let path = repo.path.clone();
-                        let fetched =
-                            tokio::task::spawn_blocking(move || fetch(&path, &remote)).await;
-                        if let Ok(Err(e)) = fetched {
-                            tracing::warn!("git fetch of {} failed: {e}", repo.name);
-                        }
-                    }
-                    if let Err(e) = forge.poll_repo(&repo.name).await {
-                        tracing::warn!("reading the refs of {} failed: {e}", repo.name);
-                    }
+        for name in &watched {
+            let repo = match forge.store().repo(name).await {
+                Ok(repo) => repo,
+                Err(e) => {
+                    tracing::warn!("reading repository {name} failed: {e}");
+                    continue;
+                }
+            };
+            if let Some(remote) = repo.remote_url.clone() {
+                let path = repo.path.clone();
+                let fetched = tokio::task::spawn_blocking(move || fetch(&path, &remote)).await;
+                if let Ok(Err(e)) = fetched {
+                    tracing::warn!("git fetch of {name} failed: {e}");
                 }
             }
-            Err(e) => tracing::warn!("listing repositories failed: {e}"),
+            if let Err(e) = forge.poll_repo(name).await {
+                tracing::warn!("reading the refs of {name} failed: {e}");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -432,10 +460,11 @@ async fn tick<S: Store + 'static>(
 /// is picked up.
 async fn nightly<S: Store + 'static>(
     forge: Arc<Forge<S>>,
+    watched: Vec<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        let next = forge.nightly_tick().await;
+        let next = forge.nightly_tick(&watched).await;
         let now = Timestamp::now();
         let wait = next
             .map(|at| (at.as_millisecond() - now.as_millisecond()).max(0) as u64)

@@ -646,3 +646,105 @@ step = [{ name = "soak", run = "echo soaking" }]
     // The branch's status is still its push run's.
     assert_eq!(forge.branch("main")["run"]["trigger"], "push");
 }
+
+#[test]
+fn a_mirror_from_the_configuration_file_is_fetched_before_its_refs_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An upstream the forge cannot watch directly, and an empty mirror it fetches into.
+    common::git_in(dir.path(), &["init", "-q", "--bare", "upstream.git"]);
+    common::git_in(dir.path(), &["init", "-q", "--bare", "mirror.git"]);
+    common::git_in(dir.path(), &["clone", "-q", "upstream.git", "dev"]);
+    let dev = dir.path().join("dev");
+    common::git_in(&dev, &["checkout", "-q", "-b", "main"]);
+    std::fs::write(dev.join("lanes.toml"), PASSING).expect("write");
+    std::fs::create_dir_all(dev.join("src")).expect("mkdir");
+    std::fs::write(dev.join("src/lib.txt"), "upstream\n").expect("write");
+    common::git_in(&dev, &["add", "-A"]);
+    common::git_in(&dev, &["commit", "-q", "-m", "upstream"]);
+    common::git_in(&dev, &["push", "-q", "origin", "main"]);
+    let head = common::git_in(&dev, &["rev-parse", "HEAD"]);
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[repo]]\nname = \"mirrored\"\npath = \"mirror.git\"\nremote = \"{}\"\n\
+             default-branch = \"main\"\n\n[agent]\ncapacity = 1\n",
+            dir.path().join("upstream.git").display()
+        ),
+    )
+    .expect("write config");
+    let forge = Forge::with_args(
+        PASSING,
+        &[("src/lib.txt", "one\n")],
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let status = forge.wait_for("the mirror's run", || {
+        let r = forge.request("GET", "/api/v1/repos/mirrored/branches/main", None);
+        let status = (r.status == 200).then(|| r.json())?;
+        (status["run"]["head"] == head.as_str() && status["status"] == "passed").then_some(status)
+    });
+    let test = job(&status, "test");
+    assert!(log_of(&forge, test).contains("upstream"), "{status:#}");
+    let repos = forge.get("/api/v1/repos");
+    let names: Vec<&str> = repos
+        .as_array()
+        .expect("repos")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["mirrored", "origin"]);
+}
+
+#[test]
+fn bad_serve_flags_and_configuration_files_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let serve = |args: &[&str]| {
+        common::lanes_in(
+            dir.path(),
+            &[
+                &["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"],
+                args,
+            ]
+            .concat(),
+            &[],
+        )
+    };
+    let bad = serve(&["--poll-interval", "10 seconds"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("invalid poll interval `10 seconds`"),
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("help:"), "{}", bad.stderr);
+    let short = serve(&["--heartbeat", "30s", "--lease", "10s"]);
+    assert_eq!(short.code, 2);
+    assert!(
+        short.stderr.contains("does not outlast"),
+        "{}",
+        short.stderr
+    );
+    std::fs::write(dir.path().join("serve.toml"), "listn = \"0.0.0.0:80\"\n").expect("write");
+    let unknown = serve(&["--config", "serve.toml"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("serve.toml") && unknown.stderr.contains("listn"),
+        "{}",
+        unknown.stderr
+    );
+    let not_git = serve(&["--repo", "."]);
+    assert_eq!(not_git.code, 2);
+    assert!(
+        not_git.stderr.contains("cannot watch"),
+        "{}",
+        not_git.stderr
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "a repository that is not one stops the server before it writes anything"
+    );
+    assert!(
+        !not_git.stderr.contains("LANES_TOKEN"),
+        "no token shown for a server that never ran"
+    );
+}
