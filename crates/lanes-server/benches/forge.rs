@@ -19,7 +19,8 @@
 //!   store opens with the default `StoreOptions` (`synchronous = FULL`, as `lanes serve`); the
 //!   baselines, in the same run: the same loops with `synchronous = NORMAL`, and the same loops
 //!   on the pure `lanes_core::schedule::Scheduler` with the same jobs and agents. Then the store
-//!   calls a lease makes, timed alone on the same database (`parts`).
+//!   calls that `lease`, `started` and `finish` make, each timed alone on the `FULL` database
+//!   (`parts`), with their sums: where the time goes.
 //! - **run page**: `GET /api/v1/repos/app/runs/{n}` for random `n` (`LANES_BENCH_SAMPLES`,
 //!   1,000) on a database of `LANES_BENCH_RUNS` (10,000) runs of 20 passed jobs with 3 steps
 //!   each, served by `api::router` with axum on 127.0.0.1:0 in this process (a multi-threaded
@@ -49,8 +50,8 @@ use lanes_core::schedule::{self, AgentId, JobSpec, Scheduler};
 use lanes_core::{LaneClass, Reason};
 use lanes_server::{Forge, ForgeConfig, api};
 use lanes_store::{
-    Durability, JobUpdate, NewJob, NewRepo, NewRun, RunStatus, RunTrigger, SqliteStore, Store,
-    StoreOptions,
+    CacheUse, Durability, JobFinish, JobUpdate, NewJob, NewRepo, NewRun, RunStatus, RunTrigger,
+    SqliteStore, StepRecord, Store, StoreOptions,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -367,6 +368,15 @@ async fn lease_template(
             .await?;
     }
     store.close().await;
+    // `close` can return before the last connection folds the WAL into the database file, and
+    // the file alone is copied: fold it now (a first copy once lacked the last 460 jobs).
+    let mut conn =
+        sqlx::ConnectOptions::connect(&sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
+            .await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    sqlx::Connection::close(conn).await?;
     Ok(db)
 }
 
@@ -400,6 +410,9 @@ async fn open_forge(
         },
     )
     .await?;
+    if queued(&forge).await? != QUEUED {
+        return Err(format!("the copy of the database does not hold {QUEUED} queued jobs").into());
+    }
     for g in forge.groups().await {
         let n: usize = g.name.trim_start_matches("group").parse()?;
         if g.limit != group_limit(n) {
@@ -520,8 +533,11 @@ async fn forge_cycle(
     Ok(out)
 }
 
-/// The store calls a lease makes (one write, three reads), each timed alone on the same
-/// database: where the time of a lease goes.
+/// The store calls of a lease, a start and a finish, each timed alone on the same database:
+/// where the time of the forge's calls goes. `Forge::lease` makes one write (`apply`) and one
+/// read (`job`; the run's head and the repository's path are read once per run, then
+/// remembered); `started` a write (`start_job`), `job` and `run` (the run's status); `finish` a
+/// write (`finish_job`), `job` twice and `run`.
 async fn parts(forge: &Forge<SqliteStore>) -> BenchResult<()> {
     let store = forge.store();
     let open = store.open_jobs().await?;
@@ -531,7 +547,8 @@ async fn parts(forge: &Forge<SqliteStore>) -> BenchResult<()> {
         .take(500)
         .collect();
     let mut token = store.next_token().await?;
-    let (mut apply, mut job, mut repo, mut run) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut times: [Vec<Duration>; 6] = Default::default();
+    let [apply, job, repo, run, start_job, finish_job] = &mut times;
     for j in &queued {
         let now = Timestamp::now();
         let update = JobUpdate {
@@ -544,7 +561,6 @@ async fn parts(forge: &Forge<SqliteStore>) -> BenchResult<()> {
             expires_at: Some(now + jiff::SignedDuration::from_secs(30)),
             at: now,
         };
-        token += 1;
         let start = Instant::now();
         store.apply(std::slice::from_ref(&update)).await?;
         apply.push(start.elapsed());
@@ -557,29 +573,70 @@ async fn parts(forge: &Forge<SqliteStore>) -> BenchResult<()> {
         let start = Instant::now();
         store.run(&record.repo, record.run_number).await?;
         run.push(start.elapsed());
+        let start = Instant::now();
+        store.start_job(j.id, token, Timestamp::now()).await?;
+        start_job.push(start.elapsed());
+        let finish = JobFinish {
+            state: JobState::Passed,
+            reason: None,
+            at: Timestamp::now(),
+            steps: vec![StepRecord {
+                index: 0,
+                name: "s".into(),
+                status: JobState::Passed,
+                cache: CacheUse::Miss,
+                key: Some(format!("{:064x}", 1)),
+                duration_ms: Some(1),
+                saved_ms: None,
+                exit_code: Some(0),
+            }],
+            lock_wait_ms: Some(0),
+            materialize_ms: Some(0),
+        };
+        let start = Instant::now();
+        store.finish_job(j.id, token, &finish).await?;
+        finish_job.push(start.elapsed());
+        token += 1;
     }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| quantile(t, 0.5).as_secs_f64() * 1000.0)
+        .collect();
     println!();
     println!(
-        "parts of a lease, each timed alone on the synchronous=FULL database ({} samples)",
+        "store calls, each timed alone on the synchronous=FULL database ({} samples)",
         queued.len()
     );
     println!("| store call | median | p99 |");
     println!("|---|---:|---:|");
-    for (name, times) in [
-        (
-            "Store::apply, one queued -> leased (one transaction, one commit)",
-            &mut apply,
-        ),
-        ("Store::job", &mut job),
-        ("Store::repo", &mut repo),
-        ("Store::run (20 jobs)", &mut run),
-    ] {
+    let names = [
+        "Store::apply, one queued -> leased (one commit)",
+        "Store::job",
+        "Store::repo",
+        "Store::run (20 jobs)",
+        "Store::start_job (one commit)",
+        "Store::finish_job, one step (one commit)",
+    ];
+    for (name, t) in names.iter().zip(times.iter_mut()) {
         println!(
             "| {name} | {} | {} |",
-            ms(quantile(times, 0.5)),
-            ms(quantile(times, 0.99))
+            ms(quantile(t, 0.5)),
+            ms(quantile(t, 0.99))
         );
     }
+    let [apply, job, repo, run, start_job, finish_job] = medians[..] else {
+        return Ok(());
+    };
+    let commits = apply + start_job + finish_job;
+    let reads = 4.0 * job + 2.0 * run;
+    println!(
+        "sums of medians: a lease {:.3} ms (commit {apply:.3}, Store::job {job:.3}; {:.3} more \
+         for the first lease of a run); a cycle {:.3} ms (3 commits {commits:.3}, 4 Store::job \
+         and 2 Store::run {reads:.3})",
+        apply + job,
+        repo + run,
+        commits + reads,
+    );
     Ok(())
 }
 
