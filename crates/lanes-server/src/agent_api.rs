@@ -5,7 +5,7 @@
 //! only the agent holding the lease may report: a report from another agent, with a stale token
 //! or after the lease expired is `409 stale-token`, and the agent must stop the job.
 
-use crate::api::ApiError;
+use crate::api::{ApiError, detached};
 use crate::error::ForgeError;
 use crate::forge::{Forge, LOCAL_AGENT};
 use axum::body::Bytes;
@@ -134,7 +134,9 @@ pub(crate) async fn lease<S: Store + 'static>(
     let agent = caller(&forge, &headers).await?;
     forge.agent_connected(&agent).await;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(30_000)).min(MAX_WAIT);
-    match forge.lease(&agent.name, wait).await? {
+    let f = Arc::clone(&forge);
+    let name = agent.name.clone();
+    match detached(async move { f.lease(&name, wait).await }).await? {
         Some(assignment) => Ok(axum::Json(assignment).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -175,7 +177,7 @@ pub(crate) async fn started<S: Store + 'static>(
     axum::Json(body): axum::Json<Fenced>,
 ) -> Result<StatusCode, ApiError> {
     holder(&forge, &headers, job).await?;
-    forge.started(job, body.token).await?;
+    detached(async move { forge.started(job, body.token).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -187,7 +189,7 @@ pub(crate) async fn heartbeat<S: Store + 'static>(
     axum::Json(body): axum::Json<Fenced>,
 ) -> Result<StatusCode, ApiError> {
     holder(&forge, &headers, job).await?;
-    forge.heartbeat(job, body.token).await?;
+    detached(async move { forge.heartbeat(job, body.token).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -206,9 +208,9 @@ pub(crate) async fn log<S: Store + 'static>(
     body: Bytes,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     holder(&forge, &headers, job).await?;
-    let acknowledged = forge
-        .append_log(job, q.token, q.offset, body.to_vec())
-        .await?;
+    let bytes = body.to_vec();
+    let acknowledged =
+        detached(async move { forge.append_log(job, q.token, q.offset, bytes).await }).await?;
     Ok(axum::Json(json!({"acknowledged": acknowledged})))
 }
 
@@ -227,7 +229,7 @@ pub(crate) async fn step<S: Store + 'static>(
     axum::Json(body): axum::Json<StepBody>,
 ) -> Result<StatusCode, ApiError> {
     holder(&forge, &headers, job).await?;
-    forge.step(job, body.token, body.step).await?;
+    detached(async move { forge.step(job, body.token, body.step).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,6 +248,6 @@ pub(crate) async fn finish<S: Store + 'static>(
     axum::Json(body): axum::Json<FinishBody>,
 ) -> Result<StatusCode, ApiError> {
     holder(&forge, &headers, job).await?;
-    forge.finish(job, body.token, body.finish).await?;
+    detached(async move { forge.finish(job, body.token, body.finish).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

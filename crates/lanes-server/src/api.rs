@@ -120,6 +120,22 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Runs a forge operation to its end even if the client goes away: hyper drops a handler's
+/// future when its connection closes, and an operation stopped between the scheduler's decision
+/// and its write would leave the two apart.
+pub(crate) async fn detached<T: Send + 'static>(
+    operation: impl std::future::Future<Output = Result<T, ForgeError>> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::spawn(operation).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the operation failed: {e}"),
+        )),
+    }
+}
+
 /// The router of [`ROUTES`] over `forge`.
 pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
     let mut router: Router<Arc<Forge<S>>> = Router::new();
@@ -325,17 +341,25 @@ async fn latest_push_run<S: Store>(
     repo: &str,
     branch: &str,
 ) -> ApiResult<Option<RunDetail>> {
-    let runs = store
-        .list_runs(&RunFilter {
-            repo: Some(repo.to_owned()),
-            branch: Some(branch.to_owned()),
-            limit: 20,
-            ..RunFilter::default()
-        })
-        .await?;
-    match runs.iter().find(|r| r.trigger == RunTrigger::Push) {
-        Some(run) => Ok(Some(store.run(repo, run.number).await?)),
-        None => Ok(None),
+    // Page back past nightly and manual runs, however many there are.
+    let mut before = None;
+    loop {
+        let runs = store
+            .list_runs(&RunFilter {
+                repo: Some(repo.to_owned()),
+                branch: Some(branch.to_owned()),
+                before,
+                limit: 50,
+                ..RunFilter::default()
+            })
+            .await?;
+        if let Some(run) = runs.iter().find(|r| r.trigger == RunTrigger::Push) {
+            return Ok(Some(store.run(repo, run.number).await?));
+        }
+        match runs.last() {
+            Some(last) if runs.len() == 50 => before = Some(last.id),
+            _ => return Ok(None),
+        }
     }
 }
 
@@ -394,7 +418,7 @@ async fn refs_changed<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(repo): Path<String>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    let created = forge.poll_repo(&repo).await?;
+    let created = detached(async move { forge.poll_repo(&repo).await }).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"created": created})),
@@ -457,7 +481,9 @@ async fn cancel_run<S: Store + 'static>(
     State(forge): Shared<S>,
     Path((repo, number)): Path<(String, u64)>,
 ) -> ApiResult<axum::Json<Value>> {
-    forge.cancel_run(&repo, number).await?;
+    let f = Arc::clone(&forge);
+    let r = repo.clone();
+    detached(async move { f.cancel_run(&r, number).await }).await?;
     let detail = forge.store().run(&repo, number).await?;
     Ok(axum::Json(detail_json(&detail)))
 }
@@ -466,7 +492,9 @@ async fn rerun_failed<S: Store + 'static>(
     State(forge): Shared<S>,
     Path((repo, number)): Path<(String, u64)>,
 ) -> ApiResult<axum::Json<Value>> {
-    let jobs = forge.rerun_failed(&repo, number).await?;
+    let f = Arc::clone(&forge);
+    let r = repo.clone();
+    let jobs = detached(async move { f.rerun_failed(&r, number).await }).await?;
     let detail = forge.store().run(&repo, number).await?;
     let lanes: HashMap<JobId, String> =
         detail.jobs.iter().map(|j| (j.id, j.lane.clone())).collect();
@@ -497,7 +525,8 @@ async fn cancel_job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<Value>> {
-    forge.cancel_job(JobId(id)).await?;
+    let f = Arc::clone(&forge);
+    detached(async move { f.cancel_job(JobId(id)).await }).await?;
     Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
 }
 
@@ -505,7 +534,8 @@ async fn rerun_job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<Value>> {
-    let new = forge.rerun_job(JobId(id)).await?;
+    let f = Arc::clone(&forge);
+    let new = detached(async move { f.rerun_job(JobId(id)).await }).await?;
     Ok(axum::Json(job_with_lanes(forge.store(), new.id.0).await?))
 }
 
@@ -513,7 +543,8 @@ async fn requeue_job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<Value>> {
-    forge.requeue(JobId(id)).await?;
+    let f = Arc::clone(&forge);
+    detached(async move { f.requeue(JobId(id)).await }).await?;
     Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
 }
 
@@ -642,13 +673,18 @@ async fn log_stream<S: Store + 'static>(
                         // A chunk cut inside a character waits for the rest, unless the log
                         // ends there.
                         let cut = utf8_prefix(&bytes);
-                        let take = if cut == 0 { bytes.len() } else { cut };
-                        let text = String::from_utf8_lossy(&bytes[..take]).into_owned();
-                        let event = Event::default()
-                            .event("log")
-                            .data(json!({"offset": tail.offset, "text": text}).to_string());
-                        tail.offset += take as u64;
-                        return Some((Ok(event), tail));
+                        let whole = job.state.is_terminal()
+                            && tail.offset + bytes.len() as u64 == job.log_len;
+                        let take = if cut == 0 && whole { bytes.len() } else { cut };
+                        // Nothing whole to send yet: wait for the rest of the character.
+                        if take > 0 {
+                            let text = String::from_utf8_lossy(&bytes[..take]).into_owned();
+                            let event = Event::default()
+                                .event("log")
+                                .data(json!({"offset": tail.offset, "text": text}).to_string());
+                            tail.offset += take as u64;
+                            return Some((Ok(event), tail));
+                        }
                     }
                     Err(e) => {
                         tail.done = true;

@@ -20,6 +20,10 @@ pub enum ForgeError {
     /// An agent's report about a job it no longer holds.
     #[error(transparent)]
     Rejected(#[from] Rejected),
+    /// A bug or an inconsistency in the forge's own state (a task that panicked, open jobs the
+    /// scheduler refuses).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The store failed.
     #[error("failed to read or write the forge state: {0}")]
     Store(#[from] StoreError),
@@ -38,7 +42,9 @@ impl ForgeError {
             ForgeError::NotFound(_) => "not-found",
             ForgeError::Conflict(_) => "conflict",
             ForgeError::BadRequest(_) => "bad-request",
+            ForgeError::Rejected(Rejected::NotAnOutcome { .. }) => "bad-request",
             ForgeError::Rejected(_) => "stale-token",
+            ForgeError::Internal(_) => "internal",
             ForgeError::Store(e) => match e.class() {
                 ErrorClass::NotFound => "not-found",
                 ErrorClass::StaleToken => "stale-token",

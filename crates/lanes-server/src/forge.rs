@@ -71,6 +71,9 @@ struct AgentEntry {
 #[derive(Debug)]
 struct Sched {
     sched: Scheduler,
+    /// The scheduler may be ahead of the database (a rebuild failed, a job could not be
+    /// added): the next operation rebuilds it before deciding anything.
+    dirty: bool,
     agents: BTreeMap<String, AgentEntry>,
     limits: BTreeMap<String, u32>,
 }
@@ -88,6 +91,8 @@ pub struct Forge<S> {
     polls: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Per job, so two appends of one log never interleave.
     appends: std::sync::Mutex<HashMap<JobId, Arc<Mutex<()>>>>,
+    /// The repositories the ref watcher reads (`None`: every one the store has).
+    watched: std::sync::RwLock<Option<BTreeSet<String>>>,
     /// Per run: its commit and its repository's path, for assignments.
     places: std::sync::Mutex<HashMap<lanes_store::RunId, (String, PathBuf)>>,
     metrics: Metrics,
@@ -122,6 +127,7 @@ impl<S: Store + 'static> Forge<S> {
         let forge = Arc::new(Forge {
             sched: Mutex::new(Sched {
                 sched: Scheduler::new(config.schedule),
+                dirty: false,
                 agents: BTreeMap::new(),
                 limits: BTreeMap::new(),
             }),
@@ -132,6 +138,7 @@ impl<S: Store + 'static> Forge<S> {
             polls: std::sync::Mutex::new(HashMap::new()),
             appends: std::sync::Mutex::new(HashMap::new()),
             places: std::sync::Mutex::new(HashMap::new()),
+            watched: std::sync::RwLock::new(None),
             metrics: Metrics::default(),
         });
         {
@@ -152,8 +159,30 @@ impl<S: Store + 'static> Forge<S> {
                 }
             }
             forge.refresh_reasons(&mut state).await?;
+            // A status left behind by a crash between a job's end and its run's update.
+            for status in [RunStatus::Pending, RunStatus::Running] {
+                let runs = forge
+                    .store
+                    .list_runs(&lanes_store::RunFilter {
+                        status: Some(status),
+                        limit: 500,
+                        ..lanes_store::RunFilter::default()
+                    })
+                    .await?;
+                for run in runs {
+                    forge.refresh_run(&run.repo, run.number).await?;
+                }
+            }
         }
         Ok(forge)
+    }
+
+    /// Only these repositories are read on a poll or a hook's notice.
+    pub fn set_watched(&self, names: impl IntoIterator<Item = String>) {
+        *self
+            .watched
+            .write()
+            .expect("the watched set is never poisoned") = Some(names.into_iter().collect());
     }
 
     /// The store.
@@ -176,8 +205,27 @@ impl<S: Store + 'static> Forge<S> {
         self.events.subscribe()
     }
 
+    /// The scheduling lock, with the scheduler rebuilt first if it may be ahead of the database.
+    async fn locked(&self) -> tokio::sync::MutexGuard<'_, Sched> {
+        let mut state = self.sched.lock().await;
+        if state.dirty
+            && let Err(e) = self.rebuild(&mut state).await
+        {
+            tracing::warn!("rebuilding the scheduler from the database failed: {e}");
+        }
+        state
+    }
+
     /// Rebuilds the scheduler from the database: after start, and after any write that failed.
+    /// Until it succeeds the state stays dirty and every operation tries again.
     async fn rebuild(&self, state: &mut Sched) -> ForgeResult<()> {
+        state.dirty = true;
+        self.rebuild_now(state).await?;
+        state.dirty = false;
+        Ok(())
+    }
+
+    async fn rebuild_now(&self, state: &mut Sched) -> ForgeResult<()> {
         let open = self.store.open_jobs().await?;
         let by_id: HashMap<JobId, &JobRecord> = open.iter().map(|j| (j.id, j)).collect();
         let mut restored = Vec::with_capacity(open.len());
@@ -218,7 +266,7 @@ impl<S: Store + 'static> Forge<S> {
         let now = millis(Timestamp::now());
         let (mut sched, transitions) =
             Scheduler::restore(self.config.schedule, restored, next, now).map_err(|e| {
-                ForgeError::Conflict(format!("the database's open jobs are inconsistent: {e}"))
+                ForgeError::Internal(format!("the database's open jobs are inconsistent: {e}"))
             })?;
         for (name, limit) in &state.limits {
             sched.set_group_limit(name, *limit);
@@ -228,8 +276,9 @@ impl<S: Store + 'static> Forge<S> {
                 sched.agent_online(AgentId(name.clone()), &agent.labels, agent.capacity);
             }
         }
-        state.sched = sched;
+        // The restored scheduler is installed only once what it decided is written.
         self.write(&transitions).await?;
+        state.sched = sched;
         self.after(&transitions).await;
         Ok(())
     }
@@ -352,29 +401,52 @@ impl<S: Store + 'static> Forge<S> {
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || handle.block_on(this.poll_repo_here(&repo)))
             .await
-            .map_err(|e| ForgeError::Conflict(format!("the ref reader panicked: {e}")))?
+            .map_err(|e| ForgeError::Internal(format!("the ref reader panicked: {e}")))?
     }
 
     async fn poll_repo_here(&self, repo: &str) -> ForgeResult<Vec<u64>> {
+        // Checked first, so a request for anything else leaves nothing behind.
+        let record = self.store.repo(repo).await?;
+        let watched = self
+            .watched
+            .read()
+            .expect("the watched set is never poisoned")
+            .as_ref()
+            .is_none_or(|w| w.contains(repo));
+        if !watched {
+            return Err(ForgeError::NotFound(format!(
+                "repository `{repo}` is not watched by this server"
+            )));
+        }
         let lock = {
             let mut polls = self.polls.lock().expect("the poll map is never poisoned");
             Arc::clone(polls.entry(repo.to_owned()).or_default())
         };
         let _serial = lock.lock().await;
-        let record = self.store.repo(repo).await?;
         let git = Repo::discover(&record.path)?;
         let mut branches = git.branches()?;
         branches.sort_by_key(|b| b.name != record.default_branch);
         let mut created = Vec::new();
+        let mut failed = None;
         for branch in branches {
-            if let Some(number) = self
+            // One branch that cannot become a run (an orphan branch without a merge-base) must
+            // not hold back the others.
+            match self
                 .on_head(&record, &git, &branch.name, &branch.head)
-                .await?
+                .await
             {
-                created.push(number);
+                Ok(Some(number)) => created.push(number),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("branch {} of {repo}: {e}", branch.name);
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(created)
+        match failed {
+            Some(e) if created.is_empty() => Err(e),
+            _ => Ok(created),
+        }
     }
 
     /// One branch head: a run if it is new, the superseded runs' jobs cancelled, the new jobs
@@ -394,7 +466,7 @@ impl<S: Store + 'static> Forge<S> {
         };
         self.metrics.run_created();
         let number = created.run.run.number;
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         for (group, limit) in &created.groups {
             state.limits.insert(group.clone(), *limit);
             state.sched.set_group_limit(group, *limit);
@@ -409,10 +481,10 @@ impl<S: Store + 'static> Forge<S> {
         }
         self.queue_jobs(&mut state, &created.run, &created.run.jobs)
             .await?;
-        drop(state);
         for old in &created.superseded {
             let _ = self.refresh_run(&record.name, *old).await;
         }
+        drop(state);
         Ok(Some(number))
     }
 
@@ -466,7 +538,7 @@ impl<S: Store + 'static> Forge<S> {
     /// Queues a run created outside a push (a nightly run).
     async fn start_run(&self, run: &RunDetail, groups: &[(String, u32)]) -> ForgeResult<()> {
         self.metrics.run_created();
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         for (group, limit) in groups {
             state.limits.insert(group.clone(), *limit);
             state.sched.set_group_limit(group, *limit);
@@ -481,29 +553,60 @@ impl<S: Store + 'static> Forge<S> {
         run: &RunDetail,
         jobs: &[JobRecord],
     ) -> ForgeResult<()> {
+        // A job is added after the jobs of the batch it needs: the scheduler refuses a need it
+        // does not know yet, and a catalog may name a need defined further down.
+        let batch: BTreeSet<JobId> = jobs.iter().map(|j| j.id).collect();
+        let mut pending: Vec<&JobRecord> = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Queued)
+            .collect();
+        let mut added: BTreeSet<JobId> = BTreeSet::new();
         let mut transitions = Vec::new();
-        for job in jobs.iter().filter(|j| j.state == JobState::Queued) {
-            let mut needs = Vec::new();
-            for need in &job.needs {
-                let found = match run.jobs.iter().chain(jobs).find(|j| j.id == *need) {
-                    Some(j) => j.clone(),
-                    None => self.store.job(*need).await?,
-                };
-                let need_state = state.sched.state(core_id(found.id)).unwrap_or(found.state);
-                needs.push(Need {
-                    job: core_id(found.id),
-                    lane: found.lane.clone(),
-                    state: need_state,
+        while !pending.is_empty() {
+            let (mut ready, rest): (Vec<&JobRecord>, Vec<&JobRecord>) =
+                pending.iter().partition(|j| {
+                    j.needs
+                        .iter()
+                        .all(|n| !batch.contains(n) || added.contains(n) || !is_queued(jobs, *n))
                 });
+            let rest = if ready.is_empty() {
+                // A cycle cannot pass validation; take them all rather than loop.
+                ready = rest;
+                Vec::new()
+            } else {
+                rest
+            };
+            for job in ready {
+                let mut needs = Vec::new();
+                for need in &job.needs {
+                    let found = match run.jobs.iter().chain(jobs).find(|j| j.id == *need) {
+                        Some(j) => j.clone(),
+                        None => self.store.job(*need).await?,
+                    };
+                    let need_state = state.sched.state(core_id(found.id)).unwrap_or(found.state);
+                    needs.push(Need {
+                        job: core_id(found.id),
+                        lane: found.lane.clone(),
+                        state: need_state,
+                    });
+                }
+                match state.sched.add_job(spec_of(job, needs)) {
+                    Ok(t) => transitions.extend(t),
+                    Err(e) => {
+                        // The database has the job: a rebuild from it will schedule it.
+                        tracing::error!("job {} could not be scheduled now: {e}", job.id);
+                        state.dirty = true;
+                    }
+                }
+                added.insert(job.id);
             }
-            match state.sched.add_job(spec_of(job, needs)) {
-                Ok(t) => transitions.extend(t),
-                Err(e) => tracing::error!("job {} could not be scheduled: {e}", job.id),
-            }
+            pending = rest;
         }
         self.persist(state, transitions).await?;
         self.refresh_reasons(state).await?;
         self.work.notify_waiters();
+        // A run whose every lane was skipped is finished now; others may have moved too.
+        self.refresh_run(&run.run.repo, run.run.number).await?;
         Ok(())
     }
 
@@ -511,7 +614,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// An agent connects (or changes its labels or capacity).
     pub async fn agent_online(&self, name: &str, labels: BTreeSet<String>, capacity: u32) {
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         state
             .sched
             .agent_online(AgentId(name.to_owned()), &labels, capacity);
@@ -530,7 +633,7 @@ impl<S: Store + 'static> Forge<S> {
     /// An agent disconnects: it gets no new leases; the ones it holds run out unless it comes
     /// back.
     pub async fn agent_offline(&self, name: &str) {
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         state.sched.agent_offline(&AgentId(name.to_owned()));
         if let Some(agent) = state.agents.get_mut(name) {
             agent.online = false;
@@ -543,7 +646,7 @@ impl<S: Store + 'static> Forge<S> {
     pub async fn agent_connected(&self, agent: &lanes_store::AgentRecord) {
         let labels: BTreeSet<String> = agent.labels.iter().cloned().collect();
         let known = {
-            let state = self.sched.lock().await;
+            let state = self.locked().await;
             state
                 .agents
                 .get(&agent.name)
@@ -556,7 +659,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// True while `token` is `job`'s live lease.
     pub async fn holds(&self, job: u64, token: u64) -> bool {
-        let state = self.sched.lock().await;
+        let state = self.locked().await;
         state
             .sched
             .lease_of(schedule::JobId(job))
@@ -565,7 +668,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// The agent holding `job`'s lease, if it is held.
     pub async fn holder(&self, job: u64) -> Option<String> {
-        let state = self.sched.lock().await;
+        let state = self.locked().await;
         state
             .sched
             .lease_of(schedule::JobId(job))
@@ -574,7 +677,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// The agents the scheduler knows, with their labels, capacity and whether they are online.
     pub async fn agents(&self) -> Vec<(String, Vec<String>, u32, bool)> {
-        let state = self.sched.lock().await;
+        let state = self.locked().await;
         state
             .agents
             .iter()
@@ -598,7 +701,7 @@ impl<S: Store + 'static> Forge<S> {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let lease = {
-                let mut state = self.sched.lock().await;
+                let mut state = self.locked().await;
                 match state.sched.lease(&id, millis(Timestamp::now())) {
                     Some(lease) => {
                         self.persist(&mut state, vec![lease.transition()]).await?;
@@ -671,7 +774,7 @@ impl<S: Store + 'static> Forge<S> {
     /// The holder started the job.
     pub async fn started(&self, job: u64, token: u64) -> ForgeResult<()> {
         let now = Timestamp::now();
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let transition = state
             .sched
             .started(schedule::JobId(job), Token(token), millis(now))?;
@@ -681,10 +784,11 @@ impl<S: Store + 'static> Forge<S> {
                 self.rebuild(&mut state).await?;
                 return Err(e.into());
             }
-            drop(state);
             let _ = self.events.send(JobEvent::State { job: id });
             let record = self.store.job(id).await?;
+            // Under the lock: a run's status is only ever written by whoever holds it.
             self.refresh_run(&record.repo, record.run_number).await?;
+            drop(state);
         }
         Ok(())
     }
@@ -692,7 +796,7 @@ impl<S: Store + 'static> Forge<S> {
     /// The holder is alive: the lease is extended.
     pub async fn heartbeat(&self, job: u64, token: u64) -> ForgeResult<()> {
         let now = millis(Timestamp::now());
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let expires = state
             .sched
             .heartbeat(schedule::JobId(job), Token(token), now)?;
@@ -706,7 +810,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// Checks that `token` holds `job` now.
     async fn check(&self, job: u64, token: u64) -> ForgeResult<()> {
-        let state = self.sched.lock().await;
+        let state = self.locked().await;
         state
             .sched
             .check(schedule::JobId(job), Token(token), millis(Timestamp::now()))?;
@@ -736,7 +840,9 @@ impl<S: Store + 'static> Forge<S> {
         };
         let _serial = lock.lock().await;
         let acked = self.store.log_len(id).await?;
-        let end = offset + bytes.len() as u64;
+        let end = offset.checked_add(bytes.len() as u64).ok_or_else(|| {
+            ForgeError::BadRequest(format!("log offset {offset} is out of range"))
+        })?;
         if end <= acked {
             return Ok(acked);
         }
@@ -753,7 +859,7 @@ impl<S: Store + 'static> Forge<S> {
             file.append(&bytes[skip..])
         })
         .await
-        .map_err(|e| ForgeError::Conflict(format!("the log writer panicked: {e}")))??;
+        .map_err(|e| ForgeError::Internal(format!("the log writer panicked: {e}")))??;
         self.store.ack_log(id, token, acked, new_len).await?;
         let _ = self.events.send(JobEvent::Log {
             job: id,
@@ -777,7 +883,7 @@ impl<S: Store + 'static> Forge<S> {
     pub async fn finish(&self, job: u64, token: u64, report: FinishReport) -> ForgeResult<()> {
         let now = Timestamp::now();
         let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let mut transitions = state.sched.finished(
             schedule::JobId(job),
             Token(token),
@@ -819,7 +925,7 @@ impl<S: Store + 'static> Forge<S> {
     /// Ends every lease that expired and writes the queue's reasons; returns when the next
     /// lease expires.
     pub async fn tick(&self) -> ForgeResult<Option<u64>> {
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let transitions = state.sched.tick(millis(Timestamp::now()));
         self.persist(&mut state, transitions).await?;
         self.refresh_reasons(&mut state).await?;
@@ -837,7 +943,7 @@ impl<S: Store + 'static> Forge<S> {
                 record.lane, record.state
             )));
         }
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let transitions = state
             .sched
             .cancel(&[core_id(job)], JobReason::CancelledByUser);
@@ -861,17 +967,16 @@ impl<S: Store + 'static> Forge<S> {
                 "run #{number} of {repo} has no job left to cancel"
             )));
         }
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let transitions = state.sched.cancel(&open, JobReason::CancelledByUser);
         self.persist(&mut state, transitions).await?;
         self.refresh_reasons(&mut state).await?;
-        drop(state);
         self.refresh_run(repo, number).await
     }
 
     /// A held job goes back to the queue.
     pub async fn requeue(&self, job: JobId) -> ForgeResult<JobRecord> {
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         let Some(transition) = state.sched.requeue(core_id(job)) else {
             drop(state);
             let record = self.store.job(job).await?;
@@ -978,10 +1083,9 @@ impl<S: Store + 'static> Forge<S> {
                 .await?;
         }
         let detail = self.store.run(repo, number).await?;
-        let mut state = self.sched.lock().await;
+        let mut state = self.locked().await;
         self.queue_jobs(&mut state, &detail, &created).await?;
         drop(state);
-        self.refresh_run(repo, number).await?;
         let ids: BTreeSet<JobId> = created.iter().map(|j| j.id).collect();
         let mut out = Vec::new();
         for id in ids {
@@ -992,7 +1096,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// Every concurrency group with its holders and waiters.
     pub async fn groups(&self) -> Vec<GroupView> {
-        self.sched.lock().await.sched.groups()
+        self.locked().await.sched.groups()
     }
 
     /// Queued jobs by waiting reason, and held jobs.
@@ -1015,6 +1119,11 @@ impl<S: Store + 'static> Forge<S> {
     pub async fn wait_for_work(&self, wait: Duration) {
         let _ = tokio::time::timeout(wait, self.work.notified()).await;
     }
+}
+
+fn is_queued(jobs: &[JobRecord], id: JobId) -> bool {
+    jobs.iter()
+        .any(|j| j.id == id && j.state == JobState::Queued)
 }
 
 /// What the scheduler needs of a stored job.

@@ -17,6 +17,9 @@ use std::time::Duration;
 /// The default address of the API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// How long open connections get to end once the server is told to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// The default time between two reads of the repositories' refs.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
@@ -330,6 +333,7 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         .unwrap_or_else(|_| config.listen.clone());
     // Only the configured repositories are watched; others the database remembers stay readable.
     let watched: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
+    forge.set_watched(watched.iter().cloned());
     say(&format!(
         "lanes serve: listening on http://{addr}; watching {} {}; data in {}\n",
         repos.len(),
@@ -369,9 +373,14 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         say("lanes serve: stopping\n");
         let _ = stop_tx.send(true);
     };
-    let (served, ()) = tokio::join!(server, signals);
-    if let Err(e) = served {
-        tracing::error!("the HTTP server failed: {e}");
+    let server = tokio::spawn(server.into_future());
+    signals.await;
+    // Open event streams (`lanes logs --follow`) would hold a graceful stop forever: they get a
+    // few seconds to end, then the server stops without them.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Err(e))) => tracing::error!("the HTTP server failed: {e}"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("stopping with connections still open"),
     }
     while tasks.join_next().await.is_some() {}
     store.close().await;

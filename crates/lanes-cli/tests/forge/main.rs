@@ -748,3 +748,94 @@ fn bad_serve_flags_and_configuration_files_are_clear_errors() {
         "no token shown for a server that never ran"
     );
 }
+
+#[test]
+fn a_lane_may_need_a_lane_defined_after_it_also_in_a_rerun() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let marker = outside.path().join("second");
+    let catalog = format!(
+        "version = 1\n[lane.app]\nclass = \"required\"\nneeds = [\"build\"]\nstep = [{{ name = \
+         \"app\", run = \"echo app\" }}]\n[lane.build]\nclass = \"required\"\nstep = [{{ name = \
+         \"build\", run = \"test -e {m} || {{ touch {m}; exit 1; }}\" }}]\n",
+        m = marker.display()
+    );
+    let forge = Forge::new(&catalog, &[]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    let status = forge.wait_done("main", &head);
+    assert_eq!(job(&status, "build")["status"], "failed", "{status:#}");
+    assert_eq!(job(&status, "app")["status"], "skipped");
+    assert_eq!(job(&status, "app")["reason"]["kind"], "need-failed");
+    let r = forge.request("POST", "/api/v1/repos/origin/runs/1/rerun-failed", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let status = forge.wait_for("the reruns to pass", || {
+        let status = forge.branch("main");
+        (status["run"]["status"] == "passed").then_some(status)
+    });
+    assert_eq!(job(&status, "app")["status"], "passed", "{status:#}");
+    assert_eq!(job(&status, "build")["status"], "passed");
+}
+
+#[test]
+fn a_run_whose_every_lane_is_skipped_is_finished_at_once() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    forge.git(&["checkout", "-q", "-b", "readme"]);
+    forge.write("README.md", "nothing any lane looks at\n");
+    let readme = forge.commit("readme only");
+    forge.push("readme");
+    let status = forge.wait_done("readme", &readme);
+    assert_eq!(status["run"]["status"], "passed", "{status:#}");
+    assert_eq!(status["status"], "passed");
+    assert!(!status["run"]["finished_at"].is_null(), "{status:#}");
+}
+
+#[test]
+fn an_orphan_branch_does_not_hold_back_the_other_branches() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &head);
+    // No merge-base with main: it cannot be selected against it.
+    forge.git(&["checkout", "-q", "--orphan", "aaa-pages"]);
+    forge.write("index.html", "<p>pages</p>\n");
+    forge.commit("pages");
+    forge.git_push("aaa-pages");
+    forge.git(&["checkout", "-q", "-b", "zzz-feature", "main"]);
+    forge.write("src/lib.txt", "two\n");
+    let feature = forge.commit("feature");
+    forge.git_push("zzz-feature");
+    let status = forge.wait_done("zzz-feature", &feature);
+    assert_eq!(status["status"], "passed", "{status:#}");
+    let unknown = forge.request_as("POST", "/api/v1/repos/nope/refs-changed", None, None);
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+}
+
+#[test]
+fn sigterm_stops_the_server_even_with_a_log_follower_connected() {
+    let catalog = r#"version = 1
+[lane.slow]
+class = "required"
+step = [{ name = "sleep", run = "echo started; sleep 600" }]
+"#;
+    let mut forge = Forge::new(catalog, &[]);
+    let id = forge.wait_for("the job to run", || {
+        let status = forge.seen_branch("main")?;
+        let j = job(&status, "slow");
+        (j["status"] == "running").then(|| j["id"].as_i64().expect("id"))
+    });
+    let mut stream = std::net::TcpStream::connect(&forge.addr).expect("connect");
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "GET /api/v1/jobs/{id}/log/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            forge.token
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    let mut first = [0u8; 64];
+    let n = std::io::Read::read(&mut stream, &mut first).expect("the stream answers");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(forge.stop(), Some(0), "{}", forge.server_log());
+    drop(stream);
+}
