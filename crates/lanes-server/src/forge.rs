@@ -74,6 +74,9 @@ struct Sched {
     /// The scheduler may be ahead of the database (a rebuild failed, a job could not be
     /// added): the next operation rebuilds it before deciding anything.
     dirty: bool,
+    /// Runs a job of which started since they were last found pending (a cache: forgetting a
+    /// run only costs a read).
+    running_runs: BTreeSet<lanes_store::RunId>,
     agents: BTreeMap<String, AgentEntry>,
     limits: BTreeMap<String, u32>,
 }
@@ -128,6 +131,7 @@ impl<S: Store + 'static> Forge<S> {
             sched: Mutex::new(Sched {
                 sched: Scheduler::new(config.schedule),
                 dirty: false,
+                running_runs: BTreeSet::new(),
                 agents: BTreeMap::new(),
                 limits: BTreeMap::new(),
             }),
@@ -786,8 +790,16 @@ impl<S: Store + 'static> Forge<S> {
             }
             let _ = self.events.send(JobEvent::State { job: id });
             let record = self.store.job(id).await?;
-            // Under the lock: a run's status is only ever written by whoever holds it.
-            self.refresh_run(&record.repo, record.run_number).await?;
+            // A job that starts makes its run running; the first one of a run says so (under
+            // the lock: a run's status is only ever written by whoever holds it). Later starts
+            // of the same run need no read of the whole run.
+            if state.running_runs.insert(record.run) {
+                if state.running_runs.len() > 10_000 {
+                    state.running_runs.clear();
+                    state.running_runs.insert(record.run);
+                }
+                self.refresh_run(&record.repo, record.run_number).await?;
+            }
             drop(state);
         }
         Ok(())
@@ -1084,6 +1096,8 @@ impl<S: Store + 'static> Forge<S> {
         }
         let detail = self.store.run(repo, number).await?;
         let mut state = self.locked().await;
+        // Reopened: its next start must mark it running again.
+        state.running_runs.remove(&detail.run.id);
         self.queue_jobs(&mut state, &detail, &created).await?;
         drop(state);
         let ids: BTreeSet<JobId> = created.iter().map(|j| j.id).collect();
