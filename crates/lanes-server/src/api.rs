@@ -178,7 +178,43 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
             Arc::clone(&forge),
             auth::<S>,
         ))
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(forge)
+}
+
+/// axum's own rejections (a path segment that is not a number, a body that is not JSON, a
+/// missing query parameter, a wrong method) are plain text: they become the API's JSON errors
+/// with a code for their status, so every error a client sees has the same shape.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body).trim().to_owned();
+    let (status, code) = match status {
+        StatusCode::NOT_FOUND => (status, "not-found"),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "bad-request"),
+        StatusCode::UNAUTHORIZED => (status, "unauthorized"),
+        StatusCode::FORBIDDEN => (status, "forbidden"),
+        StatusCode::CONFLICT => (status, "conflict"),
+        s if s.is_client_error() => (StatusCode::BAD_REQUEST, "bad-request"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        message
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 /// Authentication: actions always need the admin token, reads unless `--public-read`; the

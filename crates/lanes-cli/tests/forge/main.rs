@@ -220,6 +220,12 @@ fn reads_need_a_token_unless_public_and_actions_always_do() {
     let doc = forge.request_as("GET", "/api/v1/openapi.json", None, None);
     assert_eq!(doc.status, 200);
     assert_eq!(doc.json()["openapi"], "3.1.0");
+    let malformed = forge.request("GET", "/api/v1/jobs/abc", None);
+    assert_eq!(malformed.status, 400, "{}", malformed.text());
+    assert_eq!(malformed.json()["error"]["code"], "bad-request");
+    let no_body = forge.request("POST", "/api/v1/agents", Some("not json"));
+    assert_eq!(no_body.status, 400, "{}", no_body.text());
+    assert_eq!(no_body.json()["error"]["code"], "bad-request");
     let missing = forge.request("GET", "/api/v1/repos/origin/runs/99", None);
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "not-found");
