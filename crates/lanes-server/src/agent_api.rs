@@ -166,6 +166,7 @@ async fn holder<S: Store + 'static>(
         .store()
         .agent_heartbeat(&agent.name, Timestamp::now())
         .await;
+    forge.agent_connected(&agent).await;
     Ok(agent)
 }
 

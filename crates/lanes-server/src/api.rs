@@ -790,7 +790,26 @@ async fn agents<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::
     let open = forge.store().open_jobs().await?;
     let stored = forge.store().list_agents().await?;
     let mut out = Vec::new();
-    for (name, labels, capacity, online) in forge.agents().await {
+    let connected = forge.agents().await;
+    // Registered agents that never called in since the server started are shown as the store
+    // has them.
+    for agent in &stored {
+        if !connected.iter().any(|(name, ..)| *name == agent.name) {
+            out.push(json!({
+                "name": agent.name,
+                "labels": agent.labels,
+                "capacity": agent.capacity,
+                "state": if agent.state == lanes_store::AgentState::Online {
+                    "lost"
+                } else {
+                    agent.state.as_str()
+                },
+                "last_heartbeat": ts(agent.last_heartbeat),
+                "running": Vec::<i64>::new(),
+            }));
+        }
+    }
+    for (name, labels, capacity, online) in connected {
         let running: Vec<i64> = open
             .iter()
             .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(name.as_str()))
@@ -806,6 +825,7 @@ async fn agents<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::
             "running": running,
         }));
     }
+    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(axum::Json(Value::Array(out)))
 }
 

@@ -65,7 +65,13 @@ struct AgentEntry {
     labels: BTreeSet<String>,
     capacity: u32,
     online: bool,
+    /// When it last called in (ms); the built-in agent never goes quiet.
+    last_seen: u64,
 }
+
+/// A remote agent that has not called in for this long past its lease is offline: it gets no
+/// leases and no longer counts as able to run a job's labels. (A lease call may wait 60 s.)
+const AGENT_QUIET_MS: u64 = 60_000;
 
 /// Everything the scheduling lock guards.
 #[derive(Debug)]
@@ -628,6 +634,7 @@ impl<S: Store + 'static> Forge<S> {
                 labels,
                 capacity,
                 online: true,
+                last_seen: millis(Timestamp::now()),
             },
         );
         let _ = self.refresh_reasons(&mut state).await;
@@ -650,14 +657,21 @@ impl<S: Store + 'static> Forge<S> {
     pub async fn agent_connected(&self, agent: &lanes_store::AgentRecord) {
         let labels: BTreeSet<String> = agent.labels.iter().cloned().collect();
         let known = {
-            let state = self.locked().await;
-            state
-                .agents
-                .get(&agent.name)
-                .is_some_and(|a| a.online && a.labels == labels && a.capacity == agent.capacity)
+            let mut state = self.locked().await;
+            match state.agents.get_mut(&agent.name) {
+                Some(a) if a.online && a.labels == labels && a.capacity == agent.capacity => {
+                    a.last_seen = millis(Timestamp::now());
+                    true
+                }
+                _ => false,
+            }
         };
         if !known {
             self.agent_online(&agent.name, labels, agent.capacity).await;
+            let _ = self
+                .store
+                .set_agent_state(&agent.name, lanes_store::AgentState::Online)
+                .await;
         }
     }
 
@@ -938,7 +952,31 @@ impl<S: Store + 'static> Forge<S> {
     /// lease expires.
     pub async fn tick(&self) -> ForgeResult<Option<u64>> {
         let mut state = self.locked().await;
-        let transitions = state.sched.tick(millis(Timestamp::now()));
+        let now = millis(Timestamp::now());
+        let quiet = self.config.schedule.lease + AGENT_QUIET_MS;
+        let gone: Vec<String> = state
+            .agents
+            .iter()
+            .filter(|(name, a)| {
+                a.online && name.as_str() != LOCAL_AGENT && a.last_seen + quiet < now
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            tracing::warn!(
+                "agent {name} has not called in for {} s: offline",
+                quiet / 1000
+            );
+            state.sched.agent_offline(&AgentId(name.clone()));
+            if let Some(agent) = state.agents.get_mut(&name) {
+                agent.online = false;
+            }
+            let _ = self
+                .store
+                .set_agent_state(&name, lanes_store::AgentState::Lost)
+                .await;
+        }
+        let transitions = state.sched.tick(now);
         self.persist(&mut state, transitions).await?;
         self.refresh_reasons(&mut state).await?;
         Ok(state.sched.next_expiry())

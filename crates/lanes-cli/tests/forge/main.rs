@@ -452,6 +452,12 @@ step = [{ name = "test", run = "true" }]
     };
     let agent = register("remote");
     let other = register("other");
+    let agents = forge.get("/api/v1/agents");
+    assert_eq!(agents[1]["name"], "remote", "{agents:#}");
+    assert_eq!(
+        agents[1]["state"], "lost",
+        "registered, not connected: {agents:#}"
+    );
     let lease = forge.wait_for("a lease", || {
         let r = forge.request_as(
             "POST",
@@ -461,6 +467,14 @@ step = [{ name = "test", run = "true" }]
         );
         (r.status == 200).then(|| r.json())
     });
+    let agents = forge.get("/api/v1/agents");
+    let remote = agents
+        .as_array()
+        .expect("agents")
+        .iter()
+        .find(|a| a["name"] == "remote")
+        .expect("remote");
+    assert_eq!(remote["state"], "online", "{agents:#}");
     let (job, token) = (
         lease["job"].as_u64().expect("job"),
         lease["token"].as_u64().expect("token"),
