@@ -469,8 +469,18 @@ impl<S: Store + 'static> Forge<S> {
         head: &lanes_git::CommitId,
     ) -> ForgeResult<Option<u64>> {
         let outcome =
-            trigger::on_branch_head(&self.store, record, git, branch, head, Timestamp::now())
-                .await?;
+            match trigger::on_branch_head(&self.store, record, git, branch, head, Timestamp::now())
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // It may have failed after creating the run (recording the ref, superseding):
+                    // its queued jobs are in the database, so the next operation rebuilds the
+                    // scheduler from it rather than leave them unscheduled.
+                    self.locked().await.dirty = true;
+                    return Err(e.into());
+                }
+            };
         let Outcome::Created(created) = outcome else {
             return Ok(None);
         };
