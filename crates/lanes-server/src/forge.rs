@@ -474,10 +474,13 @@ impl<S: Store + 'static> Forge<S> {
             {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    // It may have failed after creating the run (recording the ref, superseding):
-                    // its queued jobs are in the database, so the next operation rebuilds the
-                    // scheduler from it rather than leave them unscheduled.
-                    self.locked().await.dirty = true;
+                    // A store failure may come after the run was created (recording the ref,
+                    // superseding): its queued jobs are in the database, so the next operation
+                    // rebuilds the scheduler from it rather than leave them unscheduled. A git
+                    // failure comes before anything is written.
+                    if matches!(e, trigger::TriggerError::Store(_)) {
+                        self.locked().await.dirty = true;
+                    }
                     return Err(e.into());
                 }
             };
