@@ -5,8 +5,9 @@
 
 use crate::api::{self, BranchStatus, Repository, Run};
 use crate::args::{ForgeArgs, JobTarget};
-use crate::client::Client;
-use crate::error::CliError;
+use crate::client::{Client, block_on};
+use crate::error::{CliError, exit};
+use crate::printer::Printer;
 use lanes_git::{CommitId, GitError, Repo};
 use serde_json::Value;
 use std::path::Path;
@@ -208,6 +209,74 @@ pub(crate) fn target_branch(
         (None, Some(_)) => Ok(None),
         (None, None) => local.current_branch(command).map(Some),
     }
+}
+
+/// What `lanes rerun` or `lanes cancel` asked the forge to do, and its answer.
+pub(crate) enum Acted {
+    /// `--lane`: the lane's newest job in `run` (as it was before the request).
+    Job {
+        run: Run,
+        job: api::Job,
+        value: Value,
+    },
+    /// The whole run `number`.
+    Run { number: u64, value: Value },
+}
+
+/// `lanes rerun` and `lanes cancel`: pick the target ([`target_branch`], `--lane`, `--run`),
+/// post `jobs/ID/{job_action}` for a lane's newest job or `repos/R/runs/N/{run_action}` for a
+/// run, and print the forge's answer with `--json`, else the text `describe` makes of it.
+pub(crate) fn act_on_target(
+    dir: &Path,
+    target: &JobTarget,
+    command: &str,
+    (job_action, run_action): (&str, &str),
+    printer: &Printer,
+    describe: impl FnOnce(&Forge, Acted) -> Result<String, CliError>,
+) -> Result<u8, CliError> {
+    let local = Local::discover(dir)?;
+    let branch = target_branch(target, &local, command)?;
+    block_on(async {
+        let forge = Forge::connect(&target.forge, &local).await?;
+        let client = &forge.client;
+        let acted = if let Some(lane) = &target.lane {
+            let run = forge.chosen_run(branch.as_deref(), target.run).await?;
+            let job = lane_job(&run, lane)?.clone();
+            let id = job.id.to_string();
+            let value = client
+                .post_json(client.url(["jobs", id.as_str(), job_action]))
+                .await?;
+            Acted::Job { run, job, value }
+        } else {
+            let number = match (target.run, &branch) {
+                (Some(number), None) => number,
+                _ => {
+                    forge
+                        .chosen_run(branch.as_deref(), target.run)
+                        .await?
+                        .number
+                }
+            };
+            let number_text = number.to_string();
+            let value = client
+                .post_json(client.url([
+                    "repos",
+                    forge.repo.as_str(),
+                    "runs",
+                    number_text.as_str(),
+                    run_action,
+                ]))
+                .await?;
+            Acted::Run { number, value }
+        };
+        if target.json {
+            let (Acted::Job { value, .. } | Acted::Run { value, .. }) = &acted;
+            printer.json(value)?;
+            return Ok(exit::SUCCESS);
+        }
+        printer.out(&describe(&forge, acted)?)?;
+        Ok(exit::SUCCESS)
+    })?
 }
 
 /// The names of the forge's repositories.

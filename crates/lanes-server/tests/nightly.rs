@@ -9,13 +9,10 @@ use lanes_git::{CommitId, Repo};
 use lanes_server::nightly::{
     DueLane, NightlyOutcome, NightlyTick, create_nightly_run, nightly_run,
 };
-use lanes_store::{
-    NewRepo, RepoRecord, RunDetail, RunFilter, RunTrigger, SqliteStore, Store, StoreError,
-};
-use std::path::Path;
-use std::process::Command;
+use lanes_store::{RunDetail, RunFilter, RunTrigger, Store, StoreError};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
+use common::{Forge, TestResult};
 
 const CATALOG: &str = r#"version = 1
 
@@ -41,61 +38,16 @@ step = [{ name = "release", run = "true" }]
 limit = 1
 "#;
 
-struct Forge {
-    dir: tempfile::TempDir,
-    store: SqliteStore,
-    repo: RepoRecord,
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=lanes",
-            "-c",
-            "user.email=lanes@example.invalid",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim_end().to_owned())
+/// A repository whose `main` holds `catalog`, and a store that knows it.
+async fn forge(catalog: &str) -> Result<Forge, Box<dyn std::error::Error>> {
+    let f = Forge::new(at("2026-01-01T00:00:00Z")?).await?;
+    f.commit(&[("lanes.toml", catalog)])?;
+    Ok(f)
 }
 
 impl Forge {
-    /// A repository whose `main` holds `catalog`, and a store that knows it.
-    async fn new(catalog: &str) -> Result<Forge, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let work = dir.path().join("app");
-        std::fs::create_dir(&work)?;
-        git(&work, &["init", "--quiet", "--initial-branch", "main"])?;
-        std::fs::write(work.join("lanes.toml"), catalog)?;
-        git(&work, &["add", "--all"])?;
-        git(&work, &["commit", "--quiet", "-m", "catalog"])?;
-        let store = SqliteStore::open(&dir.path().join("lanes.db")).await?;
-        let repo = store
-            .add_repo(
-                &NewRepo {
-                    name: "app".into(),
-                    path: work,
-                    remote_url: None,
-                    default_branch: "main".into(),
-                },
-                at("2026-01-01T00:00:00Z")?,
-            )
-            .await?;
-        Ok(Forge { dir, store, repo })
-    }
-
     fn git(&self) -> Result<Repo, Box<dyn std::error::Error>> {
-        Ok(Repo::discover(&self.dir.path().join("app"))?)
+        Ok(Repo::discover(&self.work())?)
     }
 
     fn head(&self) -> Result<CommitId, Box<dyn std::error::Error>> {
@@ -135,7 +87,7 @@ fn nothing_due(tick: &NightlyTick) -> bool {
 
 #[tokio::test]
 async fn a_slot_before_the_forge_knew_the_lane_does_not_run_and_the_next_runs_once() -> TestResult {
-    let f = Forge::new(CATALOG).await?;
+    let f = forge(CATALOG).await?;
     let first_seen = "2026-05-01T10:00:00Z";
 
     // Set up at 10:00, after today's 03:00 slot: nothing runs, the timer is told when to look.
@@ -192,7 +144,7 @@ async fn a_slot_before_the_forge_knew_the_lane_does_not_run_and_the_next_runs_on
 
 #[tokio::test]
 async fn downtime_over_three_slots_creates_one_run_for_the_latest() -> TestResult {
-    let f = Forge::new(CATALOG).await?;
+    let f = forge(CATALOG).await?;
     let first_seen = "2026-05-01T00:00:00Z";
     created(f.tick(first_seen, "2026-05-01T03:00:00Z").await?)?;
 
@@ -225,7 +177,7 @@ async fn downtime_over_three_slots_creates_one_run_for_the_latest() -> TestResul
 
 #[tokio::test]
 async fn creating_the_nightly_run_twice_for_the_same_slot_creates_one() -> TestResult {
-    let f = Forge::new(CATALOG).await?;
+    let f = forge(CATALOG).await?;
     let mut none = |path: &str| Err(format!("no file `{path}` in this test"));
     let catalog = lanes_core::parse(&Source::new("lanes.toml", CATALOG), &mut none)
         .map_err(|e| format!("{:?}", e.diagnostics))?;
@@ -257,7 +209,7 @@ async fn creating_the_nightly_run_twice_for_the_same_slot_creates_one() -> TestR
 
 #[tokio::test]
 async fn two_forges_looking_at_the_same_slot_at_once_create_one_run() -> TestResult {
-    let f = Forge::new(CATALOG).await?;
+    let f = forge(CATALOG).await?;
     let (a, b) = tokio::join!(
         f.tick("2026-05-01T00:00:00Z", "2026-05-02T03:00:01Z"),
         f.tick("2026-05-01T00:00:00Z", "2026-05-02T03:00:02Z"),
@@ -283,7 +235,7 @@ async fn two_forges_looking_at_the_same_slot_at_once_create_one_run() -> TestRes
 
 #[tokio::test]
 async fn a_default_head_whose_catalog_fails_creates_nothing() -> TestResult {
-    let f = Forge::new("version = 1\n[lane.soak]\nclass = \"nightly\"\n").await?;
+    let f = forge("version = 1\n[lane.soak]\nclass = \"nightly\"\n").await?;
     let tick = f
         .tick("2026-05-01T00:00:00Z", "2026-05-02T03:00:01Z")
         .await?;

@@ -5,11 +5,10 @@ use jiff::Timestamp;
 use lanes_core::job::{JobState, Priority};
 use lanes_git::{CommitId, Repo};
 use lanes_server::{Created, Outcome, on_branch_head};
-use lanes_store::{NewRepo, RepoRecord, RunStatus, SqliteStore, Store};
-use std::path::Path;
-use std::process::Command;
+use lanes_store::{RunStatus, Store};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
+use common::{Forge, TestResult, git};
 
 const CATALOG: &str = r#"version = 1
 
@@ -44,76 +43,7 @@ step = [{ name = "release", run = "true" }]
 limit = 1
 "#;
 
-struct Forge {
-    dir: tempfile::TempDir,
-    store: SqliteStore,
-    repo: RepoRecord,
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=lanes",
-            "-c",
-            "user.email=lanes@example.invalid",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim_end().to_owned())
-}
-
 impl Forge {
-    async fn new() -> Result<Forge, Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let work = dir.path().join("app");
-        std::fs::create_dir(&work)?;
-        git(&work, &["init", "--quiet", "--initial-branch", "main"])?;
-        let store = SqliteStore::open(&dir.path().join("lanes.db")).await?;
-        let repo = store
-            .add_repo(
-                &NewRepo {
-                    name: "app".into(),
-                    path: work,
-                    remote_url: None,
-                    default_branch: "main".into(),
-                },
-                t(0),
-            )
-            .await?;
-        Ok(Forge { dir, store, repo })
-    }
-
-    fn work(&self) -> std::path::PathBuf {
-        self.dir.path().join("app")
-    }
-
-    /// Writes files and commits them on the current branch; returns the commit.
-    fn commit(&self, files: &[(&str, &str)]) -> Result<CommitId, Box<dyn std::error::Error>> {
-        for (path, text) in files {
-            let full = self.work().join(path);
-            if let Some(parent) = full.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(full, text)?;
-        }
-        git(&self.work(), &["add", "--all"])?;
-        git(
-            &self.work(),
-            &["commit", "--quiet", "--allow-empty", "-m", "c"],
-        )?;
-        Ok(Repo::discover(&self.work())?.resolve("HEAD")?)
-    }
-
     async fn push(
         &self,
         branch: &str,
@@ -143,7 +73,7 @@ fn state_of(c: &Created, lane: &str) -> Option<JobState> {
 #[tokio::test]
 async fn a_feature_branch_selects_by_its_diff_against_the_merge_base_and_records_skips()
 -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let root = f.commit(&[
         ("lanes.toml", CATALOG),
         ("src/a.rs", "1"),
@@ -200,7 +130,7 @@ async fn a_feature_branch_selects_by_its_diff_against_the_merge_base_and_records
 
 #[tokio::test]
 async fn the_same_head_twice_creates_one_run() -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let head = f.commit(&[("lanes.toml", CATALOG), ("src/a.rs", "1")])?;
     created(f.push("main", &head, 1).await?)?;
     assert!(matches!(
@@ -217,7 +147,7 @@ async fn the_same_head_twice_creates_one_run() -> TestResult {
 
 #[tokio::test]
 async fn a_push_to_main_diffs_against_the_previous_main_head() -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let first = f.commit(&[("lanes.toml", CATALOG), ("src/a.rs", "1")])?;
     let c1 = created(f.push("main", &first, 1).await?)?;
     assert_eq!(c1.run.run.diagnostics, None);
@@ -260,7 +190,7 @@ async fn a_push_to_main_diffs_against_the_previous_main_head() -> TestResult {
 
 #[tokio::test]
 async fn a_broken_catalog_gives_an_error_run_with_diagnostics_and_no_jobs() -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let head = f.commit(&[("lanes.toml", "version = 1\n[lane.x]\nclas = \"required\"\n")])?;
     let c = created(f.push("main", &head, 1).await?)?;
     assert_eq!(c.run.run.status, RunStatus::Error);
@@ -280,7 +210,7 @@ async fn a_broken_catalog_gives_an_error_run_with_diagnostics_and_no_jobs() -> T
 
 #[tokio::test]
 async fn a_new_head_supersedes_the_older_run_and_returns_its_open_jobs() -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let first = f.commit(&[("lanes.toml", CATALOG), ("src/a.rs", "1")])?;
     let c1 = created(f.push("main", &first, 1).await?)?;
     let open: Vec<_> = c1
@@ -309,7 +239,7 @@ async fn a_new_head_supersedes_the_older_run_and_returns_its_open_jobs() -> Test
 
 #[tokio::test]
 async fn run_numbers_go_one_two_three_per_repository() -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let mut numbers = Vec::new();
     for i in 0..3 {
         let head = f.commit(&[("lanes.toml", CATALOG), ("src/a.rs", &i.to_string())])?;
@@ -326,7 +256,7 @@ async fn run_numbers_go_one_two_three_per_repository() -> TestResult {
 
 #[tokio::test]
 async fn the_pins_file_is_read_at_the_commit_not_the_working_tree() -> TestResult {
-    let f = Forge::new().await?;
+    let f = Forge::new(t(0)).await?;
     let catalog = format!(
         "pins = \"ci/pins.toml\"\n{}",
         CATALOG.replacen("version = 1\n", "", 1)

@@ -2,67 +2,39 @@
 
 use crate::api::{self, Job, Run};
 use crate::args::CancelArgs;
-use crate::client::block_on;
 use crate::commands::status::render_jobs;
-use crate::error::{CliError, exit};
-use crate::forge::{Forge, Local, lane_job, target_branch};
+use crate::error::CliError;
+use crate::forge::{Acted, act_on_target};
 use crate::printer::Printer;
 use std::path::Path;
 
 pub(crate) fn run(dir: &Path, args: &CancelArgs, printer: &Printer) -> Result<u8, CliError> {
-    let target = &args.target;
-    let local = Local::discover(dir)?;
-    let branch = target_branch(target, &local, "cancel")?;
-    block_on(async {
-        let forge = Forge::connect(&target.forge, &local).await?;
-        let client = &forge.client;
-        if let Some(lane) = &target.lane {
-            let run = forge.chosen_run(branch.as_deref(), target.run).await?;
-            let job = lane_job(&run, lane)?;
-            let id = job.id.to_string();
-            let value = client
-                .post_json(client.url(["jobs", id.as_str(), "cancel"]))
-                .await?;
-            if target.json {
-                printer.json(&value)?;
-                return Ok(exit::SUCCESS);
+    let actions = ("cancel", "cancel");
+    act_on_target(
+        dir,
+        &args.target,
+        "cancel",
+        actions,
+        printer,
+        |forge, acted| {
+            let client = &forge.client;
+            match acted {
+                Acted::Job { run, value, .. } => {
+                    let job: Job = api::read(client, "the cancelled job", &value)?;
+                    Ok(job_line(&forge.repo, run.number, &job))
+                }
+                Acted::Run { value, .. } => {
+                    let run: Run = api::read(client, "the cancelled run", &value)?;
+                    let mut text = format!(
+                        "cancelled {} run #{} on {}: {}\n",
+                        forge.repo, run.number, run.branch, run.status
+                    );
+                    text.push_str(&render_jobs(&run));
+                    Ok(text)
+                }
             }
-            let job: Job = api::read(client, "the cancelled job", &value)?;
-            printer.out(&job_line(&forge.repo, run.number, &job))?;
-            return Ok(exit::SUCCESS);
-        }
-        let number = match (target.run, &branch) {
-            (Some(number), None) => number,
-            _ => {
-                forge
-                    .chosen_run(branch.as_deref(), target.run)
-                    .await?
-                    .number
-            }
-        };
-        let number_text = number.to_string();
-        let value = client
-            .post_json(client.url([
-                "repos",
-                forge.repo.as_str(),
-                "runs",
-                number_text.as_str(),
-                "cancel",
-            ]))
-            .await?;
-        if target.json {
-            printer.json(&value)?;
-            return Ok(exit::SUCCESS);
-        }
-        let run: Run = api::read(client, "the cancelled run", &value)?;
-        let mut text = format!(
-            "cancelled {} run #{} on {}: {}\n",
-            forge.repo, run.number, run.branch, run.status
-        );
-        text.push_str(&render_jobs(&run));
-        printer.out(&text)?;
-        Ok(exit::SUCCESS)
-    })?
+        },
+    )
 }
 
 /// The job after the cancel: cancelled, or still ending (an agent holding it stops it).

@@ -2,65 +2,37 @@
 
 use crate::api::{self, Job, Jobs};
 use crate::args::RerunArgs;
-use crate::client::block_on;
-use crate::error::{CliError, exit};
-use crate::forge::{Forge, Local, lane_job, target_branch};
+use crate::error::CliError;
+use crate::forge::{Acted, act_on_target};
 use crate::printer::Printer;
 use std::fmt::Write as _;
 use std::path::Path;
 
 pub(crate) fn run(dir: &Path, args: &RerunArgs, printer: &Printer) -> Result<u8, CliError> {
-    let target = &args.target;
-    let local = Local::discover(dir)?;
-    let branch = target_branch(target, &local, "rerun")?;
-    block_on(async {
-        let forge = Forge::connect(&target.forge, &local).await?;
-        let client = &forge.client;
-        if let Some(lane) = &target.lane {
-            let run = forge.chosen_run(branch.as_deref(), target.run).await?;
-            let job = lane_job(&run, lane)?;
-            let id = job.id.to_string();
-            let value = client
-                .post_json(client.url(["jobs", id.as_str(), "rerun"]))
-                .await?;
-            if target.json {
-                printer.json(&value)?;
-                return Ok(exit::SUCCESS);
+    let actions = ("rerun", "rerun-failed");
+    act_on_target(
+        dir,
+        &args.target,
+        "rerun",
+        actions,
+        printer,
+        |forge, acted| {
+            let client = &forge.client;
+            match acted {
+                Acted::Job { run, job, value } => {
+                    let new: Job = api::read(client, "the new job", &value)?;
+                    Ok(format!(
+                        "queued {} again in {} run #{}: job {} (rerun of job {})\n",
+                        job.lane, forge.repo, run.number, new.id, job.id
+                    ))
+                }
+                Acted::Run { number, value } => {
+                    let queued: Jobs = api::read(client, "the rerun jobs", &value)?;
+                    Ok(render(&forge.repo, number, &queued.jobs))
+                }
             }
-            let new: Job = api::read(client, "the new job", &value)?;
-            printer.out(&format!(
-                "queued {lane} again in {} run #{}: job {} (rerun of job {})\n",
-                forge.repo, run.number, new.id, job.id
-            ))?;
-            return Ok(exit::SUCCESS);
-        }
-        let number = match (target.run, &branch) {
-            (Some(number), None) => number,
-            _ => {
-                forge
-                    .chosen_run(branch.as_deref(), target.run)
-                    .await?
-                    .number
-            }
-        };
-        let number_text = number.to_string();
-        let value = client
-            .post_json(client.url([
-                "repos",
-                forge.repo.as_str(),
-                "runs",
-                number_text.as_str(),
-                "rerun-failed",
-            ]))
-            .await?;
-        if target.json {
-            printer.json(&value)?;
-            return Ok(exit::SUCCESS);
-        }
-        let queued: Jobs = api::read(client, "the rerun jobs", &value)?;
-        printer.out(&render(&forge.repo, number, &queued.jobs))?;
-        Ok(exit::SUCCESS)
-    })?
+        },
+    )
 }
 
 /// What `rerun-failed` queued, one line per new job.

@@ -115,6 +115,8 @@ impl Run {
     }
 }
 
+/// Run `lanes args...` in `dir` with `env`, and with none of the `LANES_*` variables of the
+/// test's own environment (a forge test passes `LANES_SERVER` and `LANES_TOKEN` in `env`).
 pub(crate) fn lanes_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
     cmd.current_dir(dir)
@@ -122,6 +124,9 @@ pub(crate) fn lanes_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env_remove("LANES_BASE")
+        .env_remove("LANES_SERVER")
+        .env_remove("LANES_REPO")
+        .env_remove("LANES_TOKEN")
         .env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);

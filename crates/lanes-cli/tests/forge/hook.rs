@@ -4,11 +4,10 @@
 //! Installing needs no forge at all. `cli.rs` has the hook's run turning green and a push with
 //! the forge down.
 
-use crate::common::{Run, git_in};
+use crate::common::{Run, git_in, lanes_in};
 use crate::server::Forge;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 const CATALOG: &str = r#"version = 1
 [lane.test]
@@ -24,32 +23,6 @@ fn forge() -> Forge {
     forge
 }
 
-/// Run `lanes args...` in `dir`, with none of the forge variables of the test's environment.
-fn lanes(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
-    cmd.current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("NO_COLOR", "1")
-        .env_remove("LANES_SERVER")
-        .env_remove("LANES_REPO")
-        .env_remove("LANES_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("lanes runs");
-    Run {
-        code: status.code().expect("exited, not killed"),
-        stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
-    }
-}
-
 /// A loopback address nothing listens on (bound, then released).
 fn closed_port_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
@@ -63,8 +36,25 @@ fn bare_repo(parent: &Path, name: &str) -> PathBuf {
     parent.join(name)
 }
 
+/// A repository with a working tree, `parent/name`.
+fn work_repo(parent: &Path, name: &str) -> PathBuf {
+    let repo = parent.join(name);
+    std::fs::create_dir(&repo).expect("mkdir");
+    git_in(&repo, &["init", "-q"]);
+    repo
+}
+
 fn hook_of(git_dir: &Path) -> PathBuf {
     git_dir.join("hooks").join("post-receive")
+}
+
+/// `lanes hook install` succeeded, its output starts with `said`, and the hook it wrote at `hook`
+/// contains `text`.
+fn assert_installed(run: &Run, said: &str, hook: &Path, text: &str) {
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with(said), "{}", run.stdout);
+    let script = std::fs::read_to_string(hook).expect("hook written");
+    assert!(script.contains(text), "{script}");
 }
 
 /// What the hook printed, without the `remote: ` git puts before each line.
@@ -81,7 +71,7 @@ fn the_installed_hook_has_the_forge_create_the_run_before_the_push_returns() {
     let origin = forge.origin.to_str().expect("utf-8 path");
     let server = format!("http://{}", forge.addr);
     // No token anywhere: the hook's endpoint is open.
-    let run = lanes(
+    let run = lanes_in(
         forge.root.path(),
         &["hook", "install", "--repo", origin, "--server", &server],
         &[],
@@ -144,10 +134,8 @@ fn the_installed_hook_has_the_forge_create_the_run_before_the_push_returns() {
 #[test]
 fn a_non_bare_repository_gets_the_hook_in_its_git_directory_named_after_its_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = dir.path().join("web");
-    std::fs::create_dir(&repo).expect("mkdir");
-    git_in(&repo, &["init", "-q"]);
-    let run = lanes(
+    let repo = work_repo(dir.path(), "web");
+    let run = lanes_in(
         dir.path(),
         &[
             "hook",
@@ -159,25 +147,17 @@ fn a_non_bare_repository_gets_the_hook_in_its_git_directory_named_after_its_dire
         ],
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let script = std::fs::read_to_string(hook_of(&repo.join(".git"))).expect("hook written");
-    assert!(
-        script.contains("--server 'http://forge.internal:9000' --repo 'web'"),
-        "{script}"
-    );
+    let hook = hook_of(&repo.join(".git"));
+    let text = "--server 'http://forge.internal:9000' --repo 'web'";
+    assert_installed(&run, "installed ", &hook, text);
 
-    let run = lanes(
+    let run = lanes_in(
         dir.path(),
         &["hook", "install", "--repo", "web", "--name", "frontend"],
         &[("LANES_SERVER", "http://10.0.0.5:8080")],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.starts_with("updated "), "{}", run.stdout);
-    let script = std::fs::read_to_string(hook_of(&repo.join(".git"))).expect("hook written");
-    assert!(
-        script.contains("--server 'http://10.0.0.5:8080' --repo 'frontend'"),
-        "{script}"
-    );
+    let text = "--server 'http://10.0.0.5:8080' --repo 'frontend'";
+    assert_installed(&run, "updated ", &hook, text);
 }
 
 #[test]
@@ -188,7 +168,7 @@ fn a_hook_lanes_did_not_write_is_only_replaced_with_force() {
     std::fs::write(&hook, "#!/bin/sh\necho mine\n").expect("write");
     let bare_arg = bare.to_str().expect("utf-8 path");
 
-    let run = lanes(dir.path(), &["hook", "install", "--repo", bare_arg], &[]);
+    let run = lanes_in(dir.path(), &["hook", "install", "--repo", bare_arg], &[]);
     assert_eq!(run.code, 2);
     assert!(run.stdout.is_empty());
     let lines: Vec<&str> = run.stderr.lines().collect();
@@ -209,27 +189,21 @@ fn a_hook_lanes_did_not_write_is_only_replaced_with_force() {
         "#!/bin/sh\necho mine\n"
     );
 
-    let run = lanes(
+    let run = lanes_in(
         dir.path(),
         &["hook", "install", "--repo", bare_arg, "--force"],
         &[],
     );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.starts_with("replaced "), "{}", run.stdout);
-    let script = std::fs::read_to_string(&hook).expect("read");
-    assert!(
-        script.contains("hook notify --server 'http://127.0.0.1:8080' --repo 'app'"),
-        "{script}"
-    );
+    let text = "hook notify --server 'http://127.0.0.1:8080' --repo 'app'";
+    assert_installed(&run, "replaced ", &hook, text);
 }
 
 #[test]
 fn install_refuses_a_directory_inside_a_repository_and_a_missing_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = dir.path().join("web");
-    std::fs::create_dir_all(repo.join("src")).expect("mkdir");
-    git_in(&repo, &["init", "-q"]);
-    let run = lanes(dir.path(), &["hook", "install", "--repo", "web/src"], &[]);
+    let repo = work_repo(dir.path(), "web");
+    std::fs::create_dir(repo.join("src")).expect("mkdir");
+    let run = lanes_in(dir.path(), &["hook", "install", "--repo", "web/src"], &[]);
     assert_eq!(run.code, 2);
     let top = std::fs::canonicalize(&repo).expect("canonical");
     assert_eq!(
@@ -243,7 +217,7 @@ fn install_refuses_a_directory_inside_a_repository_and_a_missing_one() {
     );
     assert!(!hook_of(&repo.join(".git")).exists());
 
-    let run = lanes(dir.path(), &["hook", "install", "--repo", "nope"], &[]);
+    let run = lanes_in(dir.path(), &["hook", "install", "--repo", "nope"], &[]);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.starts_with(&format!(
@@ -259,7 +233,7 @@ fn install_refuses_a_directory_inside_a_repository_and_a_missing_one() {
 fn install_refuses_an_https_forge() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bare = bare_repo(dir.path(), "app.git");
-    let run = lanes(
+    let run = lanes_in(
         dir.path(),
         &[
             "hook",
@@ -286,7 +260,7 @@ fn install_refuses_an_https_forge() {
 fn notify_warns_and_exits_0_when_nothing_listens() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = closed_port_url();
-    let run = lanes(
+    let run = lanes_in(
         dir.path(),
         &["hook", "notify", "--server", &url, "--repo", "app"],
         &[],
@@ -312,7 +286,7 @@ fn notify_warns_and_exits_0_when_nothing_listens() {
 fn notify_warns_and_exits_0_when_the_forge_refuses() {
     let forge = forge();
     let server = format!("http://{}", forge.addr);
-    let run = lanes(
+    let run = lanes_in(
         forge.root.path(),
         &["hook", "notify", "--server", &server, "--repo", "nope"],
         &[],
@@ -341,7 +315,7 @@ fn notify_warns_and_exits_0_when_the_forge_refuses() {
     // A hook installed under a name the forge does not serve never fails the push (`git_push`
     // asserts it succeeded), and the forge reads nothing.
     let origin = forge.origin.to_str().expect("utf-8 path");
-    let install = lanes(
+    let install = lanes_in(
         forge.root.path(),
         &[
             "hook", "install", "--repo", origin, "--server", &server, "--name", "nope",
@@ -355,7 +329,7 @@ fn notify_warns_and_exits_0_when_the_forge_refuses() {
     assert!(hook_lines(&pushed).into_iter().any(refused), "{pushed}");
     assert!(forge.seen_branch("feature").is_none());
 
-    let run = lanes(
+    let run = lanes_in(
         forge.root.path(),
         &["hook", "notify", "--server", "https://x", "--repo", "nope"],
         &[],
