@@ -5,7 +5,7 @@
 //! The lane runs on a blocking thread (`lanes_exec::run_lane`); its events become the job log
 //! and the step reports ([`crate::joblog`]), which the async side sends in order. A rejected
 //! report, a lease that must have expired or the agent's shutdown stops the job
-//! ([`crate::report::Control`]): its steps are cancelled and nothing more is reported, so the
+//! (`report::Control`): its steps are cancelled and nothing more is reported, so the
 //! forge's view of a job only ever comes from the agent that holds its lease.
 
 use crate::agent::Shutdown;

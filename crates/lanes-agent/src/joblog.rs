@@ -1,8 +1,8 @@
 //! The job log: one text log per job, made from the lane's events, and the step reports that go
 //! with it.
 //!
-//! [`JobLog`] runs on the lane's thread (inside the executor's event callback, so reading a
-//! step log file never blocks the async side) and turns each event into [`Piece`]s, in order:
+//! `JobLog` runs on the lane's thread (inside the executor's event callback, so reading a
+//! step log file never blocks the async side) and turns each event into `Piece`s, in order:
 //! bytes to append to the log, and step reports to send once the bytes before them are sent.
 //!
 //! The format, line by line (every line ends with `\n`):
