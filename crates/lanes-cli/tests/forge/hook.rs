@@ -91,9 +91,13 @@ fn the_installed_hook_has_the_forge_create_the_run_before_the_push_returns() {
     );
     let script = std::fs::read_to_string(&hook).expect("hook written");
     assert!(
+        // The hook names the binary as the running lanes finds itself: links resolved (CI
+        // reaches the target directory through a link).
         script.contains(&format!(
             "'{}' hook notify --server '{server}' --repo 'origin'",
-            env!("CARGO_BIN_EXE_lanes"),
+            std::fs::canonicalize(env!("CARGO_BIN_EXE_lanes"))
+                .expect("the lanes binary")
+                .display(),
         )),
         "{script}"
     );
