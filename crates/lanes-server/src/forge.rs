@@ -942,7 +942,11 @@ impl<S: Store + 'static> Forge<S> {
             return Err(e.into());
         }
         let own = transitions.remove(0);
-        let result = self.persist(&mut state, transitions).await;
+        // The job's own end is durable now; the skips it causes are not the agent's business. If
+        // writing them fails, the rebuild that follows derives them again from the database.
+        if let Err(e) = self.persist(&mut state, transitions).await {
+            tracing::warn!("job {job} finished; writing the jobs it skips failed: {e}");
+        }
         self.after(std::slice::from_ref(&own)).await;
         drop(state);
         for step in &report.steps {
@@ -958,7 +962,7 @@ impl<S: Store + 'static> Forge<S> {
             let ms = finished.as_millisecond() - started.as_millisecond();
             self.metrics.job_finished(report.state, ms.max(0) as u64);
         }
-        result
+        Ok(())
     }
 
     /// Ends every lease that expired and writes the queue's reasons; returns when the next
