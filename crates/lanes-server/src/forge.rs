@@ -393,6 +393,7 @@ impl<S: Store + 'static> Forge<S> {
             started_at: (detail.run.started_at.is_none() && status != RunStatus::Pending)
                 .then_some(now),
             finished_at: status.is_terminal().then_some(now),
+            reopen: !status.is_terminal() && detail.run.finished_at.is_some(),
             ..RunUpdate::default()
         };
         Ok(self.store.update_run(detail.run.id, &update).await?)
@@ -1144,6 +1145,7 @@ impl<S: Store + 'static> Forge<S> {
                     detail.run.id,
                     &RunUpdate {
                         status: Some(RunStatus::Pending),
+                        reopen: true,
                         ..RunUpdate::default()
                     },
                 )

@@ -212,4 +212,6 @@ pub struct RunUpdate {
     pub superseded_by: Option<u64>,
     /// Diagnostics to record.
     pub diagnostics: Option<String>,
+    /// The run is open again (a rerun of a finished run): its `finished_at` is cleared.
+    pub reopen: bool,
 }

@@ -216,11 +216,13 @@ pub(crate) async fn update_run(
         .transpose()?;
     let changed = sqlx::query(
         "UPDATE runs SET status = coalesce(?, status), started_at = coalesce(?, started_at), \
-         finished_at = coalesce(?, finished_at), superseded_by = coalesce(?, superseded_by), \
+         finished_at = CASE WHEN ? THEN NULL ELSE coalesce(?, finished_at) END, \
+         superseded_by = coalesce(?, superseded_by), \
          diagnostics = coalesce(?, diagnostics) WHERE id = ?",
     )
     .bind(update.status.map(|s| s.as_str()))
     .bind(update.started_at.map(ms))
+    .bind(update.reopen)
     .bind(update.finished_at.map(ms))
     .bind(superseded_by)
     .bind(&update.diagnostics)

@@ -90,6 +90,31 @@ async fn runs_list_newest_first_filtered_and_paged() -> TestResult {
             },
         )
         .await?;
+    let reopened = store
+        .update_run(
+            id_of(2)?,
+            &RunUpdate {
+                status: Some(RunStatus::Pending),
+                reopen: true,
+                ..RunUpdate::default()
+            },
+        )
+        .await?;
+    assert_eq!(
+        (reopened.status, reopened.finished_at),
+        (RunStatus::Pending, None),
+        "a reopened run is not finished"
+    );
+    store
+        .update_run(
+            id_of(2)?,
+            &RunUpdate {
+                status: Some(RunStatus::Passed),
+                finished_at: Some(t(9_000)),
+                ..RunUpdate::default()
+            },
+        )
+        .await?;
     let superseded = store
         .update_run(
             id_of(5)?,
