@@ -376,10 +376,16 @@ async fn latest_push_run<S: Store>(
     store: &S,
     repo: &str,
     branch: &str,
+    head: Option<&str>,
 ) -> ApiResult<Option<RunDetail>> {
+    // The run of the head the branch points at now: after a push back to an older head (A, B,
+    // then A again) that is A's run, not B's newer one.
+    let mut newest = None;
     // Page back past nightly and manual runs, however many there are.
     let mut before = None;
-    loop {
+    // A head without a run is rare (its run failed to be created); do not page through a long
+    // branch's whole history looking for it.
+    for _page in 0..20 {
         let runs = store
             .list_runs(&RunFilter {
                 repo: Some(repo.to_owned()),
@@ -389,13 +395,21 @@ async fn latest_push_run<S: Store>(
                 ..RunFilter::default()
             })
             .await?;
-        if let Some(run) = runs.iter().find(|r| r.trigger == RunTrigger::Push) {
-            return Ok(Some(store.run(repo, run.number).await?));
+        for run in runs.iter().filter(|r| r.trigger == RunTrigger::Push) {
+            if head.is_none_or(|h| h == run.head) {
+                return Ok(Some(store.run(repo, run.number).await?));
+            }
+            newest.get_or_insert(run.number);
         }
         match runs.last() {
             Some(last) if runs.len() == 50 => before = Some(last.id),
-            _ => return Ok(None),
+            _ => break,
         }
+    }
+    // No run for that head (yet): the newest push run, as before the head was seen.
+    match newest {
+        Some(number) => Ok(Some(store.run(repo, number).await?)),
+        None => Ok(None),
     }
 }
 
@@ -411,7 +425,13 @@ async fn branches<S: Store + 'static>(
     forge.store().repo(&repo).await?;
     let mut out = Vec::new();
     for summary in forge.store().branches(&repo).await? {
-        let latest = latest_push_run(forge.store(), &repo, &summary.branch).await?;
+        let latest = latest_push_run(
+            forge.store(),
+            &repo,
+            &summary.branch,
+            summary.head.as_deref(),
+        )
+        .await?;
         out.push(json!({
             "branch": summary.branch,
             "head": summary.head,
@@ -440,7 +460,7 @@ async fn branch<S: Store + 'static>(
                 format!("no branch `{branch}` in repository {repo}"),
             )
         })?;
-    let latest = latest_push_run(forge.store(), &repo, &branch).await?;
+    let latest = latest_push_run(forge.store(), &repo, &branch, summary.head.as_deref()).await?;
     Ok(axum::Json(json!({
         "repo": repo,
         "branch": branch,

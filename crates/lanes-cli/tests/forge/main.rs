@@ -859,3 +859,28 @@ step = [{ name = "sleep", run = "echo started; sleep 600" }]
     assert_eq!(forge.stop(), Some(0), "{}", forge.server_log());
     drop(stream);
 }
+
+#[test]
+fn a_branch_pushed_back_to_an_older_head_shows_that_heads_run() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &first);
+    forge.write("src/lib.txt", "two\n");
+    let second = forge.commit("second");
+    forge.push("main");
+    forge.wait_done("main", &second);
+    forge.git(&["reset", "-q", "--hard", &first]);
+    forge.push("main");
+    let status = forge.wait_for("the branch to show the first head's run", || {
+        let status = forge.branch("main");
+        (status["head"] == first.as_str()).then_some(status)
+    });
+    assert_eq!(status["run"]["head"], first.as_str(), "{status:#}");
+    assert_eq!(status["run"]["number"], 1);
+    let runs = forge.get("/api/v1/repos/origin/runs");
+    assert_eq!(
+        runs.as_array().map(Vec::len),
+        Some(2),
+        "no new run: {runs:#}"
+    );
+}
