@@ -767,6 +767,19 @@ fn bad_serve_flags_and_configuration_files_are_clear_errors() {
         !not_git.stderr.contains("LANES_TOKEN"),
         "no token shown for a server that never ran"
     );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let busy = common::lanes_in(
+        dir.path(),
+        &["serve", "--data-dir", "busy", "--listen", &addr],
+        &[],
+    );
+    assert_eq!(busy.code, 2, "{}", busy.stderr);
+    assert!(
+        busy.stderr.contains(&format!("cannot listen on {addr}")),
+        "{}",
+        busy.stderr
+    );
 }
 
 #[test]
