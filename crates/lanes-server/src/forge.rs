@@ -153,12 +153,11 @@ impl<S: Store + 'static> Forge<S> {
         });
         {
             let mut state = forge.sched.lock().await;
-            forge.set_limits_from_catalogs(&mut state).await;
+            let open = forge.store.open_jobs().await?;
+            forge.set_limits_from_catalogs(&mut state, &open).await;
             forge.rebuild(&mut state).await?;
-            let orphans: Vec<schedule::JobId> = forge
-                .store
-                .open_jobs()
-                .await?
+            // Read before the rebuild: one the rebuild ended is left alone by `requeue`.
+            let orphans: Vec<schedule::JobId> = open
                 .iter()
                 .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(LOCAL_AGENT))
                 .map(|j| core_id(j.id))
@@ -294,10 +293,7 @@ impl<S: Store + 'static> Forge<S> {
     }
 
     /// Group limits from the catalog at the head of every run that has open jobs.
-    async fn set_limits_from_catalogs(&self, state: &mut Sched) {
-        let Ok(open) = self.store.open_jobs().await else {
-            return;
-        };
+    async fn set_limits_from_catalogs(&self, state: &mut Sched, open: &[JobRecord]) {
         let runs: BTreeSet<(String, u64)> = open
             .iter()
             .map(|j| (j.repo.clone(), j.run_number))

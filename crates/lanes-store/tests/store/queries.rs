@@ -90,31 +90,6 @@ async fn runs_list_newest_first_filtered_and_paged() -> TestResult {
             },
         )
         .await?;
-    let reopened = store
-        .update_run(
-            id_of(2)?,
-            &RunUpdate {
-                status: Some(RunStatus::Pending),
-                reopen: true,
-                ..RunUpdate::default()
-            },
-        )
-        .await?;
-    assert_eq!(
-        (reopened.status, reopened.finished_at),
-        (RunStatus::Pending, None),
-        "a reopened run is not finished"
-    );
-    store
-        .update_run(
-            id_of(2)?,
-            &RunUpdate {
-                status: Some(RunStatus::Passed),
-                finished_at: Some(t(9_000)),
-                ..RunUpdate::default()
-            },
-        )
-        .await?;
     let superseded = store
         .update_run(
             id_of(5)?,
@@ -185,6 +160,41 @@ async fn runs_list_newest_first_filtered_and_paged() -> TestResult {
     assert_eq!(
         (fresh[0].head.as_deref(), &fresh[0].latest_run),
         (Some("h7"), &None)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reopened_run_is_not_finished() -> TestResult {
+    let fx = Fixture::new()?;
+    let store = fx.with_repo().await?;
+    let run = store
+        .create_run(&push("main", "h1", vec![job("build", &[])]))
+        .await?
+        .run;
+    let finish = RunUpdate {
+        status: Some(RunStatus::Passed),
+        finished_at: Some(t(9_000)),
+        ..RunUpdate::default()
+    };
+    assert_eq!(
+        store.update_run(run.id, &finish).await?.finished_at,
+        Some(t(9_000))
+    );
+    let reopened = store
+        .update_run(
+            run.id,
+            &RunUpdate {
+                status: Some(RunStatus::Pending),
+                reopen: true,
+                ..RunUpdate::default()
+            },
+        )
+        .await?;
+    assert_eq!(
+        (reopened.status, reopened.finished_at),
+        (RunStatus::Pending, None),
+        "a reopened run is not finished"
     );
     Ok(())
 }
