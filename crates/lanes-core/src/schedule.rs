@@ -339,6 +339,8 @@ pub struct Scheduler {
     /// Held jobs by lease expiry.
     expiries: BTreeSet<(u64, JobId)>,
     next_token: u64,
+    /// Open jobs per run (repository, number); a run with none is absent.
+    open_runs: HashMap<(String, u64), u32>,
 }
 
 impl Scheduler {
@@ -354,6 +356,7 @@ impl Scheduler {
             agents: HashMap::new(),
             expiries: BTreeSet::new(),
             next_token: 1,
+            open_runs: HashMap::new(),
         }
     }
 
@@ -395,7 +398,7 @@ impl Scheduler {
                 return Err(InvalidJob::Duplicate { job: id });
             }
             let job = sched.job_from(&spec, state, attempts, reason);
-            sched.jobs.insert(id, job);
+            sched.insert_new(id, job);
             if let Some(lease) = held {
                 sched.next_token = sched.next_token.max(lease.token.0 + 1);
                 let expires_at = lease.expires_at.max(now + config.lease);
@@ -478,7 +481,7 @@ impl Scheduler {
             }
         }
         let job = self.job_from(&spec, JobState::Queued, 0, None);
-        self.jobs.insert(id, job);
+        self.insert_new(id, job);
         match self.link_needs(&spec)? {
             Linked::Failed(lane) => {
                 let mut out = Vec::new();
@@ -728,6 +731,26 @@ impl Scheduler {
         self.jobs.get(&job).map(|j| j.state)
     }
 
+    /// The run and lane of an open job; `None` once it ended (or was never added).
+    pub fn holder(&self, job: JobId) -> Option<Holder> {
+        self.jobs.get(&job).map(Job::holder)
+    }
+
+    /// How many times an open job went back to the queue from a held state.
+    pub fn attempts(&self, job: JobId) -> Option<u32> {
+        self.jobs.get(&job).map(|j| j.attempts)
+    }
+
+    /// How many jobs of run `run` of `repo` are open (queued, leased or running).
+    pub fn open_in_run(&self, repo: &str, run: u64) -> u32 {
+        // The map's key is owned; a lookup by borrowed parts would need a custom key type for
+        // one hash probe per finish.
+        self.open_runs
+            .get(&(repo.to_owned(), run))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The live lease of a held job.
     pub fn lease_of(&self, job: JobId) -> Option<Lease> {
         let held = self.jobs.get(&job)?.lease.as_ref()?;
@@ -841,6 +864,26 @@ impl Scheduler {
         });
         self.group_ids.insert(name.to_owned(), ix);
         ix
+    }
+
+    /// Registers a job not known before, counting it in its run.
+    fn insert_new(&mut self, id: JobId, job: Job) {
+        *self
+            .open_runs
+            .entry((job.repo.clone(), job.run))
+            .or_insert(0) += 1;
+        self.jobs.insert(id, job);
+    }
+
+    /// Uncounts an ended job from its run.
+    fn forget_run_job(&mut self, job: &Job) {
+        let key = (job.repo.clone(), job.run);
+        if let Some(open) = self.open_runs.get_mut(&key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                self.open_runs.remove(&key);
+            }
+        }
     }
 
     /// The job for `spec`, not linked to its needs yet.
@@ -983,6 +1026,7 @@ impl Scheduler {
             let Some(mut job) = self.jobs.remove(&id) else {
                 continue;
             };
+            self.forget_run_job(&job);
             if job.state == JobState::Queued && job.unmet == 0 {
                 self.ready.remove(job.group, job.labels, job.key(id));
             }

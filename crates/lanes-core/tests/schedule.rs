@@ -398,6 +398,21 @@ impl Server {
                 self.check_reason(row, &reason);
             }
         }
+        let mut open_runs: BTreeMap<(String, u64), u32> = BTreeMap::new();
+        for row in self.rows.values().filter(|r| !r.state.is_terminal()) {
+            *open_runs
+                .entry((row.spec.repo.clone(), row.spec.run))
+                .or_insert(0) += 1;
+        }
+        for row in self.rows.values() {
+            let (repo, run) = (&row.spec.repo, row.spec.run);
+            let expected = open_runs.get(&(repo.clone(), run)).copied().unwrap_or(0);
+            assert_eq!(
+                self.sched.open_in_run(repo, run),
+                expected,
+                "open jobs of run {repo}#{run}"
+            );
+        }
         for &(job, token) in &self.dead {
             assert!(
                 self.sched.check(job, token, self.now).is_err(),

@@ -69,6 +69,9 @@ struct AgentEntry {
     last_seen: u64,
 }
 
+/// A run by its repository and number.
+type RunKey = (String, u64);
+
 /// A remote agent that has not called in for this long past its lease is offline: it gets no
 /// leases and no longer counts as able to run a job's labels. (A lease call may wait 60 s.)
 const AGENT_QUIET_MS: u64 = 60_000;
@@ -80,9 +83,12 @@ struct Sched {
     /// The scheduler may be ahead of the database (a rebuild failed, a job could not be
     /// added): the next operation rebuilds it before deciding anything.
     dirty: bool,
-    /// Runs a job of which started since they were last found pending (a cache: forgetting a
-    /// run only costs a read).
-    running_runs: BTreeSet<lanes_store::RunId>,
+    /// Runs (repository, number) a job of which started since they were last found pending (a
+    /// cache: forgetting a run only costs a read).
+    running_runs: BTreeSet<RunKey>,
+    /// When each running job started (ms), for its duration at the end; a job missing here
+    /// (started before a restart) is read back from the store.
+    started_at: HashMap<JobId, u64>,
     agents: BTreeMap<String, AgentEntry>,
     limits: BTreeMap<String, u32>,
 }
@@ -103,7 +109,7 @@ pub struct Forge<S> {
     /// The repositories the ref watcher reads (`None`: every one the store has).
     watched: std::sync::RwLock<Option<BTreeSet<String>>>,
     /// Per run: its commit and its repository's path, for assignments.
-    places: std::sync::Mutex<HashMap<lanes_store::RunId, (String, PathBuf)>>,
+    places: std::sync::Mutex<HashMap<RunKey, (String, PathBuf)>>,
     metrics: Metrics,
 }
 
@@ -138,6 +144,7 @@ impl<S: Store + 'static> Forge<S> {
                 sched: Scheduler::new(config.schedule),
                 dirty: false,
                 running_runs: BTreeSet::new(),
+                started_at: HashMap::new(),
                 agents: BTreeMap::new(),
                 limits: BTreeMap::new(),
             }),
@@ -288,7 +295,8 @@ impl<S: Store + 'static> Forge<S> {
         // The restored scheduler is installed only once what it decided is written.
         self.write(&transitions).await?;
         state.sched = sched;
-        self.after(&transitions).await;
+        state.started_at.clear();
+        self.after(state, &transitions, &[]).await;
         Ok(())
     }
 
@@ -333,13 +341,20 @@ impl<S: Store + 'static> Forge<S> {
             self.rebuild(state).await?;
             return Err(e);
         }
-        self.after(&transitions).await;
+        self.after(state, &transitions, &[]).await;
         Ok(())
     }
 
-    /// What follows persisted transitions: run statuses, live events, waking agents.
-    async fn after(&self, transitions: &[Transition]) {
-        let mut runs = BTreeSet::new();
+    /// What follows persisted transitions: run statuses, live events, waking agents. `known`
+    /// names the runs of jobs the caller knew before they ended (the scheduler forgets a job
+    /// when it ends); the runs of the others are read from the store.
+    async fn after(
+        &self,
+        state: &mut Sched,
+        transitions: &[Transition],
+        known: &[(JobId, RunKey)],
+    ) {
+        let mut jobs = BTreeSet::new();
         let mut wake = false;
         for t in transitions {
             if t.from != t.to {
@@ -350,19 +365,43 @@ impl<S: Store + 'static> Forge<S> {
                     wake = true;
                 }
                 if t.to.is_terminal() || t.to == JobState::Running {
-                    runs.insert(store_id(t.job));
+                    jobs.insert(store_id(t.job));
+                }
+                if t.to.is_terminal() {
+                    state.started_at.remove(&store_id(t.job));
                 }
             }
             if t.to == JobState::Queued && matches!(t.reason, Some(JobReason::AgentLost { .. })) {
                 self.metrics.lease_expired();
             }
         }
-        let mut seen = BTreeSet::new();
-        for job in runs {
-            if let Ok(record) = self.store.job(job).await
-                && seen.insert((record.repo.clone(), record.run_number))
-            {
-                let _ = self.refresh_run(&record.repo, record.run_number).await;
+        let mut runs = BTreeSet::new();
+        for job in jobs {
+            let run = match known.iter().find(|(id, _)| *id == job) {
+                Some((_, run)) => Some(run.clone()),
+                None => match state.sched.holder(core_id(job)) {
+                    Some(h) => Some((h.repo, h.run)),
+                    None => self
+                        .store
+                        .job(job)
+                        .await
+                        .ok()
+                        .map(|r| (r.repo, r.run_number)),
+                },
+            };
+            runs.extend(run);
+        }
+        for (repo, number) in runs {
+            // A run already running with jobs still open stays running: a job's end changes
+            // its status only when it was the last open one (or the run was not known to be
+            // running yet), so most ends need no read of the whole run.
+            let key = (repo, number);
+            if state.sched.open_in_run(&key.0, key.1) > 0 && state.running_runs.contains(&key) {
+                continue;
+            }
+            let _ = self.refresh_run(&key.0, key.1).await;
+            if state.sched.open_in_run(&key.0, key.1) == 0 {
+                state.running_runs.remove(&key);
             }
         }
         if wake {
@@ -732,14 +771,16 @@ impl<S: Store + 'static> Forge<S> {
                 let mut state = self.locked().await;
                 match state.sched.lease(&id, millis(Timestamp::now())) {
                     Some(lease) => {
+                        let holder = state.sched.holder(lease.job);
+                        let attempts = state.sched.attempts(lease.job).unwrap_or(0);
                         self.persist(&mut state, vec![lease.transition()]).await?;
-                        Some(lease)
+                        Some((lease, holder, attempts))
                     }
                     None => None,
                 }
             };
-            if let Some(lease) = lease {
-                return Ok(Some(self.assignment(&lease).await?));
+            if let Some((lease, holder, attempts)) = lease {
+                return Ok(Some(self.assignment(&lease, holder, attempts).await?));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(None);
@@ -747,21 +788,36 @@ impl<S: Store + 'static> Forge<S> {
         }
     }
 
-    /// What an agent needs to run a leased job. The commit and the repository's path of a run
-    /// never change, so they are remembered rather than read again for every lease.
-    async fn assignment(&self, lease: &Lease) -> ForgeResult<Assignment> {
-        let job = self.store.job(store_id(lease.job)).await?;
+    /// What an agent needs to run a leased job. The scheduler knows the job's run and lane and
+    /// how often it was attempted; the commit and the repository's path of a run never change,
+    /// so they are remembered rather than read again for every lease. Only a job attempted
+    /// before (whose log may hold an earlier attempt's bytes) is read back.
+    async fn assignment(
+        &self,
+        lease: &Lease,
+        holder: Option<lanes_core::job::Holder>,
+        attempts: u32,
+    ) -> ForgeResult<Assignment> {
+        let id = store_id(lease.job);
+        let (repo, number, lane, log_len) = match holder {
+            Some(h) if attempts == 0 => (h.repo, h.run, h.lane, 0),
+            _ => {
+                let job = self.store.job(id).await?;
+                (job.repo, job.run_number, job.lane, job.log_len)
+            }
+        };
+        let key = (repo, number);
         let known = self
             .places
             .lock()
             .expect("the place cache is never poisoned")
-            .get(&job.run)
+            .get(&key)
             .cloned();
         let (head, git_dir) = match known {
             Some(place) => place,
             None => {
-                let record = self.store.repo(&job.repo).await?;
-                let run = self.store.run(&job.repo, job.run_number).await?;
+                let record = self.store.repo(&key.0).await?;
+                let run = self.store.run(&key.0, key.1).await?;
                 let place = (run.run.head, record.path);
                 let mut places = self
                     .places
@@ -770,28 +826,29 @@ impl<S: Store + 'static> Forge<S> {
                 if places.len() > 10_000 {
                     places.clear();
                 }
-                places.insert(job.run, place.clone());
+                places.insert(key.clone(), place.clone());
                 place
             }
         };
-        let log_offset = if job.log_len > 0 {
+        let log_offset = if log_len > 0 {
             // An earlier attempt wrote to this log: its bytes stay, a line says where this
             // attempt starts, and the agent appends after it.
             let line = format!(
                 "\n== lanes: attempt {} starts here; the log above is the earlier attempt's\n",
-                job.attempts + 1,
+                attempts + 1,
             );
-            self.append_log(lease.job.0, lease.token.0, job.log_len, line.into_bytes())
+            self.append_log(lease.job.0, lease.token.0, log_len, line.into_bytes())
                 .await?
         } else {
             0
         };
+        let (repo, run) = key;
         Ok(Assignment {
             job: lease.job.0,
             token: lease.token.0,
-            repo: job.repo,
-            run: job.run_number,
-            lane: job.lane,
+            repo,
+            run,
+            lane,
             head,
             git_dir,
             heartbeat_ms: self.config.schedule.heartbeat,
@@ -813,16 +870,24 @@ impl<S: Store + 'static> Forge<S> {
                 return Err(e.into());
             }
             let _ = self.events.send(JobEvent::State { job: id });
-            let record = self.store.job(id).await?;
+            state.started_at.insert(id, millis(now));
+            let (repo, number) = match state.sched.holder(schedule::JobId(job)) {
+                Some(h) => (h.repo, h.run),
+                None => {
+                    let record = self.store.job(id).await?;
+                    (record.repo, record.run_number)
+                }
+            };
             // A job that starts makes its run running; the first one of a run says so (under
             // the lock: a run's status is only ever written by whoever holds it). Later starts
             // of the same run need no read of the whole run.
-            if state.running_runs.insert(record.run) {
+            let key = (repo, number);
+            if !state.running_runs.contains(&key) {
                 if state.running_runs.len() > 10_000 {
                     state.running_runs.clear();
-                    state.running_runs.insert(record.run);
                 }
-                self.refresh_run(&record.repo, record.run_number).await?;
+                self.refresh_run(&key.0, key.1).await?;
+                state.running_runs.insert(key);
             }
             drop(state);
         }
@@ -920,6 +985,11 @@ impl<S: Store + 'static> Forge<S> {
         let now = Timestamp::now();
         let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
         let mut state = self.locked().await;
+        // Known before the scheduler forgets the job.
+        let run = state
+            .sched
+            .holder(schedule::JobId(job))
+            .map(|h| (h.repo, h.run));
         let mut transitions = state.sched.finished(
             schedule::JobId(job),
             Token(token),
@@ -939,12 +1009,15 @@ impl<S: Store + 'static> Forge<S> {
             return Err(e.into());
         }
         let own = transitions.remove(0);
+        let started = state.started_at.get(&id).copied();
         // The job's own end is durable now; the skips it causes are not the agent's business. If
         // writing them fails, the rebuild that follows derives them again from the database.
         if let Err(e) = self.persist(&mut state, transitions).await {
             tracing::warn!("job {job} finished; writing the jobs it skips failed: {e}");
         }
-        self.after(std::slice::from_ref(&own)).await;
+        let known: Vec<(JobId, RunKey)> = run.into_iter().map(|run| (id, run)).collect();
+        self.after(&mut state, std::slice::from_ref(&own), &known)
+            .await;
         drop(state);
         for step in &report.steps {
             match step.cache {
@@ -953,11 +1026,19 @@ impl<S: Store + 'static> Forge<S> {
                 _ => {}
             }
         }
-        if let Ok(record) = self.store.job(id).await
-            && let (Some(started), Some(finished)) = (record.started_at, record.finished_at)
-        {
-            let ms = finished.as_millisecond() - started.as_millisecond();
-            self.metrics.job_finished(report.state, ms.max(0) as u64);
+        let started = match started {
+            Some(ms) => Some(ms),
+            None => self
+                .store
+                .job(id)
+                .await
+                .ok()
+                .and_then(|r| r.started_at)
+                .map(millis),
+        };
+        if let Some(started) = started {
+            let ms = millis(now).saturating_sub(started);
+            self.metrics.job_finished(report.state, ms);
         }
         Ok(())
     }
@@ -1150,7 +1231,9 @@ impl<S: Store + 'static> Forge<S> {
         let detail = self.store.run(repo, number).await?;
         let mut state = self.locked().await;
         // Reopened: its next start must mark it running again.
-        state.running_runs.remove(&detail.run.id);
+        state
+            .running_runs
+            .remove(&(detail.run.repo.clone(), detail.run.number));
         self.queue_jobs(&mut state, &detail, &created).await?;
         drop(state);
         let ids: BTreeSet<JobId> = created.iter().map(|j| j.id).collect();

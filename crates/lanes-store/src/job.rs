@@ -182,6 +182,40 @@ impl JobUpdate {
     }
 }
 
+/// One of the job writes [`crate::Store::write_jobs`] commits together.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobWrite {
+    /// A scheduler transition, as [`crate::Store::apply`] writes it.
+    Apply(JobUpdate),
+    /// A lease extended, as [`crate::Store::heartbeat`].
+    Heartbeat {
+        /// The job.
+        job: JobId,
+        /// The holder's fencing token.
+        token: u64,
+        /// The new expiry.
+        expires_at: Timestamp,
+    },
+    /// A leased job started, as [`crate::Store::start_job`].
+    Start {
+        /// The job.
+        job: JobId,
+        /// The holder's fencing token.
+        token: u64,
+        /// When.
+        at: Timestamp,
+    },
+    /// A job ended, as [`crate::Store::finish_job`].
+    Finish {
+        /// The job.
+        job: JobId,
+        /// The holder's fencing token.
+        token: u64,
+        /// Its end.
+        finish: JobFinish,
+    },
+}
+
 /// What an agent reports when a job ends.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobFinish {

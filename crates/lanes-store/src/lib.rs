@@ -24,7 +24,7 @@ pub mod token;
 
 pub use agent::{AgentRecord, AgentState, NewAgent};
 pub use error::{ErrorClass, StoreError};
-pub use job::{JobFinish, JobId, JobRecord, JobUpdate, NewJob, Timings};
+pub use job::{JobFinish, JobId, JobRecord, JobUpdate, JobWrite, NewJob, Timings};
 pub use logs::LogFile;
 pub use repo::{BranchSummary, NewRepo, RefRecord, RepoId, RepoRecord};
 pub use run::{

@@ -5,7 +5,7 @@
 
 use crate::agent::{AgentRecord, AgentState, NewAgent};
 use crate::error::StoreError;
-use crate::job::{JobFinish, JobId, JobRecord, JobUpdate, NewJob};
+use crate::job::{JobFinish, JobId, JobRecord, JobUpdate, JobWrite, NewJob};
 use crate::repo::{BranchSummary, NewRepo, RefRecord, RepoRecord};
 use crate::run::{NewRun, RunDetail, RunFilter, RunId, RunRecord, RunUpdate};
 use crate::step::StepRecord;
@@ -97,6 +97,12 @@ pub trait Store: Send + Sync {
     /// [`JobUpdate`]). If any one does not hold, none is written: [`StoreError::StateConflict`],
     /// [`StoreError::StaleToken`], [`StoreError::Conflict`] or [`StoreError::NotFound`].
     fn apply(&self, updates: &[JobUpdate]) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Commits `writes` in order in one transaction (one commit, so one sync to disk for them
+    /// all): the forge groups the reports and leases of many agents this way. All or nothing:
+    /// if one fails, none is written and its error is returned (the same errors as the single
+    /// calls).
+    fn write_jobs(&self, writes: &[JobWrite]) -> impl Future<Output = StoreResult<()>> + Send;
 
     // Fenced writes from the agent holding a job: each requires `token` to be the job's current
     // token and the job to be leased or running, else [`StoreError::StaleToken`].

@@ -701,3 +701,39 @@ fn restore_skips_jobs_whose_ended_need_failed_and_refuses_bad_rows() {
         );
     }
 }
+
+#[test]
+fn counts_open_jobs_per_run_until_they_end_and_through_requeues() {
+    let mut s = sched(10);
+    add(&mut s, spec(1, "build", Priority::Required));
+    add(
+        &mut s,
+        needing(spec(2, "test", Priority::Required), &[(1, "build")]),
+    );
+    let mut other = spec(3, "build", Priority::Required);
+    other.run = 8;
+    add(&mut s, other);
+    assert_eq!(s.open_in_run("app", 7), 2);
+    assert_eq!(s.open_in_run("app", 8), 1);
+    assert_eq!(s.open_in_run("web", 7), 0);
+
+    let lease = s.lease(&agent("a"), 0).expect("job 1 is ready");
+    assert_eq!(lease.job, JobId(1));
+    let holder = s.holder(JobId(1)).expect("job 1 is open");
+    assert_eq!(
+        (holder.repo.as_str(), holder.run, holder.lane.as_str()),
+        ("app", 7, "build")
+    );
+    s.requeue(JobId(1)).expect("job 1 is held");
+    assert_eq!(s.attempts(JobId(1)), Some(1));
+    assert_eq!(s.open_in_run("app", 7), 2, "a requeue keeps the job open");
+
+    let lease = s.lease(&agent("a"), 0).expect("job 1 again");
+    s.started(lease.job, lease.token, 0).expect("held");
+    // Job 1 failing skips job 2 (need-failed): both end, and the run has none open.
+    s.finished(lease.job, lease.token, JobState::Failed, 1)
+        .expect("held");
+    assert_eq!(s.open_in_run("app", 7), 0);
+    assert_eq!(s.holder(JobId(2)), None);
+    assert_eq!(s.open_in_run("app", 8), 1);
+}

@@ -16,7 +16,7 @@ mod write;
 pub use open::{Durability, SCHEMA_VERSION, StoreOptions};
 
 use crate::agent::{AgentRecord, AgentState, NewAgent};
-use crate::job::{JobFinish, JobId, JobRecord, JobUpdate, NewJob};
+use crate::job::{JobFinish, JobId, JobRecord, JobUpdate, JobWrite, NewJob};
 use crate::repo::{BranchSummary, NewRepo, RefRecord, RepoRecord};
 use crate::run::{NewRun, RunDetail, RunFilter, RunId, RunRecord, RunUpdate};
 use crate::step::StepRecord;
@@ -174,6 +174,33 @@ impl Store for SqliteStore {
     async fn apply(&self, updates: &[JobUpdate]) -> StoreResult<()> {
         let mut tx = self.write().await?;
         lease::apply(&mut tx, updates).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn write_jobs(&self, writes: &[JobWrite]) -> StoreResult<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for write in writes {
+            match write {
+                JobWrite::Apply(update) => {
+                    lease::apply(&mut tx, std::slice::from_ref(update)).await?;
+                }
+                JobWrite::Heartbeat {
+                    job,
+                    token,
+                    expires_at,
+                } => lease::heartbeat(&mut tx, *job, *token, *expires_at).await?,
+                JobWrite::Start { job, token, at } => {
+                    lease::start_job(&mut tx, *job, *token, *at).await?;
+                }
+                JobWrite::Finish { job, token, finish } => {
+                    lease::finish_job(&mut tx, *job, *token, finish).await?;
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

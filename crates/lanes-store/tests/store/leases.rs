@@ -2,7 +2,7 @@
 
 use crate::common::{Fixture, TestResult, job, lease, moved, one_job, push, t};
 use lanes_core::job::{JobReason, JobState};
-use lanes_store::{CacheUse, JobFinish, JobUpdate, StepRecord, Store, StoreError};
+use lanes_store::{CacheUse, JobFinish, JobUpdate, JobWrite, StepRecord, Store, StoreError};
 
 fn step(index: u32, status: JobState) -> StepRecord {
     StepRecord {
@@ -335,5 +335,82 @@ async fn a_scheduler_transition_persists_as_an_update() -> TestResult {
     };
     let err = JobUpdate::from_transition(&too_far, t(2_000)).expect_err("out of range");
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn write_jobs_commits_leases_starts_heartbeats_and_finishes_together_or_not_at_all()
+-> TestResult {
+    let fx = Fixture::new()?;
+    let store = fx.with_repo().await?;
+    let run = store
+        .create_run(&push(
+            "main",
+            "h1",
+            vec![job("a", &[]), job("b", &[]), job("c", &[])],
+        ))
+        .await?;
+    let (a, b, c) = (run.jobs[0].id, run.jobs[1].id, run.jobs[2].id);
+    store.apply(&[lease(a, 1, 1_000, 31_000)]).await?;
+
+    let finish = JobFinish {
+        state: JobState::Passed,
+        reason: None,
+        at: t(5_000),
+        steps: vec![step(0, JobState::Passed)],
+        lock_wait_ms: Some(3),
+        materialize_ms: Some(4),
+    };
+    store
+        .write_jobs(&[
+            JobWrite::Start {
+                job: a,
+                token: 1,
+                at: t(2_000),
+            },
+            JobWrite::Heartbeat {
+                job: a,
+                token: 1,
+                expires_at: t(40_000),
+            },
+            JobWrite::Apply(lease(b, 2, 3_000, 33_000)),
+            JobWrite::Finish {
+                job: a,
+                token: 1,
+                finish,
+            },
+        ])
+        .await?;
+    let a_now = store.job(a).await?;
+    assert_eq!(a_now.state, JobState::Passed);
+    assert_eq!(a_now.started_at, Some(t(2_000)));
+    assert_eq!(a_now.finished_at, Some(t(5_000)));
+    assert_eq!(a_now.steps.len(), 1);
+    let b_now = store.job(b).await?;
+    assert_eq!((b_now.state, b_now.token), (JobState::Leased, Some(2)));
+    assert_eq!(store.next_token().await?, 3);
+
+    // The second write presents a token `b` does not hold: the lease of `c` before it is not
+    // written either.
+    let err = store
+        .write_jobs(&[
+            JobWrite::Apply(lease(c, 3, 6_000, 36_000)),
+            JobWrite::Start {
+                job: b,
+                token: 99,
+                at: t(6_000),
+            },
+        ])
+        .await
+        .expect_err("a stale token");
+    assert!(
+        matches!(err, StoreError::StaleToken { job, token: 99 } if job == b),
+        "{err:?}"
+    );
+    let c_now = store.job(c).await?;
+    assert_eq!((c_now.state, c_now.token), (JobState::Queued, None));
+    assert_eq!(store.job(b).await?.state, JobState::Leased);
+    assert_eq!(store.next_token().await?, 3, "no token was consumed");
+    store.write_jobs(&[]).await?;
     Ok(())
 }
