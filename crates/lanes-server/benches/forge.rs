@@ -57,6 +57,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const QUEUED: usize = 10_000;
@@ -201,6 +202,7 @@ async fn leases(batches: usize, batch: usize) -> BenchResult<()> {
     );
 
     let mut rows = Vec::new();
+    let mut fleets = Vec::new();
     for durability in [Durability::Full, Durability::Normal] {
         let forge = open_forge(&template, tmp.path(), durability, "alone").await?;
         let alone = forge_alone(&forge, batches, batch).await?;
@@ -211,6 +213,10 @@ async fn leases(batches: usize, batch: usize) -> BenchResult<()> {
         let forge = open_forge(&template, tmp.path(), durability, "cycle").await?;
         let cycle = forge_cycle(&forge, batches, batch).await?;
         drop(forge);
+        let forge = open_forge(&template, tmp.path(), durability, "fleet").await?;
+        let (fleet, mean_batch) = forge_fleet(&forge, batches, batch).await?;
+        drop(forge);
+        fleets.push((durability, fleet, mean_batch));
         rows.push((format!("forge, synchronous={durability:?}"), alone, cycle));
     }
     let (alone, cycle) = pure(&shapes, batches, batch);
@@ -241,6 +247,20 @@ async fn leases(batches: usize, batch: usize) -> BenchResult<()> {
             );
         }
         rates.push((name, alone.rate(), cycle.rate()));
+    }
+    for (durability, mut fleet, mean_batch) in fleets {
+        let rate = fleet.rate();
+        println!(
+            "| forge, synchronous={durability:?}, {AGENTS} agents at once, lease + started + \
+             finish | {rate:.0} | {} | {} | {} | {} |",
+            ms(quantile(&mut fleet.times, 0.5)),
+            ms(quantile(&mut fleet.times, 0.99)),
+            fleet.misses,
+            fleet.queued_after
+        );
+        println!(
+            "  ({durability:?}: {mean_batch:.1} agent calls written per transaction on average)"
+        );
     }
     if let [
         (_, full_a, full_c),
@@ -531,6 +551,61 @@ async fn forge_cycle(
     }
     out.queued_after = queued(forge).await?;
     Ok(out)
+}
+
+/// Every agent its own task, all at once, each looping lease, started, finish (a cycle timed
+/// as one), until a batch's leases are handed out; a batch's rate is its leases over its wall
+/// time. Also returns how many agent calls each write transaction carried on average.
+async fn forge_fleet(
+    forge: &Arc<Forge<SqliteStore>>,
+    batches: usize,
+    batch: usize,
+) -> BenchResult<(Loop, f64)> {
+    let mut out = Loop::default();
+    let (batches_before, calls_before) = forge.metrics().batches();
+    for _ in 0..batches {
+        let left = Arc::new(AtomicUsize::new(batch));
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for a in 0..AGENTS {
+            let forge = Arc::clone(forge);
+            let left = Arc::clone(&left);
+            let name = agent_name(a);
+            tasks.spawn(async move {
+                let mut times = Vec::new();
+                let mut misses = 0;
+                while left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let start = Instant::now();
+                    let Some(job) = forge.lease(&name, Duration::ZERO).await? else {
+                        // Give the claim back; another agent may have the labels for what is
+                        // left, and this one waits a little before asking again.
+                        left.fetch_add(1, Ordering::SeqCst);
+                        misses += 1;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    };
+                    forge.started(job.job, job.token).await?;
+                    forge.finish(job.job, job.token, passed()).await?;
+                    times.push(start.elapsed());
+                }
+                Ok::<_, lanes_server::ForgeError>((times, misses))
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (times, misses) = done??;
+            out.times.extend(times);
+            out.misses += misses;
+        }
+        out.rates
+            .push(batch as f64 / start.elapsed().as_secs_f64().max(1e-9));
+    }
+    let (batches_after, calls_after) = forge.metrics().batches();
+    let mean = (calls_after - calls_before) as f64 / (batches_after - batches_before).max(1) as f64;
+    out.queued_after = queued(forge).await?;
+    Ok((out, mean))
 }
 
 /// The store calls of a lease, a start and a finish, each timed alone on the same database:

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::nightly::{self, NightlyOutcome};
 use crate::status::run_status;
 use crate::trigger::{self, Outcome};
+use batch::{Ask, Asked};
 use jiff::Timestamp;
 use lanes_agent::{Assignment, FinishReport, StepCache, StepReport};
 use lanes_core::job::{JobReason, JobState, Priority};
@@ -19,8 +20,8 @@ use lanes_core::schedule::{
 };
 use lanes_git::Repo;
 use lanes_store::{
-    CacheUse, JobFinish, JobId, JobRecord, JobUpdate, LogFile, NewJob, RepoRecord, RunDetail,
-    RunRecord, RunStatus, RunUpdate, StepRecord, Store, StoreError,
+    CacheUse, JobId, JobRecord, JobUpdate, LogFile, NewJob, RepoRecord, RunDetail, RunRecord,
+    RunStatus, RunUpdate, StepRecord, Store, StoreError,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -108,10 +109,15 @@ pub struct Forge<S> {
     appends: std::sync::Mutex<HashMap<JobId, Arc<Mutex<()>>>>,
     /// The repositories the ref watcher reads (`None`: every one the store has).
     watched: std::sync::RwLock<Option<BTreeSet<String>>>,
+    /// Leases and agents' reports waiting for the next holder of the scheduling lock, who
+    /// decides them all and writes them in one transaction ([`batch`]).
+    asks: std::sync::Mutex<Vec<Asked>>,
     /// Per run: its commit and its repository's path, for assignments.
     places: std::sync::Mutex<HashMap<RunKey, (String, PathBuf)>>,
     metrics: Metrics,
 }
+
+mod batch;
 
 /// Milliseconds since the epoch, the scheduler's clock.
 pub(crate) fn millis(t: Timestamp) -> u64 {
@@ -155,6 +161,7 @@ impl<S: Store + 'static> Forge<S> {
             polls: std::sync::Mutex::new(HashMap::new()),
             appends: std::sync::Mutex::new(HashMap::new()),
             places: std::sync::Mutex::new(HashMap::new()),
+            asks: std::sync::Mutex::new(Vec::new()),
             watched: std::sync::RwLock::new(None),
             metrics: Metrics::default(),
         });
@@ -224,12 +231,17 @@ impl<S: Store + 'static> Forge<S> {
     /// The scheduling lock, with the scheduler rebuilt first if it may be ahead of the database.
     async fn locked(&self) -> tokio::sync::MutexGuard<'_, Sched> {
         let mut state = self.sched.lock().await;
+        self.catch_up(&mut state).await;
+        state
+    }
+
+    /// Rebuilds the scheduler if it may be ahead of the database.
+    async fn catch_up(&self, state: &mut Sched) {
         if state.dirty
-            && let Err(e) = self.rebuild(&mut state).await
+            && let Err(e) = self.rebuild(state).await
         {
             tracing::warn!("rebuilding the scheduler from the database failed: {e}");
         }
-        state
     }
 
     /// Rebuilds the scheduler from the database: after start, and after any write that failed.
@@ -767,19 +779,8 @@ impl<S: Store + 'static> Forge<S> {
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let lease = {
-                let mut state = self.locked().await;
-                match state.sched.lease(&id, millis(Timestamp::now())) {
-                    Some(lease) => {
-                        let holder = state.sched.holder(lease.job);
-                        let attempts = state.sched.attempts(lease.job).unwrap_or(0);
-                        self.persist(&mut state, vec![lease.transition()]).await?;
-                        Some((lease, holder, attempts))
-                    }
-                    None => None,
-                }
-            };
-            if let Some((lease, holder, attempts)) = lease {
+            if let Some(leased) = self.ask(Ask::Lease { agent: id.clone() }).await?.leased() {
+                let (lease, holder, attempts) = *leased;
                 return Ok(Some(self.assignment(&lease, holder, attempts).await?));
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -858,55 +859,12 @@ impl<S: Store + 'static> Forge<S> {
 
     /// The holder started the job.
     pub async fn started(&self, job: u64, token: u64) -> ForgeResult<()> {
-        let now = Timestamp::now();
-        let mut state = self.locked().await;
-        let transition = state
-            .sched
-            .started(schedule::JobId(job), Token(token), millis(now))?;
-        if transition.is_some() {
-            let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
-            if let Err(e) = self.store.start_job(id, token, now).await {
-                self.rebuild(&mut state).await?;
-                return Err(e.into());
-            }
-            let _ = self.events.send(JobEvent::State { job: id });
-            state.started_at.insert(id, millis(now));
-            let (repo, number) = match state.sched.holder(schedule::JobId(job)) {
-                Some(h) => (h.repo, h.run),
-                None => {
-                    let record = self.store.job(id).await?;
-                    (record.repo, record.run_number)
-                }
-            };
-            // A job that starts makes its run running; the first one of a run says so (under
-            // the lock: a run's status is only ever written by whoever holds it). Later starts
-            // of the same run need no read of the whole run.
-            let key = (repo, number);
-            if !state.running_runs.contains(&key) {
-                if state.running_runs.len() > 10_000 {
-                    state.running_runs.clear();
-                }
-                self.refresh_run(&key.0, key.1).await?;
-                state.running_runs.insert(key);
-            }
-            drop(state);
-        }
-        Ok(())
+        self.ask(Ask::Started { job, token }).await.map(drop)
     }
 
     /// The holder is alive: the lease is extended.
     pub async fn heartbeat(&self, job: u64, token: u64) -> ForgeResult<()> {
-        let now = millis(Timestamp::now());
-        let mut state = self.locked().await;
-        let expires = state
-            .sched
-            .heartbeat(schedule::JobId(job), Token(token), now)?;
-        let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
-        if let Err(e) = self.store.heartbeat(id, token, timestamp(expires)).await {
-            self.rebuild(&mut state).await?;
-            return Err(e.into());
-        }
-        Ok(())
+        self.ask(Ask::Heartbeat { job, token }).await.map(drop)
     }
 
     /// Checks that `token` holds `job` now.
@@ -982,65 +940,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// The job ended on its agent.
     pub async fn finish(&self, job: u64, token: u64, report: FinishReport) -> ForgeResult<()> {
-        let now = Timestamp::now();
-        let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
-        let mut state = self.locked().await;
-        // Known before the scheduler forgets the job.
-        let run = state
-            .sched
-            .holder(schedule::JobId(job))
-            .map(|h| (h.repo, h.run));
-        let mut transitions = state.sched.finished(
-            schedule::JobId(job),
-            Token(token),
-            report.state,
-            millis(now),
-        )?;
-        let finish = JobFinish {
-            state: report.state,
-            reason: None,
-            at: now,
-            steps: report.steps.iter().map(step_record).collect(),
-            lock_wait_ms: Some(report.lock_wait_ms),
-            materialize_ms: Some(report.materialize_ms),
-        };
-        if let Err(e) = self.store.finish_job(id, token, &finish).await {
-            self.rebuild(&mut state).await?;
-            return Err(e.into());
-        }
-        let own = transitions.remove(0);
-        let started = state.started_at.get(&id).copied();
-        // The job's own end is durable now; the skips it causes are not the agent's business. If
-        // writing them fails, the rebuild that follows derives them again from the database.
-        if let Err(e) = self.persist(&mut state, transitions).await {
-            tracing::warn!("job {job} finished; writing the jobs it skips failed: {e}");
-        }
-        let known: Vec<(JobId, RunKey)> = run.into_iter().map(|run| (id, run)).collect();
-        self.after(&mut state, std::slice::from_ref(&own), &known)
-            .await;
-        drop(state);
-        for step in &report.steps {
-            match step.cache {
-                StepCache::Hit => self.metrics.cache_hit(),
-                StepCache::Miss if step.status != JobState::Skipped => self.metrics.cache_miss(),
-                _ => {}
-            }
-        }
-        let started = match started {
-            Some(ms) => Some(ms),
-            None => self
-                .store
-                .job(id)
-                .await
-                .ok()
-                .and_then(|r| r.started_at)
-                .map(millis),
-        };
-        if let Some(started) = started {
-            let ms = millis(now).saturating_sub(started);
-            self.metrics.job_finished(report.state, ms);
-        }
-        Ok(())
+        self.ask(Ask::Finish { job, token, report }).await.map(drop)
     }
 
     /// Ends every lease that expired and writes the queue's reasons; returns when the next

@@ -26,6 +26,8 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     lease_expiries: AtomicU64,
     runs_created: AtomicU64,
+    write_batches: AtomicU64,
+    batched_calls: AtomicU64,
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
 }
 
@@ -51,6 +53,20 @@ impl Metrics {
 
     pub(crate) fn lease_expired(&self) {
         self.lease_expiries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One transaction wrote the changes of `calls` agent calls (leases and reports).
+    pub(crate) fn batch_written(&self, calls: u64) {
+        self.write_batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_calls.fetch_add(calls, Ordering::Relaxed);
+    }
+
+    /// Write transactions for agent calls, and the calls they wrote.
+    pub fn batches(&self) -> (u64, u64) {
+        (
+            self.write_batches.load(Ordering::Relaxed),
+            self.batched_calls.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn run_created(&self) {
@@ -117,6 +133,17 @@ impl Metrics {
              # TYPE lanes_lease_expiries_total counter\n\
              lanes_lease_expiries_total {}",
             self.lease_expiries.load(Ordering::Relaxed)
+        );
+        let (batches, calls) = self.batches();
+        let _ = writeln!(
+            out,
+            "# HELP lanes_write_batches_total Transactions that wrote agents' leases and reports.\n\
+             # TYPE lanes_write_batches_total counter\n\
+             lanes_write_batches_total {batches}\n\
+             # HELP lanes_batched_calls_total Agent calls (leases and reports) those transactions \
+             wrote.\n\
+             # TYPE lanes_batched_calls_total counter\n\
+             lanes_batched_calls_total {calls}"
         );
         let _ = writeln!(
             out,

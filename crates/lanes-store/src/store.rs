@@ -115,7 +115,8 @@ pub trait Store: Send + Sync {
         expires_at: Timestamp,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// The agent started the job: leased becomes running (again: idempotent).
+    /// The agent started the job: leased becomes running (again: idempotent), and its run, if
+    /// it was pending, becomes running, started at `at`.
     fn start_job(
         &self,
         job: JobId,

@@ -230,7 +230,17 @@ pub(crate) async fn start_job(
     at: Timestamp,
 ) -> StoreResult<()> {
     let set = "state = 'running', started_at = coalesce(started_at, ?)";
-    fenced_update(conn, job, token, set, ms(at)).await
+    fenced_update(conn, job, token, set, ms(at)).await?;
+    // A run with a job running is running: no read of its jobs needed to say so.
+    sqlx::query(
+        "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) \
+         WHERE id = (SELECT run_id FROM jobs WHERE id = ?) AND status = 'pending'",
+    )
+    .bind(ms(at))
+    .bind(job.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// `UPDATE jobs SET {set}` only while the job is held under `token`; `value` fills the one `?`

@@ -2,7 +2,9 @@
 
 use crate::common::{Fixture, TestResult, job, lease, moved, one_job, push, t};
 use lanes_core::job::{JobReason, JobState};
-use lanes_store::{CacheUse, JobFinish, JobUpdate, JobWrite, StepRecord, Store, StoreError};
+use lanes_store::{
+    CacheUse, JobFinish, JobUpdate, JobWrite, RunStatus, StepRecord, Store, StoreError,
+};
 
 fn step(index: u32, status: JobState) -> StepRecord {
     StepRecord {
@@ -412,5 +414,39 @@ async fn write_jobs_commits_leases_starts_heartbeats_and_finishes_together_or_no
     assert_eq!(store.job(b).await?.state, JobState::Leased);
     assert_eq!(store.next_token().await?, 3, "no token was consumed");
     store.write_jobs(&[]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_makes_a_pending_run_running_once() -> TestResult {
+    let fx = Fixture::new()?;
+    let store = fx.with_repo().await?;
+    let run = store
+        .create_run(&push("main", "h1", vec![job("a", &[]), job("b", &[])]))
+        .await?;
+    let (a, b) = (run.jobs[0].id, run.jobs[1].id);
+    assert_eq!(run.run.status, RunStatus::Pending);
+    store
+        .apply(&[lease(a, 1, 1_000, 31_000), lease(b, 2, 1_000, 31_000)])
+        .await?;
+    let leased = store.run("app", run.run.number).await?.run;
+    assert_eq!(
+        (leased.status, leased.started_at),
+        (RunStatus::Pending, None),
+        "a lease alone does not start the run"
+    );
+    store.start_job(a, 1, t(2_000)).await?;
+    let started = store.run("app", run.run.number).await?.run;
+    assert_eq!(
+        (started.status, started.started_at),
+        (RunStatus::Running, Some(t(2_000)))
+    );
+    store.start_job(b, 2, t(3_000)).await?;
+    let again = store.run("app", run.run.number).await?.run;
+    assert_eq!(
+        again.started_at,
+        Some(t(2_000)),
+        "the run started with its first job"
+    );
     Ok(())
 }

@@ -4,7 +4,8 @@ use crate::common::{Fixture, TestResult, job, lease, push, repo, t};
 use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::select::Reason;
 use lanes_store::{
-    CacheUse, JobFinish, JobId, RunFilter, RunStatus, RunUpdate, StepRecord, Store, StoreError,
+    CacheUse, JobFinish, JobId, RunFilter, RunRecord, RunStatus, RunUpdate, StepRecord, Store,
+    StoreError,
 };
 
 #[tokio::test]
@@ -257,7 +258,15 @@ async fn a_run_reads_back_with_its_jobs_steps_needs_and_reasons() -> TestResult 
         .await?;
 
     let run = store.run("app", created.run.number).await?;
-    assert_eq!(run.run, created.run);
+    // The start made the run running; the rest of it reads back as created.
+    assert_eq!(
+        run.run,
+        RunRecord {
+            status: RunStatus::Running,
+            started_at: Some(t(2_100)),
+            ..created.run.clone()
+        }
+    );
     assert_eq!(
         (run.run.head.as_str(), run.run.base.as_deref()),
         ("h1", Some("base0"))
