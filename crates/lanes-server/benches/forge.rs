@@ -12,7 +12,10 @@
 //!   - *lease alone*: only the `lease` call is timed; every leased job is `started` at once and
 //!     an agent at capacity first `finish`es (passed) its oldest job, untimed;
 //!   - *cycle*: `lease` + `started` + `finish` of the same job, all timed, one job per agent at a
-//!     time.
+//!     time;
+//!   - *fleet*: every agent its own tokio task, all at once, each looping `lease` + `started` +
+//!     `finish`; a batch's rate is its leases over its wall time, and the forge's metrics say how
+//!     many calls each write transaction carried.
 //!
 //!   Each loop runs `LANES_BENCH_BATCHES` (7) batches of `LANES_BENCH_BATCH` (300) leases; a
 //!   batch's rate is its leases over the time they took; the table shows the median batch. The
@@ -387,16 +390,8 @@ async fn lease_template(
             })
             .await?;
     }
-    store.close().await;
-    // `close` can return before the last connection folds the WAL into the database file, and
-    // the file alone is copied: fold it now (a first copy once lacked the last 460 jobs).
-    let mut conn =
-        sqlx::ConnectOptions::connect(&sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
-            .await?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await?;
-    sqlx::Connection::close(conn).await?;
+    // `close` folds the WAL into the file, which is all that is copied.
+    store.close().await?;
     Ok(db)
 }
 
@@ -609,10 +604,11 @@ async fn forge_fleet(
 }
 
 /// The store calls of a lease, a start and a finish, each timed alone on the same database:
-/// where the time of the forge's calls goes. `Forge::lease` makes one write (`apply`) and one
-/// read (`job`; the run's head and the repository's path are read once per run, then
-/// remembered); `started` a write (`start_job`), `job` and `run` (the run's status); `finish` a
-/// write (`finish_job`), `job` twice and `run`.
+/// where the time of the forge's calls goes. Called one at a time, `Forge::lease` makes one
+/// write (`apply`; the run's head and the repository's path are read once per run, then
+/// remembered), `started` one (`start_job`, which also marks the run running) and `finish` one
+/// (`finish_job`; the last open job of a run also reads the run to set its end status). Called
+/// at once, many of them share one write (`Store::write_jobs`).
 async fn parts(forge: &Forge<SqliteStore>) -> BenchResult<()> {
     let store = forge.store();
     let open = store.open_jobs().await?;
@@ -703,14 +699,12 @@ async fn parts(forge: &Forge<SqliteStore>) -> BenchResult<()> {
         return Ok(());
     };
     let commits = apply + start_job + finish_job;
-    let reads = 4.0 * job + 2.0 * run;
     println!(
-        "sums of medians: a lease {:.3} ms (commit {apply:.3}, Store::job {job:.3}; {:.3} more \
-         for the first lease of a run); a cycle {:.3} ms (3 commits {commits:.3}, 4 Store::job \
-         and 2 Store::run {reads:.3})",
-        apply + job,
+        "sums of medians: a lease {apply:.3} ms (one commit; {:.3} more for the first lease of a \
+         run: Store::repo and Store::run); a cycle alone {commits:.3} ms (3 commits; the last \
+         job of a run adds Store::run {run:.3}); Store::job {job:.3} is read only for a job \
+         attempted before",
         repo + run,
-        commits + reads,
     );
     Ok(())
 }
@@ -928,7 +922,7 @@ fn run_page(rt: &tokio::runtime::Runtime, runs: usize, samples: usize) -> BenchR
             p99.as_secs_f64() / base.1.as_secs_f64()
         );
     }
-    rt.block_on(store.close());
+    rt.block_on(store.close())?;
     Ok(())
 }
 
@@ -1041,7 +1035,7 @@ async fn generate_runs(db: &Path, runs: usize) -> BenchResult<()> {
             })
             .await?;
     }
-    store.close().await;
+    store.close().await?;
     // Finish every job with its steps in bulk: the store's API would take a lease and a finish
     // (two commits) per job.
     let mut conn = sqlx::ConnectOptions::connect(

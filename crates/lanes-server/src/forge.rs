@@ -181,6 +181,7 @@ impl<S: Store + 'static> Forge<S> {
                     forge.persist(&mut state, vec![t]).await?;
                 }
             }
+            forge.finish_superseding(&mut state).await?;
             forge.refresh_reasons(&mut state).await?;
             // A status left behind by a crash between a job's end and its run's update.
             for status in [RunStatus::Pending, RunStatus::Running] {
@@ -198,6 +199,64 @@ impl<S: Store + 'static> Forge<S> {
             }
         }
         Ok(forge)
+    }
+
+    /// Cancels the open jobs of superseded runs that a crash left between the run being marked
+    /// superseded and its jobs cancelled. Jobs of lanes that set `cancel-superseded = false` at
+    /// the superseding head are left to run, queued or held (a built-in agent's job requeued at
+    /// start included).
+    async fn finish_superseding(&self, state: &mut Sched) -> ForgeResult<()> {
+        for status in [RunStatus::Pending, RunStatus::Running] {
+            let runs = self
+                .store
+                .list_runs(&lanes_store::RunFilter {
+                    status: Some(status),
+                    limit: 500,
+                    ..lanes_store::RunFilter::default()
+                })
+                .await?;
+            for run in runs {
+                let Some(by) = run.superseded_by else {
+                    continue;
+                };
+                let detail = self.store.run(&run.repo, run.number).await?;
+                let open: Vec<&JobRecord> = detail
+                    .jobs
+                    .iter()
+                    .filter(|j| !j.state.is_terminal())
+                    .collect();
+                if open.is_empty() {
+                    continue;
+                }
+                let keep = match (
+                    self.store.repo(&run.repo).await,
+                    self.store.run(&run.repo, by).await,
+                ) {
+                    (Ok(record), Ok(newer)) => {
+                        trigger::keep_running_at(&record, &newer.run.head).unwrap_or_default()
+                    }
+                    _ => BTreeSet::new(),
+                };
+                let cancel: Vec<schedule::JobId> = open
+                    .iter()
+                    .filter(|j| !keep.contains(&j.lane))
+                    .map(|j| core_id(j.id))
+                    .collect();
+                if cancel.is_empty() {
+                    continue;
+                }
+                tracing::warn!(
+                    "run #{} of {} was superseded by #{by} but {} of its jobs were still open: \
+                     cancelled",
+                    run.number,
+                    run.repo,
+                    cancel.len()
+                );
+                let transitions = state.sched.cancel(&cancel, JobReason::Superseded { by });
+                self.persist(state, transitions).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Only these repositories are read on a poll or a hook's notice.
@@ -532,10 +591,14 @@ impl<S: Store + 'static> Forge<S> {
                     return Err(e.into());
                 }
             };
-        let Outcome::Created(created) = outcome else {
-            return Ok(None);
+        let (created, new) = match outcome {
+            Outcome::AlreadySeen => return Ok(None),
+            Outcome::Created(created) => (created, true),
+            Outcome::Returned(created) => (created, false),
         };
-        self.metrics.run_created();
+        if new {
+            self.metrics.run_created();
+        }
         let number = created.run.run.number;
         let mut state = self.locked().await;
         for (group, limit) in &created.groups {
@@ -550,13 +613,15 @@ impl<S: Store + 'static> Forge<S> {
                 .cancel(&cancel, JobReason::Superseded { by: number });
             self.persist(&mut state, transitions).await?;
         }
-        self.queue_jobs(&mut state, &created.run, &created.run.jobs)
-            .await?;
+        if new {
+            self.queue_jobs(&mut state, &created.run, &created.run.jobs)
+                .await?;
+        }
         for old in &created.superseded {
             let _ = self.refresh_run(&record.name, *old).await;
         }
         drop(state);
-        Ok(Some(number))
+        Ok(new.then_some(number))
     }
 
     /// Creates the nightly runs that are due in the `watched` repositories (one per repository,
@@ -781,7 +846,22 @@ impl<S: Store + 'static> Forge<S> {
             notified.as_mut().enable();
             if let Some(leased) = self.ask(Ask::Lease { agent: id.clone() }).await?.leased() {
                 let (lease, holder, attempts) = *leased;
-                return Ok(Some(self.assignment(&lease, holder, attempts).await?));
+                return match self.assignment(&lease, holder, attempts).await {
+                    Ok(assignment) => Ok(Some(assignment)),
+                    Err(e) => {
+                        // The agent never hears of this lease: give the job back now instead of
+                        // when the lease expires.
+                        let mut state = self.locked().await;
+                        if let Some(t) = state.sched.requeue(lease.job) {
+                            tracing::warn!(
+                                "job {} could not be handed to {agent} ({e}): requeued",
+                                lease.job
+                            );
+                            let _ = self.persist(&mut state, vec![t]).await;
+                        }
+                        Err(e)
+                    }
+                };
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Ok(None);

@@ -383,7 +383,9 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         Err(_) => tracing::warn!("stopping with connections still open"),
     }
     while tasks.join_next().await.is_some() {}
-    store.close().await;
+    if let Err(e) = store.close().await {
+        tracing::warn!("the database's log was not folded into its file on closing: {e}");
+    }
     Ok(())
 }
 

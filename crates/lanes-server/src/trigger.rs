@@ -31,9 +31,14 @@ pub enum Outcome {
     AlreadySeen,
     /// A run was created.
     Created(Created),
+    /// The branch went back to a head it had before (A, then B, then A again): no run is
+    /// created (one run per branch and head), the head's earlier run is the branch's again, and
+    /// the runs of the heads in between are superseded by it. `run` is that earlier run.
+    Returned(Created),
 }
 
-/// A run created for a new head, and the work the server must cancel because of it.
+/// A run created for a new head (or the earlier run of a head the branch returned to), and the
+/// work the server must cancel because of it.
 #[derive(Debug)]
 pub struct Created {
     /// The new run with its jobs (an `error` run has none).
@@ -155,7 +160,20 @@ pub async fn on_branch_head(
             store
                 .record_ref(&repo.name, branch, head.as_str(), now)
                 .await?;
-            return Ok(Outcome::AlreadySeen);
+            let Some(earlier) = push_run_of(store, &repo.name, branch, head.as_str()).await? else {
+                return Ok(Outcome::AlreadySeen);
+            };
+            let (superseded, mut to_cancel) = supersede(store, &earlier).await?;
+            if superseded.is_empty() {
+                return Ok(Outcome::AlreadySeen);
+            }
+            to_cancel.retain(|j| !(j.state.is_held() && keep_running.contains(&j.lane)));
+            return Ok(Outcome::Returned(Created {
+                run: earlier,
+                superseded,
+                to_cancel,
+                groups,
+            }));
         }
         Err(e) => return Err(e.into()),
     };
@@ -188,6 +206,25 @@ pub fn group_limits_at(repo: &RepoRecord, head: &str) -> Result<Vec<(String, u32
     Ok(match read_catalog(&git, &head)? {
         Ok(catalog) => group_limits(&catalog),
         Err(_) => Vec::new(),
+    })
+}
+
+/// The lanes of the catalog at `head` that set `cancel-superseded = false` (none when the
+/// catalog does not validate).
+pub fn keep_running_at(
+    repo: &RepoRecord,
+    head: &str,
+) -> Result<std::collections::BTreeSet<String>, GitError> {
+    let git = Repo::discover(&repo.path)?;
+    let head = git.resolve(head)?;
+    Ok(match read_catalog(&git, &head)? {
+        Ok(catalog) => catalog
+            .lanes
+            .iter()
+            .filter(|l| !l.cancel_superseded)
+            .map(|l| l.name.clone())
+            .collect(),
+        Err(_) => std::collections::BTreeSet::new(),
     })
 }
 
@@ -278,7 +315,38 @@ fn priority(class: LaneClass) -> Priority {
     }
 }
 
-/// Marks the branch's older unfinished push runs as superseded by `run` and returns their
+/// The push run of `head` on `branch`, newest first.
+async fn push_run_of(
+    store: &impl Store,
+    repo: &str,
+    branch: &str,
+    head: &str,
+) -> Result<Option<RunDetail>, StoreError> {
+    let mut before = None;
+    loop {
+        let filter = RunFilter {
+            repo: Some(repo.to_owned()),
+            branch: Some(branch.to_owned()),
+            before,
+            limit: 100,
+            ..RunFilter::default()
+        };
+        let page = store.list_runs(&filter).await?;
+        if let Some(run) = page
+            .iter()
+            .find(|r| r.head == head && r.trigger == RunTrigger::Push)
+        {
+            return Ok(Some(store.run(repo, run.number).await?));
+        }
+        if page.len() < 100 {
+            return Ok(None);
+        }
+        before = page.last().map(|r| r.id);
+    }
+}
+
+/// Marks the branch's other unfinished push runs (older ones, and for a head the branch
+/// returned to, the newer ones of the heads in between) as superseded by `run` and returns their
 /// numbers and open jobs.
 async fn supersede(
     store: &impl Store,
@@ -287,7 +355,7 @@ async fn supersede(
     let mut numbers = Vec::new();
     let mut open = Vec::new();
     for status in [RunStatus::Pending, RunStatus::Running] {
-        let mut before = Some(run.run.id);
+        let mut before = None;
         loop {
             let filter = RunFilter {
                 repo: Some(run.run.repo.clone()),
@@ -298,7 +366,13 @@ async fn supersede(
             };
             let page = store.list_runs(&filter).await?;
             for old in &page {
-                if old.trigger != RunTrigger::Push || old.superseded_by.is_some() {
+                let older = old.id < run.run.id;
+                // An older run superseded before stays so; a newer one, superseded or not, is
+                // the branch's past now that it points at `run`'s head again.
+                if old.id == run.run.id
+                    || old.trigger != RunTrigger::Push
+                    || (older && old.superseded_by.is_some())
+                {
                     continue;
                 }
                 let detail = store.run(&old.repo, old.number).await?;

@@ -63,6 +63,7 @@ fn created(outcome: Outcome) -> Result<Created, Box<dyn std::error::Error>> {
     match outcome {
         Outcome::Created(c) => Ok(c),
         Outcome::AlreadySeen => Err("expected a new run, got AlreadySeen".into()),
+        Outcome::Returned(_) => Err("expected a new run, got Returned".into()),
     }
 }
 
@@ -234,6 +235,45 @@ async fn a_new_head_supersedes_the_older_run_and_returns_its_open_jobs() -> Test
     let other = f.commit(&[("src/b.rs", "1")])?;
     let c3 = created(f.push("other", &other, 3).await?)?;
     assert!(c3.superseded.is_empty() && c3.to_cancel.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_branch_back_at_an_earlier_head_supersedes_the_runs_in_between_and_creates_none()
+-> TestResult {
+    let f = Forge::new(t(0)).await?;
+    let a = f.commit(&[("lanes.toml", CATALOG), ("src/a.rs", "1")])?;
+    let run_a = created(f.push("main", &a, 1).await?)?.run.run.number;
+    let b = f.commit(&[("src/a.rs", "2")])?;
+    let c_b = created(f.push("main", &b, 2).await?)?;
+    let open_b: Vec<_> = c_b
+        .run
+        .jobs
+        .iter()
+        .filter(|j| !j.state.is_terminal())
+        .map(|j| j.id)
+        .collect();
+    assert!(!open_b.is_empty());
+
+    // The branch is reset to `a`: `a`'s run is the branch's again, `b`'s is superseded by it.
+    let Outcome::Returned(back) = f.push("main", &a, 3).await? else {
+        return Err("expected Returned".into());
+    };
+    assert_eq!(back.run.run.number, run_a);
+    assert_eq!(back.superseded, vec![c_b.run.run.number]);
+    let mut cancel: Vec<_> = back.to_cancel.iter().map(|j| j.id).collect();
+    cancel.sort();
+    assert_eq!(cancel, open_b);
+    let old_b = f.store.run("app", c_b.run.run.number).await?;
+    assert_eq!(old_b.run.superseded_by, Some(run_a));
+    let runs = f
+        .store
+        .list_runs(&lanes_store::RunFilter::default())
+        .await?;
+    assert_eq!(runs.len(), 2, "no run was created for a head seen before");
+
+    // Seen again right away: nothing more to do.
+    assert!(matches!(f.push("main", &a, 4).await?, Outcome::AlreadySeen));
     Ok(())
 }
 

@@ -109,7 +109,7 @@ async fn reads(dir: &Path, runs: usize, samples: usize) -> BenchResult<()> {
         &format!("list runs of a branch (page of 50) of {runs}"),
         &mut times,
     );
-    store.close().await;
+    store.close().await?;
     Ok(())
 }
 
@@ -128,7 +128,7 @@ async fn generate(db: &Path, runs: usize) -> BenchResult<()> {
     for i in 0..runs {
         store.create_run(&run(i)).await?;
     }
-    store.close().await;
+    store.close().await?;
     // Finish every job with its steps in bulk: the store's API would take one lease per job.
     let mut conn = sqlx::ConnectOptions::connect(
         &sqlx::sqlite::SqliteConnectOptions::new().filename(&partial),
@@ -210,7 +210,7 @@ async fn lease_rate(dir: &Path, leases: usize, durability: Durability) -> BenchR
     {
         return Err("a job was not leased".into());
     }
-    store.close().await;
+    store.close().await?;
     Ok(())
 }
 

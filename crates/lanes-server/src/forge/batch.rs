@@ -248,7 +248,11 @@ impl<S: Store + 'static> Forge<S> {
             }
             // A batch of one keeps its own error (a stale token stays a stale token); in a
             // bigger one the others were refused for its sake and may simply try again.
-            let mut own = (writes.len() == 1).then_some(e);
+            let writers = decided
+                .iter()
+                .filter(|(d, _)| !matches!(d, Decided::Now(_)))
+                .count();
+            let mut own = (writers == 1).then_some(e);
             for (decision, reply) in decided {
                 let answer = match decision {
                     Decided::Now(answer) => answer,

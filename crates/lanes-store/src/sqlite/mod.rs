@@ -49,10 +49,19 @@ impl SqliteStore {
         Ok(SqliteStore { writer, readers })
     }
 
-    /// Closes every connection, waiting for them to finish.
-    pub async fn close(&self) {
+    /// Folds the write-ahead log into the database file, then closes every connection, waiting
+    /// for them to finish; afterwards the database file alone is a complete copy (a backup that
+    /// copied only `lanes.db` once missed the last 460 jobs). The checkpoint's failure (a reader
+    /// in another process keeping the log busy) is returned after closing: the log is as
+    /// durable as the file, nothing is lost, and the next open folds it.
+    pub async fn close(&self) -> StoreResult<()> {
         self.readers.close().await;
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
         self.writer.close().await;
+        checkpoint?;
+        Ok(())
     }
 
     async fn write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {

@@ -42,7 +42,7 @@ async fn the_admin_token_is_created_once_and_verified_by_its_hash() -> TestResul
     );
     assert!(!contains(&bytes, &token.as_bytes()[TOKEN_PREFIX.len()..]));
 
-    store.close().await;
+    store.close().await?;
     let store = fx.open().await?;
     assert_eq!(
         store.ensure_admin_token(t(2)).await?,

@@ -66,7 +66,7 @@ async fn slots_are_per_repository_and_survive_a_restart() -> TestResult {
         .expect_err("the same slot twice in one run is a duplicate claim");
     assert!(matches!(err, StoreError::Duplicate(_)), "{err:?}");
     assert_eq!(store.last_nightly_slot("lib", "bench").await?, None);
-    store.close().await;
+    store.close().await?;
 
     let store = fx.open().await?;
     assert_eq!(store.last_nightly_slot("app", "bench").await?, Some(t(DAY)));

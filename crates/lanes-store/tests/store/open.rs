@@ -33,7 +33,7 @@ async fn migrations_apply_to_a_fresh_database_and_reopening_changes_nothing() ->
     let fx = Fixture::new()?;
     let store = fx.open().await?;
     store.add_repo(&repo("app"), t(0)).await?;
-    store.close().await;
+    store.close().await?;
 
     let first = schema(&fx.db()).await?;
     assert_eq!(first.first().map(String::as_str), Some("1 initial"));
@@ -45,7 +45,7 @@ async fn migrations_apply_to_a_fresh_database_and_reopening_changes_nothing() ->
         1,
         "data survives reopening"
     );
-    store.close().await;
+    store.close().await?;
     assert_eq!(schema(&fx.db()).await?, first, "reopening applied nothing");
 
     let mut conn = raw(&fx.db()).await?;
@@ -59,7 +59,7 @@ async fn migrations_apply_to_a_fresh_database_and_reopening_changes_nothing() ->
 #[tokio::test]
 async fn a_database_from_a_newer_lanes_is_refused_and_left_as_it_was() -> TestResult {
     let fx = Fixture::new()?;
-    fx.open().await?.close().await;
+    fx.open().await?.close().await?;
     let newer = SCHEMA_VERSION + 1;
     let mut conn = raw(&fx.db()).await?;
     sqlx::query(
@@ -88,7 +88,7 @@ async fn a_database_from_a_newer_lanes_is_refused_and_left_as_it_was() -> TestRe
 #[tokio::test]
 async fn an_edited_applied_migration_is_refused() -> TestResult {
     let fx = Fixture::new()?;
-    fx.open().await?.close().await;
+    fx.open().await?.close().await?;
     let mut conn = raw(&fx.db()).await?;
     sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 1")
         .execute(&mut conn)
@@ -99,5 +99,30 @@ async fn an_edited_applied_migration_is_refused() -> TestResult {
         .await
         .expect_err("a changed migration must be refused");
     assert!(matches!(err, StoreError::Migrate(_)), "{err:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_close_the_database_file_alone_holds_everything() -> TestResult {
+    let fx = Fixture::new()?;
+    let store = fx.open().await?;
+    for i in 0..50 {
+        store.add_repo(&repo(&format!("r{i}")), t(i)).await?;
+    }
+    // Another process has the database open (idle): the store's connections are not the last
+    // ones, so SQLite would not fold the log on its own when they close.
+    let mut other = raw(&fx.db()).await?;
+    sqlx::query("SELECT count(*) FROM repos")
+        .execute(&mut other)
+        .await?;
+    store.close().await?;
+    // A copy of the file without its log, as a careless backup makes it.
+    let copy = tempfile::tempdir()?;
+    let db = copy.path().join("lanes.db");
+    std::fs::copy(fx.db(), &db)?;
+    let store = lanes_store::SqliteStore::open(&db).await?;
+    assert_eq!(store.list_repos().await?.len(), 50);
+    store.close().await?;
+    other.close().await?;
     Ok(())
 }

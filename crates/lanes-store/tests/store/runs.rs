@@ -97,7 +97,7 @@ async fn a_nightly_slot_runs_once() -> TestResult {
         run
     };
     store.create_run(&nightly(86_400_000)).await?;
-    store.close().await;
+    store.close().await?;
 
     let store = fx.open().await?;
     let err = store
