@@ -36,6 +36,28 @@ impl Repo {
         Ok(branches)
     }
 
+    /// The branch a forge should take as the default: the one `HEAD` points at, when it has
+    /// commits; when it has none yet (a bare repository made with `master` as its initial
+    /// branch, to which `main` was pushed), `main`, then `master`, if one exists; else `HEAD`'s
+    /// branch (a repository nothing was pushed to). `None` when `HEAD` is detached and neither
+    /// exists.
+    pub fn default_branch(&self) -> Result<Option<String>, GitError> {
+        let head = self.head_branch()?;
+        let branches = self.branches()?;
+        let exists = |name: &str| branches.iter().any(|b| b.name == name);
+        if let Some(head) = &head
+            && exists(head)
+        {
+            return Ok(Some(head.clone()));
+        }
+        for usual in ["main", "master"] {
+            if exists(usual) {
+                return Ok(Some(usual.to_owned()));
+            }
+        }
+        Ok(head)
+    }
+
     /// The branch `HEAD` points at (`main` in a fresh bare repository), or `None` when `HEAD`
     /// is detached.
     pub fn head_branch(&self) -> Result<Option<String>, GitError> {

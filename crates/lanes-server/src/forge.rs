@@ -542,6 +542,7 @@ impl<S: Store + 'static> Forge<S> {
         let _serial = lock.lock().await;
         let git = Repo::discover(&record.path)?;
         let mut branches = git.branches()?;
+        let record = self.find_default_branch(record, &git, &branches).await?;
         branches.sort_by_key(|b| b.name != record.default_branch);
         let mut created = Vec::new();
         let mut failed = None;
@@ -564,6 +565,37 @@ impl<S: Store + 'static> Forge<S> {
             Some(e) if created.is_empty() => Err(e),
             _ => Ok(created),
         }
+    }
+
+    /// The repository with a default branch that exists: when the one recorded has no commits
+    /// (a bare repository whose `HEAD` names `master`, to which `main` was pushed), the one
+    /// [`Repo::default_branch`] finds now is recorded instead, before any branch is diffed
+    /// against a default that is not there.
+    async fn find_default_branch(
+        &self,
+        record: RepoRecord,
+        git: &Repo,
+        branches: &[lanes_git::Branch],
+    ) -> ForgeResult<RepoRecord> {
+        if branches.is_empty() || branches.iter().any(|b| b.name == record.default_branch) {
+            return Ok(record);
+        }
+        let Some(found) = git.default_branch()? else {
+            return Ok(record);
+        };
+        if found == record.default_branch || !branches.iter().any(|b| b.name == found) {
+            return Ok(record);
+        }
+        tracing::warn!(
+            "repository {}: its default branch {} has no commits; using {found} (name the \
+             default branch in the configuration file to choose another)",
+            record.name,
+            record.default_branch
+        );
+        Ok(self
+            .store
+            .update_repo(&record.name, &found, record.remote_url.as_deref())
+            .await?)
     }
 
     /// One branch head: a run if it is new, the superseded runs' jobs cancelled, the new jobs

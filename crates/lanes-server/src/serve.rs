@@ -213,7 +213,7 @@ fn check_repos(repos: &[RepoConfig]) -> Result<Vec<NewRepo>, ServeError> {
         let default_branch = match &repo.default_branch {
             Some(b) => b.clone(),
             None => git
-                .head_branch()
+                .default_branch()
                 .ok()
                 .flatten()
                 .unwrap_or_else(|| "main".to_owned()),
@@ -259,6 +259,22 @@ async fn add_repos(store: &SqliteStore, repos: &[NewRepo]) -> Result<(), ServeEr
                             existing.path.display()
                         ),
                     });
+                }
+                // The configuration (or the repository's HEAD) may have changed since the
+                // repository was added: the default branch and the remote follow it.
+                if existing.default_branch != new.default_branch
+                    || existing.remote_url != new.remote_url
+                {
+                    tracing::info!(
+                        "repository {}: default branch {}, remote {}",
+                        new.name,
+                        new.default_branch,
+                        new.remote_url.as_deref().unwrap_or("none")
+                    );
+                    store
+                        .update_repo(&new.name, &new.default_branch, new.remote_url.as_deref())
+                        .await
+                        .map_err(crate::ForgeError::from)?;
                 }
             }
             Err(e) => return Err(crate::ForgeError::from(e).into()),

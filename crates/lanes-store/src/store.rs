@@ -28,6 +28,15 @@ pub trait Store: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = StoreResult<RepoRecord>> + Send;
 
+    /// Sets a repository's default branch and remote (from the configuration, or a default
+    /// branch found again); its path, runs and refs stay.
+    fn update_repo(
+        &self,
+        name: &str,
+        default_branch: &str,
+        remote_url: Option<&str>,
+    ) -> impl Future<Output = StoreResult<RepoRecord>> + Send;
+
     /// The repository called `name`.
     fn repo(&self, name: &str) -> impl Future<Output = StoreResult<RepoRecord>> + Send;
 

@@ -81,6 +81,27 @@ fn a_pushed_branch_runs_its_selected_lanes_and_turns_green() {
 }
 
 #[test]
+fn a_forge_started_on_an_empty_repository_whose_head_names_master_takes_main_when_pushed() {
+    // `git init --bare` without init.defaultBranch: HEAD names `master`; the user pushes `main`.
+    let forge = Forge::on_empty_origin(PASSING, &[("src/lib.txt", "one\n")], "master");
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    forge.push("main");
+    let main = forge.wait_done("main", &head);
+    assert_eq!(main["status"], "passed", "{main:#}");
+    let repos = forge.request("GET", "/api/v1/repos", None).json();
+    assert_eq!(repos[0]["default_branch"], "main", "{repos:#}");
+
+    // A branch off `main` is diffed against it.
+    forge.git(&["checkout", "-q", "-b", "feature"]);
+    forge.write("src/lib.txt", "two\n");
+    let feature = forge.commit("change src");
+    forge.push("feature");
+    let status = forge.wait_done("feature", &feature);
+    assert_eq!(status["status"], "passed", "{status:#}");
+    assert_eq!(status["run"]["base"], head.as_str());
+}
+
+#[test]
 fn a_lane_seen_before_is_restored_from_the_cache() {
     let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
     let head = forge.git(&["rev-parse", "HEAD"]);

@@ -65,13 +65,47 @@ impl Forge {
 
     /// [`Forge::new`] with extra `lanes serve` flags.
     pub(crate) fn with_args(catalog: &str, files: &[(&str, &str)], extra: &[&str]) -> Forge {
+        let mut forge = Forge::unstarted(catalog, files, extra, "main");
+        forge.push("main");
+        forge.start();
+        forge
+    }
+
+    /// A forge started on a bare origin with nothing pushed yet, whose `HEAD` names
+    /// `origin_head`; `main` holds `catalog` and `files` in the clone, not pushed.
+    pub(crate) fn on_empty_origin(
+        catalog: &str,
+        files: &[(&str, &str)],
+        origin_head: &str,
+    ) -> Forge {
+        let mut forge = Forge::unstarted(catalog, files, &[], origin_head);
+        forge.start();
+        forge
+    }
+
+    fn unstarted(
+        catalog: &str,
+        files: &[(&str, &str)],
+        extra: &[&str],
+        origin_head: &str,
+    ) -> Forge {
         let root = tempfile::tempdir().expect("tempdir");
         let origin = root.path().join("origin.git");
-        git_in(root.path(), &["init", "-q", "--bare", "origin.git"]);
+        git_in(
+            root.path(),
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "--initial-branch",
+                origin_head,
+                "origin.git",
+            ],
+        );
         git_in(root.path(), &["clone", "-q", "origin.git", "work"]);
         let work = root.path().join("work");
         git_in(&work, &["checkout", "-q", "-b", "main"]);
-        let mut forge = Forge {
+        let forge = Forge {
             data: root.path().join("data"),
             cache: root.path().join("cache"),
             origin,
@@ -88,8 +122,6 @@ impl Forge {
             forge.write(path, text);
         }
         forge.commit("initial");
-        forge.push("main");
-        forge.start();
         forge
     }
 

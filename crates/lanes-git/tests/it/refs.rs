@@ -59,3 +59,37 @@ fn a_detached_head_has_no_branch() {
     fixture.git(&["checkout", "-q", "--detach", &head]);
     assert_eq!(fixture.repo().head_branch().expect("HEAD"), None);
 }
+
+#[test]
+fn the_default_branch_is_heads_or_main_or_master_when_head_names_a_branch_never_pushed() {
+    // A bare repository whose HEAD names `master`, to which only `main` and `topic` are pushed.
+    let bare = Fixture::empty();
+    bare.git(&["init", "--quiet", "--bare", "--initial-branch", "master"]);
+    assert_eq!(
+        bare.repo().default_branch().expect("HEAD"),
+        Some("master".to_owned()),
+        "nothing pushed yet: HEAD's branch"
+    );
+    let work = Fixture::with_branch("main");
+    work.write("a.txt", "a");
+    work.commit_all("one");
+    let url = bare.path().to_str().expect("utf-8");
+    work.git(&["push", "-q", url, "main:topic"]);
+    assert_eq!(
+        bare.repo().default_branch().expect("HEAD"),
+        Some("master".to_owned()),
+        "neither main nor master exists: HEAD's branch still"
+    );
+    work.git(&["push", "-q", url, "main"]);
+    assert_eq!(
+        bare.repo().default_branch().expect("HEAD"),
+        Some("main".to_owned())
+    );
+    // Once HEAD's own branch exists, it wins.
+    work.git(&["push", "-q", url, "main:master"]);
+    bare.git(&["symbolic-ref", "HEAD", "refs/heads/topic"]);
+    assert_eq!(
+        bare.repo().default_branch().expect("HEAD"),
+        Some("topic".to_owned())
+    );
+}

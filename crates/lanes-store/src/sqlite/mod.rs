@@ -81,6 +81,18 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    async fn update_repo(
+        &self,
+        name: &str,
+        default_branch: &str,
+        remote_url: Option<&str>,
+    ) -> StoreResult<RepoRecord> {
+        let mut tx = self.write().await?;
+        let out = write::update_repo(&mut tx, name, default_branch, remote_url).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn repo(&self, name: &str) -> StoreResult<RepoRecord> {
         let mut conn = self.readers.acquire().await?;
         read::repo(&mut conn, name).await

@@ -39,6 +39,25 @@ pub(crate) async fn add_repo(
     read::repo(conn, &repo.name).await
 }
 
+pub(crate) async fn update_repo(
+    conn: &mut SqliteConnection,
+    name: &str,
+    default_branch: &str,
+    remote_url: Option<&str>,
+) -> StoreResult<RepoRecord> {
+    let changed = sqlx::query("UPDATE repos SET default_branch = ?, remote_url = ? WHERE name = ?")
+        .bind(default_branch)
+        .bind(remote_url)
+        .bind(name)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("repository `{name}`")));
+    }
+    read::repo(conn, name).await
+}
+
 pub(crate) async fn record_ref(
     conn: &mut SqliteConnection,
     repo: &str,

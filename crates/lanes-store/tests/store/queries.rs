@@ -329,3 +329,24 @@ async fn a_run_reads_back_with_its_jobs_steps_needs_and_reasons() -> TestResult 
     assert_eq!(store.run("app", 1).await?.jobs.len(), 4);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_repository_s_default_branch_and_remote_can_change_and_nothing_else_does() -> TestResult {
+    let fx = Fixture::new()?;
+    let store = fx.with_repo().await?;
+    let before = store.repo("app").await?;
+    let after = store.update_repo("app", "trunk", None).await?;
+    assert_eq!(after.default_branch, "trunk");
+    assert_eq!(after.remote_url, None);
+    assert_eq!(
+        (after.id, &after.path, after.created_at),
+        (before.id, &before.path, before.created_at)
+    );
+    assert_eq!(store.repo("app").await?, after, "stored");
+    let err = store
+        .update_repo("web", "main", None)
+        .await
+        .expect_err("no such repository");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    Ok(())
+}
