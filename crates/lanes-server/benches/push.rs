@@ -425,7 +425,14 @@ impl Api {
     fn wait_job(&mut self, head: &str) -> BenchResult<u64> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let status = self.get("/api/v1/repos/origin/branches/main")?;
+            let path = "/api/v1/repos/origin/branches/main";
+            // Not seen yet (the forge reads the refs at start only once it listens): wait.
+            let r = self.conn.request("GET", path, Some(&self.token), None)?;
+            let status = if r.status == 404 {
+                serde_json::Value::Null
+            } else {
+                self.get(path)?
+            };
             if status["run"]["head"] == head
                 && let Some(id) = status["run"]["jobs"]
                     .as_array()
