@@ -204,6 +204,9 @@ pub enum JobWrite {
         token: u64,
         /// When.
         at: Timestamp,
+        /// Mark the run running if it is pending, as `start_job` does; the writer may skip it
+        /// for a run it knows is running already.
+        mark_run: bool,
     },
     /// A job ended, as [`crate::Store::finish_job`].
     Finish {

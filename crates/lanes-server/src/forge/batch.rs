@@ -154,15 +154,20 @@ impl<S: Store + 'static> Forge<S> {
                         Ok(None) => Decided::Now(Ok(Answer::Done)),
                         Ok(Some(_)) => {
                             let id = store_id(schedule::JobId(job));
-                            writes.push(JobWrite::Start {
-                                job: id,
-                                token,
-                                at: now,
-                            });
                             let run = state
                                 .sched
                                 .holder(schedule::JobId(job))
                                 .map(|h| (h.repo, h.run));
+                            // A run known to be running needs no second mark.
+                            let mark_run = run
+                                .as_ref()
+                                .is_none_or(|key| !state.running_runs.contains(key));
+                            writes.push(JobWrite::Start {
+                                job: id,
+                                token,
+                                at: now,
+                                mark_run,
+                            });
                             Decided::Started { job: id, run }
                         }
                     }

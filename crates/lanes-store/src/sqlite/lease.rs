@@ -15,13 +15,73 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Sqlite};
 
 pub(crate) async fn apply(conn: &mut SqliteConnection, updates: &[JobUpdate]) -> StoreResult<()> {
+    let tokens = Tokens::claim(conn, updates.iter()).await?;
     for update in updates {
         apply_one(conn, update).await?;
     }
-    Ok(())
+    tokens.advance(conn).await
 }
 
-async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()> {
+/// The fencing tokens of the new leases among some updates, checked against the database's
+/// `next_token` with one read and moved past with one write, however many leases there are.
+pub(crate) struct Tokens {
+    highest: Option<i64>,
+}
+
+impl Tokens {
+    /// Fails with [`StoreError::Conflict`] if a token was handed out before (below
+    /// `next_token`) or appears twice.
+    pub(crate) async fn claim(
+        conn: &mut SqliteConnection,
+        updates: impl Iterator<Item = &JobUpdate>,
+    ) -> StoreResult<Tokens> {
+        let mut leases = Vec::new();
+        for u in updates.filter(|u| u.to == JobState::Leased && u.from != JobState::Leased) {
+            if let Some(token) = u.token {
+                leases.push((to_i64("fencing token", token)?, u.job));
+            }
+        }
+        if leases.is_empty() {
+            return Ok(Tokens { highest: None });
+        }
+        let next: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'next_token'")
+            .fetch_one(&mut *conn)
+            .await?;
+        leases.sort_unstable();
+        for pair in leases.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                return Err(StoreError::Conflict(format!(
+                    "fencing token {} is given to jobs {} and {} at once",
+                    pair[0].0, pair[0].1, pair[1].1
+                )));
+            }
+        }
+        if let Some((token, job)) = leases.first()
+            && *token < next
+        {
+            return Err(StoreError::Conflict(format!(
+                "fencing token {token} for job {job} was handed out before (the next is {next})"
+            )));
+        }
+        Ok(Tokens {
+            highest: leases.last().map(|(token, _)| *token),
+        })
+    }
+
+    /// Records that every claimed token is handed out.
+    pub(crate) async fn advance(self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        if let Some(token) = self.highest {
+            sqlx::query("UPDATE meta SET value = ? + 1 WHERE key = 'next_token'")
+                .bind(token)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One update; a new lease's token must have been claimed ([`Tokens::claim`]).
+pub(crate) async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()> {
     let at = ms(u.at);
     let new_lease = u.to == JobState::Leased && u.from != JobState::Leased;
     // A held job's token (other than a new lease's) must be the current one.
@@ -38,7 +98,6 @@ async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()
             Some(JobReason::AgentLost { .. } | JobReason::RetriesExhausted { .. })
         );
     let reason = u.reason.as_ref().map(|r| json("reason", r)).transpose()?;
-    let mut lease_token = None;
 
     let mut q = QueryBuilder::<Sqlite>::new("UPDATE jobs SET state = ");
     q.push_bind(u.to.as_str());
@@ -53,17 +112,8 @@ async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()
                 u.job
             )));
         };
+        // Checked against `next_token` by the caller ([`Tokens::claim`]).
         let token = to_i64("fencing token", token)?;
-        let next: i64 = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'next_token'")
-            .fetch_one(&mut *conn)
-            .await?;
-        if token < next {
-            return Err(StoreError::Conflict(format!(
-                "fencing token {token} for job {} was handed out before (the next is {next})",
-                u.job
-            )));
-        }
-        lease_token = Some(token);
         q.push(", agent = ").push_bind(agent.as_str());
         q.push(", token = ").push_bind(token);
         q.push(", expires_at = ").push_bind(ms(expires_at));
@@ -118,12 +168,6 @@ async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> StoreResult<()
     let changed = q.build().execute(&mut *conn).await?.rows_affected();
     if changed == 0 {
         return Err(why_not_applied(conn, u, check_token, lost).await);
-    }
-    if let Some(token) = lease_token {
-        sqlx::query("UPDATE meta SET value = ? + 1 WHERE key = 'next_token'")
-            .bind(token)
-            .execute(&mut *conn)
-            .await?;
     }
     Ok(())
 }
@@ -228,9 +272,13 @@ pub(crate) async fn start_job(
     job: JobId,
     token: u64,
     at: Timestamp,
+    mark_run: bool,
 ) -> StoreResult<()> {
     let set = "state = 'running', started_at = coalesce(started_at, ?)";
     fenced_update(conn, job, token, set, ms(at)).await?;
+    if !mark_run {
+        return Ok(());
+    }
     // A run with a job running is running: no read of its jobs needed to say so.
     sqlx::query(
         "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) \

@@ -204,24 +204,32 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.write().await?;
+        // Every new lease's token checked with one read, and `next_token` moved with one write.
+        let updates = writes.iter().filter_map(|w| match w {
+            JobWrite::Apply(update) => Some(update),
+            _ => None,
+        });
+        let tokens = lease::Tokens::claim(&mut tx, updates).await?;
         for write in writes {
             match write {
-                JobWrite::Apply(update) => {
-                    lease::apply(&mut tx, std::slice::from_ref(update)).await?;
-                }
+                JobWrite::Apply(update) => lease::apply_one(&mut tx, update).await?,
                 JobWrite::Heartbeat {
                     job,
                     token,
                     expires_at,
                 } => lease::heartbeat(&mut tx, *job, *token, *expires_at).await?,
-                JobWrite::Start { job, token, at } => {
-                    lease::start_job(&mut tx, *job, *token, *at).await?;
-                }
+                JobWrite::Start {
+                    job,
+                    token,
+                    at,
+                    mark_run,
+                } => lease::start_job(&mut tx, *job, *token, *at, *mark_run).await?,
                 JobWrite::Finish { job, token, finish } => {
                     lease::finish_job(&mut tx, *job, *token, finish).await?;
                 }
             }
         }
+        tokens.advance(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -235,7 +243,7 @@ impl Store for SqliteStore {
 
     async fn start_job(&self, job: JobId, token: u64, at: Timestamp) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        lease::start_job(&mut tx, job, token, at).await?;
+        lease::start_job(&mut tx, job, token, at, true).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -369,6 +369,7 @@ async fn write_jobs_commits_leases_starts_heartbeats_and_finishes_together_or_no
                 job: a,
                 token: 1,
                 at: t(2_000),
+                mark_run: true,
             },
             JobWrite::Heartbeat {
                 job: a,
@@ -401,6 +402,7 @@ async fn write_jobs_commits_leases_starts_heartbeats_and_finishes_together_or_no
                 job: b,
                 token: 99,
                 at: t(6_000),
+                mark_run: true,
             },
         ])
         .await
@@ -414,6 +416,38 @@ async fn write_jobs_commits_leases_starts_heartbeats_and_finishes_together_or_no
     assert_eq!(store.job(b).await?.state, JobState::Leased);
     assert_eq!(store.next_token().await?, 3, "no token was consumed");
     store.write_jobs(&[]).await?;
+
+    // One token for two leases of the same batch, or a token handed out before: nothing.
+    let d = store
+        .add_jobs(run.run.id, &[job("d", &[])], t(7_000))
+        .await?[0]
+        .id;
+    for writes in [
+        vec![
+            JobWrite::Apply(lease(c, 3, 7_000, 37_000)),
+            JobWrite::Apply(lease(d, 3, 7_000, 37_000)),
+        ],
+        vec![
+            JobWrite::Apply(lease(c, 4, 7_000, 37_000)),
+            JobWrite::Apply(lease(d, 2, 7_000, 37_000)),
+        ],
+    ] {
+        let err = store.write_jobs(&writes).await.expect_err("a token reused");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.job(c).await?.state, JobState::Queued);
+        assert_eq!(store.next_token().await?, 3);
+    }
+    store
+        .write_jobs(&[
+            JobWrite::Apply(lease(d, 5, 7_000, 37_000)),
+            JobWrite::Apply(lease(c, 3, 7_000, 37_000)),
+        ])
+        .await?;
+    assert_eq!(
+        store.next_token().await?,
+        6,
+        "past the highest token of the batch"
+    );
     Ok(())
 }
 
