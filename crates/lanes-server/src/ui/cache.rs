@@ -1,0 +1,187 @@
+//! The cache page (`/cache`): the step cache as the forge's jobs used it: the hit rate by day,
+//! the time hits saved, and the lane steps that miss most, with what their misses say about why.
+//!
+//! Computed from the stored steps of the newest [`RUNS`] runs: the store has no query over
+//! steps, so each run is read (docs/ui.md; a `Store` method listing recent steps would make
+//! this one query).
+
+use super::Ui;
+use super::page::{Base, Rendered, UiResult, Viewer};
+use super::view;
+use askama::Template;
+use lanes_store::{CacheUse, JobRecord, RunFilter, Store};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many of the newest runs the page looks at.
+pub(crate) const RUNS: u32 = 100;
+
+/// The jobs of the newest `runs` runs of every repository, with the day (UTC) their run was
+/// created.
+pub(crate) async fn recent_jobs<S: Store>(
+    store: &S,
+    runs: u32,
+) -> UiResult<Vec<(String, JobRecord)>> {
+    let list = store
+        .list_runs(&RunFilter {
+            limit: runs,
+            ..RunFilter::default()
+        })
+        .await?;
+    let mut out = Vec::new();
+    for run in list {
+        let day = run.created_at.strftime("%Y-%m-%d").to_string();
+        // A run removed between the list and the read is simply left out.
+        if let Ok(detail) = store.run(&run.repo, run.number).await {
+            out.extend(detail.jobs.into_iter().map(|j| (day.clone(), j)));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+pub(crate) struct Day {
+    pub(crate) day: String,
+    pub(crate) hits: usize,
+    pub(crate) misses: usize,
+    pub(crate) rate: String,
+    /// The bar's width in percent.
+    pub(crate) width: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Misser {
+    pub(crate) lane: String,
+    pub(crate) step: String,
+    pub(crate) misses: usize,
+    pub(crate) hits: usize,
+    pub(crate) why: String,
+    pub(crate) last: Option<view::Link>,
+}
+
+#[derive(Template)]
+#[template(path = "cache.html")]
+pub(crate) struct CacheLive {
+    pub(crate) runs: u32,
+    pub(crate) hits: usize,
+    pub(crate) misses: usize,
+    pub(crate) disabled: usize,
+    pub(crate) rate: String,
+    pub(crate) saved: String,
+    pub(crate) days: Vec<Day>,
+    pub(crate) missers: Vec<Misser>,
+}
+
+fn rate(hits: usize, misses: usize) -> String {
+    if hits + misses == 0 {
+        "—".to_owned()
+    } else {
+        format!("{:.0}%", 100.0 * hits as f64 / (hits + misses) as f64)
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    hits: usize,
+    misses: usize,
+    miss_keys: BTreeSet<String>,
+    hit_keys: BTreeSet<String>,
+    failed_misses: usize,
+    last: Option<(i64, String)>,
+}
+
+/// The page.
+pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> UiResult<Rendered> {
+    let jobs = recent_jobs(ui.forge.store(), RUNS).await?;
+    let (mut hits, mut misses, mut disabled, mut saved) = (0, 0, 0, 0u64);
+    let mut days: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut steps: BTreeMap<(String, String), Tally> = BTreeMap::new();
+    for (day, job) in &jobs {
+        for s in &job.steps {
+            let entry = days.entry(day.clone()).or_default();
+            let tally = steps.entry((job.lane.clone(), s.name.clone())).or_default();
+            match s.cache {
+                CacheUse::Hit => {
+                    hits += 1;
+                    entry.0 += 1;
+                    tally.hits += 1;
+                    saved += s.saved_ms.unwrap_or(0);
+                    tally.hit_keys.extend(s.key.clone());
+                }
+                CacheUse::Miss => {
+                    misses += 1;
+                    entry.1 += 1;
+                    tally.misses += 1;
+                    tally.miss_keys.extend(s.key.clone());
+                    if !s.status.is_success() {
+                        tally.failed_misses += 1;
+                    }
+                    if tally.last.as_ref().is_none_or(|(id, _)| job.id.0 > *id) {
+                        tally.last = Some((job.id.0, view::job_href(job)));
+                    }
+                }
+                CacheUse::Disabled => disabled += 1,
+            }
+        }
+    }
+    let mut missers: Vec<Misser> = steps
+        .into_iter()
+        .filter(|(_, t)| t.misses > 0)
+        .map(|((lane, step), t)| {
+            // A key missed again after it was a hit elsewhere means the entry was gone (evicted,
+            // or another machine's cache); new keys mean the inputs changed; a failed step is
+            // never recorded, so its next run misses too.
+            let again = t.miss_keys.intersection(&t.hit_keys).count();
+            let mut why = Vec::new();
+            if t.miss_keys.len() > again {
+                why.push(format!("{} new keys (inputs changed)", t.miss_keys.len() - again));
+            }
+            if again > 0 {
+                why.push(format!("{again} keys missed after a hit (entry gone)"));
+            }
+            if t.failed_misses > 0 {
+                why.push(format!("{} failed runs (not recorded)", t.failed_misses));
+            }
+            Misser {
+                lane,
+                step,
+                misses: t.misses,
+                hits: t.hits,
+                why: why.join("; "),
+                last: t.last.map(|(id, href)| view::Link {
+                    href,
+                    text: format!("job {id}"),
+                }),
+            }
+        })
+        .collect();
+    missers.sort_by(|a, b| b.misses.cmp(&a.misses).then(a.lane.cmp(&b.lane)));
+    missers.truncate(20);
+    let most = days.values().map(|(h, m)| h + m).max().unwrap_or(1).max(1);
+    let live = CacheLive {
+        runs: RUNS,
+        hits,
+        misses,
+        disabled,
+        rate: rate(hits, misses),
+        saved: view::duration(saved),
+        days: days
+            .into_iter()
+            .rev()
+            .map(|(day, (h, m))| Day {
+                day,
+                hits: h,
+                misses: m,
+                rate: rate(h, m),
+                width: 100 * (h + m) / most,
+            })
+            .collect(),
+        missers,
+    };
+    let mut base = Base::new(viewer, "cache", "/cache".to_owned());
+    base.title = "Cache".to_owned();
+    Ok(Rendered {
+        base,
+        live: live.render()?,
+        extra: String::new(),
+    })
+}
