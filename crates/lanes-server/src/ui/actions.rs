@@ -47,7 +47,12 @@ pub(crate) async fn sign_in<S: Store + 'static>(
         ));
     }
     let next = session::safe_next(form.next.as_deref());
-    if !ui.forge.store().verify_admin_token(form.token.trim()).await? {
+    if !ui
+        .forge
+        .store()
+        .verify_admin_token(form.token.trim())
+        .await?
+    {
         let mut e = UiError::sign_in(&next, "That token is not valid.");
         e.status = StatusCode::FORBIDDEN;
         return Err(e);

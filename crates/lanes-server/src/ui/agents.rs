@@ -73,21 +73,36 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
             })
             .collect();
         let (mut hits, mut misses) = (0, 0);
-        for (_, job) in recent.iter().filter(|(_, j)| j.agent.as_deref() == Some(name.as_str())) {
-            hits += job.steps.iter().filter(|s| s.cache == CacheUse::Hit).count();
-            misses += job.steps.iter().filter(|s| s.cache == CacheUse::Miss).count();
+        for (_, job) in recent
+            .iter()
+            .filter(|(_, j)| j.agent.as_deref() == Some(name.as_str()))
+        {
+            hits += job
+                .steps
+                .iter()
+                .filter(|s| s.cache == CacheUse::Hit)
+                .count();
+            misses += job
+                .steps
+                .iter()
+                .filter(|s| s.cache == CacheUse::Miss)
+                .count();
         }
         agents.push(AgentRow {
             state,
             labels,
             capacity,
             running,
-            heartbeat: record
-                .and_then(|r| r.last_heartbeat)
-                .map_or_else(
-                    || if name == crate::LOCAL_AGENT { "in process".to_owned() } else { "never".to_owned() },
-                    |t| view::ago(t, now),
-                ),
+            heartbeat: record.and_then(|r| r.last_heartbeat).map_or_else(
+                || {
+                    if name == crate::LOCAL_AGENT {
+                        "in process".to_owned()
+                    } else {
+                        "never".to_owned()
+                    }
+                },
+                |t| view::ago(t, now),
+            ),
             cache: if hits + misses == 0 {
                 "—".to_owned()
             } else {

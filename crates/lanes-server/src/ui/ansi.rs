@@ -50,9 +50,13 @@ impl Style {
     }
 
     fn apply(&mut self, params: &str) {
-        let mut codes = params
-            .split(';')
-            .map(|p| if p.is_empty() { Some(0) } else { p.parse::<u16>().ok() });
+        let mut codes = params.split(';').map(|p| {
+            if p.is_empty() {
+                Some(0)
+            } else {
+                p.parse::<u16>().ok()
+            }
+        });
         while let Some(code) = codes.next() {
             let Some(code) = code else { continue };
             match code {
@@ -211,7 +215,10 @@ mod tests {
     fn colours_become_classes_and_reset_ends_them() {
         assert_eq!(
             spans("\u{1b}[1;31merror\u{1b}[0m: bad"),
-            [("b fg1".into(), "error".into()), (String::new(), ": bad".into())]
+            [
+                ("b fg1".into(), "error".into()),
+                (String::new(), ": bad".into())
+            ]
         );
         assert_eq!(spans("\u{1b}[92mok"), [("fg10".into(), "ok".into())]);
         assert_eq!(spans("\u{1b}[38;5;196mred"), [("fg9".into(), "red".into())]);

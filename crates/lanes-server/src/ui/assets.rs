@@ -50,9 +50,7 @@ pub(crate) async fn favicon(Path(file): Path<String>) -> Response {
     let Some((colour, path)) = file.strip_suffix(".svg").and_then(mark) else {
         return super::not_found();
     };
-    let svg = FAVICON
-        .replace("COLOUR", colour)
-        .replace("MARK", path);
+    let svg = FAVICON.replace("COLOUR", colour).replace("MARK", path);
     (
         [
             (header::CONTENT_TYPE, "image/svg+xml"),

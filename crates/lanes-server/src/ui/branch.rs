@@ -1,9 +1,9 @@
 //! The branch page (`/{repo}/branches/{branch}`): the CI card of the run of the branch's head
 //! and the branch's run history.
 
+use super::Ui;
 use super::page::{Base, Rendered, UiError, UiResult, Viewer};
 use super::view::{self, LaneChip, Link};
-use super::Ui;
 use askama::Template;
 use jiff::Timestamp;
 use lanes_core::job::JobState;

@@ -133,7 +133,10 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
             let again = t.miss_keys.intersection(&t.hit_keys).count();
             let mut why = Vec::new();
             if t.miss_keys.len() > again {
-                why.push(format!("{} new keys (inputs changed)", t.miss_keys.len() - again));
+                why.push(format!(
+                    "{} new keys (inputs changed)",
+                    t.miss_keys.len() - again
+                ));
             }
             if again > 0 {
                 why.push(format!("{again} keys missed after a hit (entry gone)"));

@@ -196,11 +196,7 @@ mod tests {
         assert_eq!(target("/agents"), Some(Target::Agents));
         assert_eq!(
             target("/app/branches/feature/x%3Cy%3E?before=4"),
-            Some(Target::Branch(
-                "app".into(),
-                "feature/x<y>".into(),
-                Some(4)
-            ))
+            Some(Target::Branch("app".into(), "feature/x<y>".into(), Some(4)))
         );
         assert_eq!(target("/app/runs/3"), Some(Target::Run("app".into(), 3)));
         assert_eq!(

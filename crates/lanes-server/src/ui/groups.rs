@@ -37,8 +37,13 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
     let mut groups = Vec::new();
     for g in ui.forge.groups().await {
         let member = async |id: u64, h: &lanes_core::job::Holder, holding: bool| {
-            let job = store.job(JobId(i64::try_from(id).unwrap_or(i64::MAX))).await.ok();
-            let since = job.as_ref().and_then(|j| if holding { j.leased_at } else { j.queued_at });
+            let job = store
+                .job(JobId(i64::try_from(id).unwrap_or(i64::MAX)))
+                .await
+                .ok();
+            let since = job
+                .as_ref()
+                .and_then(|j| if holding { j.leased_at } else { j.queued_at });
             Member {
                 link: Link {
                     href: view::lane_href(&h.repo, h.run, &h.lane),

@@ -61,7 +61,8 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
     for repo in store.list_repos().await? {
         let mut branches = Vec::new();
         for summary in store.branches(&repo.name).await? {
-            let head = head_run(store, &repo.name, &summary.branch, summary.head.as_deref()).await?;
+            let head =
+                head_run(store, &repo.name, &summary.branch, summary.head.as_deref()).await?;
             let status = head.as_ref().map_or("pending", status_of);
             worst = worse(worst, status);
             branches.push(BranchRow {

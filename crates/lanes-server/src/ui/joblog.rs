@@ -65,9 +65,16 @@ pub(crate) fn outcome_status(outcome: &str) -> Option<&'static str> {
 /// True for a line that reads like the start of an error.
 pub(crate) fn looks_like_error(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
-    ["error", "panicked", "fail", "fatal", "exception", "traceback"]
-        .iter()
-        .any(|w| lower.contains(w))
+    [
+        "error",
+        "panicked",
+        "fail",
+        "fatal",
+        "exception",
+        "traceback",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
 }
 
 /// The blocks of a log's text. `text` holds whole lines only.
@@ -152,9 +159,7 @@ fn push_line(block: &mut Block, n: usize, raw: &str, style: &mut ansi::Style) {
     // Step output lines start with the executor's `[   0.004s] ` stamp; lanes' own lines never
     // start with `[`.
     let (stamp, rest) = match raw.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-        Some((inside, rest)) if inside.trim_end().ends_with('s') => {
-            (format!("[{inside}]"), rest)
-        }
+        Some((inside, rest)) if inside.trim_end().ends_with('s') => (format!("[{inside}]"), rest),
         _ => (String::new(), raw),
     };
     block.lines.push(Line {

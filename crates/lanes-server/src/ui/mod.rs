@@ -64,7 +64,10 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>, sessions: Sessions) -> R
         .route("/{repo}/runs/{number}", get(run_page::<S>))
         .route("/{repo}/runs/{number}/lanes/{lane}", get(lane_page::<S>))
         .route("/{repo}/runs/{number}/lanes/{lane}/raw", get(raw_log::<S>))
-        .route("/{repo}/runs/{number}/cancel", post(actions::cancel_run::<S>))
+        .route(
+            "/{repo}/runs/{number}/cancel",
+            post(actions::cancel_run::<S>),
+        )
         .route(
             "/{repo}/runs/{number}/rerun-failed",
             post(actions::rerun_failed::<S>),
@@ -93,7 +96,10 @@ async fn headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
@@ -138,11 +144,7 @@ async fn access<S: Store + 'static>(
             "Sign in to act on runs and jobs."
         };
         // An action's sign-in comes back to the page it was on, not to the action's URL.
-        let next = if read {
-            path
-        } else {
-            "/".to_owned()
-        };
+        let next = if read { path } else { "/".to_owned() };
         return UiError::sign_in(&next, message).into_response();
     }
     if !read && by_cookie && !session::same_origin(request.headers()) {
@@ -267,11 +269,7 @@ async fn raw_log<S: Store + 'static>(
                 format!("failed to read the log of job {id}: {e}"),
             )
         })?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        bytes,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
 }
 
 /// Where an action sends the browser back to.

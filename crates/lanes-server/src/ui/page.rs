@@ -41,7 +41,10 @@ impl Base {
         if self.page.is_empty() {
             String::new()
         } else {
-            format!("/-/events?page={}", super::view::encode_component(&self.page))
+            format!(
+                "/-/events?page={}",
+                super::view::encode_component(&self.page)
+            )
         }
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct JobRow {
     pub(crate) selection: Vec<String>,
     pub(crate) reason: String,
     pub(crate) wait: Option<Wait>,
+    /// It was queued to run at some point: its timings mean something.
+    pub(crate) timed: bool,
     pub(crate) queue_wait: String,
     pub(crate) lock_wait: String,
     pub(crate) materialize: String,
@@ -70,16 +72,21 @@ fn ms(value: Option<u64>) -> String {
 
 /// One lane's row.
 pub(crate) fn job_row(job: &JobRecord, jobs: &[JobRecord], now: Timestamp) -> JobRow {
-    let hits = job.steps.iter().filter(|s| s.cache == CacheUse::Hit).count();
-    let misses = job.steps.iter().filter(|s| s.cache == CacheUse::Miss).count();
+    let hits = job
+        .steps
+        .iter()
+        .filter(|s| s.cache == CacheUse::Hit)
+        .count();
+    let misses = job
+        .steps
+        .iter()
+        .filter(|s| s.cache == CacheUse::Miss)
+        .count();
     let saved: u64 = job.steps.iter().filter_map(|s| s.saved_ms).sum();
     let cache = if job.steps.is_empty() {
         String::new()
     } else if saved > 0 {
-        format!(
-            "{hits} hit, {misses} miss, saved {}",
-            view::duration(saved)
-        )
+        format!("{hits} hit, {misses} miss, saved {}", view::duration(saved))
     } else {
         format!("{hits} hit, {misses} miss")
     };
@@ -118,6 +125,7 @@ pub(crate) fn job_row(job: &JobRecord, jobs: &[JobRecord], now: Timestamp) -> Jo
             (None, _) => String::new(),
         },
         wait: view::wait(job, now),
+        timed: !(job.state == JobState::Skipped && job.started_at.is_none()),
         queue_wait: ms(queue_wait),
         lock_wait: ms(job.timings.lock_wait_ms),
         materialize: ms(job.timings.materialize_ms),
@@ -198,7 +206,10 @@ pub(crate) async fn render<S: Store + 'static>(
             j.state,
             JobState::Failed | JobState::TimedOut | JobState::Cancelled | JobState::Error
         ) || (j.state == JobState::Skipped
-            && matches!(j.reason, Some(lanes_core::job::JobReason::NeedFailed { .. })))
+            && matches!(
+                j.reason,
+                Some(lanes_core::job::JobReason::NeedFailed { .. })
+            ))
     });
     let live = RunLive {
         repo: repo.to_owned(),
@@ -228,7 +239,11 @@ pub(crate) async fn render<S: Store + 'static>(
     };
     let page = view::run_href(repo, number);
     let mut base = Base::new(viewer, "", page);
-    base.title = format!("{} · #{number} {} · {repo}", run.status.as_str(), run.branch);
+    base.title = format!(
+        "{} · #{number} {} · {repo}",
+        run.status.as_str(),
+        run.branch
+    );
     base.status = run.status.as_str();
     Ok(Rendered {
         base,

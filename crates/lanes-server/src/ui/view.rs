@@ -173,6 +173,8 @@ pub(crate) fn reason_text(reason: &JobReason) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Wait {
     pub(crate) message: String,
+    /// The message up to the holders, which the page shows as links instead.
+    pub(crate) lead: String,
     /// The jobs holding the group it waits for, linked to their runs.
     pub(crate) holders: Vec<Link>,
     pub(crate) advice: Option<String>,
@@ -188,20 +190,24 @@ pub(crate) fn wait(job: &JobRecord, now: Timestamp) -> Option<Wait> {
     }
     let waited = job.queued_at.map_or(0, |q| between(q, now));
     let long = waited >= LONG_WAIT_MS;
+    let mut lead = String::new();
     let (message, holders, advice) = match &job.reason {
         Some(JobReason::BlockedByGroup { group, holders }) => (
-            format!(
-                "blocked by group {group}, held by {}",
-                if holders.is_empty() {
-                    "no job it knows of".to_owned()
-                } else {
-                    holders
-                        .iter()
-                        .map(|h| format!("run #{} lane {}", h.run, h.lane))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            ),
+            {
+                lead = format!("blocked by group {group}, held by");
+                format!(
+                    "blocked by group {group}, held by {}",
+                    if holders.is_empty() {
+                        "no job it knows of".to_owned()
+                    } else {
+                        holders
+                            .iter()
+                            .map(|h| format!("run #{} lane {}", h.run, h.lane))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )
+            },
             holders
                 .iter()
                 .map(|h| Link {
@@ -234,6 +240,7 @@ pub(crate) fn wait(job: &JobRecord, now: Timestamp) -> Option<Wait> {
     };
     Some(Wait {
         message,
+        lead,
         holders,
         advice,
     })
