@@ -549,6 +549,11 @@ fn the_live_events_of_a_run_page_carry_its_re_rendered_lanes() {
 
 /// The browser tests: `tests/browser/ui.test.mjs` in headless Chromium against real forges.
 #[test]
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a skip must be loud, and the measured log delays are for BENCHMARKS.md"
+)]
 fn the_ui_in_a_real_browser() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
     let chromium = which("chromium").or_else(|| which("chromium-browser"));

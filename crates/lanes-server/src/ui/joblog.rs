@@ -129,7 +129,7 @@ pub(crate) fn blocks(text: &str) -> Vec<Block> {
         let at = match open_step {
             Some(at) => at,
             None => {
-                if !out.last().is_some_and(|b| !b.is_step) {
+                if out.last().is_none_or(|b| b.is_step) {
                     out.push(Block::plain());
                 }
                 out.len() - 1

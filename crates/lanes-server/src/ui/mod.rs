@@ -137,7 +137,8 @@ async fn access<S: Store + 'static>(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    if !signed_in && !(read && ui.forge.config().public_read) {
+    let may_read = read && ui.forge.config().public_read;
+    if !(signed_in || may_read) {
         let message = if read {
             "This forge needs the admin token to be read."
         } else {
