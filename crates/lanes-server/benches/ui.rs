@@ -52,7 +52,11 @@ fn main() -> BenchResult<()> {
     if !template.exists() {
         let started = Instant::now();
         rt.block_on(generate_runs(&template, runs))?;
-        eprintln!("generated {} in {:.1?}", template.display(), started.elapsed());
+        eprintln!(
+            "generated {} in {:.1?}",
+            template.display(),
+            started.elapsed()
+        );
     }
     let tmp = tempfile::tempdir()?;
     let db = tmp.path().join("lanes.db");
@@ -127,27 +131,28 @@ fn main() -> BenchResult<()> {
     );
     println!("| measurement | size | median | p99 | ratio to its JSON baseline (median / p99) |");
     println!("|---|---:|---:|---:|---:|");
-    let row = |name: &str, (mut times, bytes): (Vec<Duration>, usize), base: Option<&[Duration]>| {
-        let (p50, p99) = (quantile(&mut times, 0.5), quantile(&mut times, 0.99));
-        let ratio = base.map_or_else(
-            || "—".to_owned(),
-            |b| {
-                let mut b = b.to_vec();
-                let (b50, b99) = (quantile(&mut b, 0.5), quantile(&mut b, 0.99));
-                format!(
-                    "{:.2}x / {:.2}x",
-                    p50.as_secs_f64() / b50.as_secs_f64(),
-                    p99.as_secs_f64() / b99.as_secs_f64()
-                )
-            },
-        );
-        println!(
-            "| {name} | {} KB | {} | {} | {ratio} |",
-            bytes / 1000,
-            ms(p50),
-            ms(p99)
-        );
-    };
+    let row =
+        |name: &str, (mut times, bytes): (Vec<Duration>, usize), base: Option<&[Duration]>| {
+            let (p50, p99) = (quantile(&mut times, 0.5), quantile(&mut times, 0.99));
+            let ratio = base.map_or_else(
+                || "—".to_owned(),
+                |b| {
+                    let mut b = b.to_vec();
+                    let (b50, b99) = (quantile(&mut b, 0.5), quantile(&mut b, 0.99));
+                    format!(
+                        "{:.2}x / {:.2}x",
+                        p50.as_secs_f64() / b50.as_secs_f64(),
+                        p99.as_secs_f64() / b99.as_secs_f64()
+                    )
+                },
+            );
+            println!(
+                "| {name} | {} KB | {} | {} | {ratio} |",
+                bytes / 1000,
+                ms(p50),
+                ms(p99)
+            );
+        };
     row("run page `/app/runs/{n}`", ui_run, Some(&api_run.0));
     row(
         "baseline: `GET /api/v1/repos/app/runs/{n}`",

@@ -14,7 +14,7 @@ const PAGE: u32 = 25;
 
 /// History rows that show their lanes and reruns: each costs one more read of the store, and
 /// the page must stay quick with a long history (BENCHMARKS.md).
-const DETAILED: usize = 5;
+const DETAILED: usize = 3;
 
 /// The push run of the head the branch points at, else its newest push run (the API's rule
 /// for a branch's status, docs/api.md), looked for in the branch's newest 50 runs.
@@ -24,14 +24,36 @@ pub(crate) async fn head_run<S: Store>(
     branch: &str,
     head: Option<&str>,
 ) -> UiResult<Option<RunDetail>> {
-    let runs = store
+    let runs = newest(store, repo, branch, None, 50).await?;
+    head_run_in(store, repo, &runs, head).await
+}
+
+/// The branch's newest `limit` runs, older than run `before`.
+async fn newest<S: Store>(
+    store: &S,
+    repo: &str,
+    branch: &str,
+    before: Option<RunId>,
+    limit: u32,
+) -> UiResult<Vec<RunRecord>> {
+    Ok(store
         .list_runs(&RunFilter {
             repo: Some(repo.to_owned()),
             branch: Some(branch.to_owned()),
-            limit: 50,
+            before,
+            limit,
             ..RunFilter::default()
         })
-        .await?;
+        .await?)
+}
+
+/// [`head_run`] among `runs`, the branch's newest.
+async fn head_run_in<S: Store>(
+    store: &S,
+    repo: &str,
+    runs: &[RunRecord],
+    head: Option<&str>,
+) -> UiResult<Option<RunDetail>> {
     let pushes: Vec<&RunRecord> = runs
         .iter()
         .filter(|r| r.trigger == RunTrigger::Push)
@@ -132,28 +154,31 @@ pub(crate) async fn render<S: Store + 'static>(
 ) -> UiResult<Rendered> {
     let store = ui.forge.store();
     store.repo(repo).await?;
-    let summary = store
-        .branches(repo)
+    // The head the watcher saw last, from the refs alone: `Store::branches` would find the
+    // newest run of every branch, which costs more than the rest of the page.
+    let head_sha = store
+        .refs(repo)
         .await?
         .into_iter()
-        .find(|b| b.branch == branch)
-        .ok_or_else(|| UiError::not_found(format!("no branch `{branch}` in repository {repo}")))?;
+        .find(|r| r.branch == branch)
+        .map(|r| r.head);
     let now = Timestamp::now();
-    let head = head_run(store, repo, branch, summary.head.as_deref()).await?;
+    // One read serves the CI card and the first page of the history.
+    let recent = newest(store, repo, branch, None, 50).await?;
+    if head_sha.is_none() && recent.is_empty() {
+        return Err(UiError::not_found(format!(
+            "no branch `{branch}` in repository {repo}"
+        )));
+    }
+    let head = head_run_in(store, repo, &recent, head_sha.as_deref()).await?;
     let status = head.as_ref().map_or("pending", status_of);
-    let before_id: Option<RunId> = match before {
-        Some(n) => Some(store.run(repo, n).await?.run.id),
-        None => None,
+    let runs = match before {
+        Some(n) => {
+            let id = store.run(repo, n).await?.run.id;
+            newest(store, repo, branch, Some(id), PAGE + 1).await?
+        }
+        None => recent,
     };
-    let runs = store
-        .list_runs(&RunFilter {
-            repo: Some(repo.to_owned()),
-            branch: Some(branch.to_owned()),
-            before: before_id,
-            limit: PAGE + 1,
-            ..RunFilter::default()
-        })
-        .await?;
     let more = runs.len() > PAGE as usize;
     let mut history = Vec::new();
     for (i, run) in runs.iter().take(PAGE as usize).enumerate() {
@@ -175,7 +200,7 @@ pub(crate) async fn render<S: Store + 'static>(
     let live = BranchLive {
         repo: repo.to_owned(),
         branch: branch.to_owned(),
-        head: summary.head.as_deref().map(view::short).unwrap_or_default(),
+        head: head_sha.as_deref().map(view::short).unwrap_or_default(),
         card: head.as_ref().map(|d| card(d, status, now)),
         history,
         older,
