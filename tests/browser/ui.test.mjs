@@ -37,6 +37,7 @@ run = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \\"stamp $(date +%s%3N)\\"; 
 [lane.fails]
 class = "advisory"
 paths = ["fail/**"]
+inputs = ["fail/**"]
 step = [{ name = "prepare", run = "echo ready" }, { name = "assert", run = "echo checking; echo 'error: the answer was 41'; echo 'last words'; exit 3" }]
 
 [lane.slow]

@@ -44,8 +44,9 @@ pub(crate) struct Day {
     pub(crate) hits: usize,
     pub(crate) misses: usize,
     pub(crate) rate: String,
-    /// The bar's width in percent.
-    pub(crate) width: usize,
+    /// The bar's hit and miss parts, in percent of the busiest day.
+    pub(crate) hit_width: usize,
+    pub(crate) miss_width: usize,
 }
 
 #[derive(Debug)]
@@ -69,6 +70,10 @@ pub(crate) struct CacheLive {
     pub(crate) saved: String,
     pub(crate) days: Vec<Day>,
     pub(crate) missers: Vec<Misser>,
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn rate(hits: usize, misses: usize) -> String {
@@ -133,16 +138,27 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
             let again = t.miss_keys.intersection(&t.hit_keys).count();
             let mut why = Vec::new();
             if t.miss_keys.len() > again {
+                let n = t.miss_keys.len() - again;
                 why.push(format!(
-                    "{} new keys (inputs changed)",
-                    t.miss_keys.len() - again
+                    "{} (new inputs)",
+                    count(n, "key never seen before", "keys never seen before")
                 ));
             }
             if again > 0 {
-                why.push(format!("{again} keys missed after a hit (entry gone)"));
+                why.push(format!(
+                    "{} after a hit (the entry was gone)",
+                    count(again, "key missed", "keys missed")
+                ));
             }
             if t.failed_misses > 0 {
-                why.push(format!("{} failed runs (not recorded)", t.failed_misses));
+                why.push(format!(
+                    "{} (not recorded)",
+                    count(
+                        t.failed_misses,
+                        "run that did not pass",
+                        "runs that did not pass"
+                    )
+                ));
             }
             Misser {
                 lane,
@@ -175,7 +191,8 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                 hits: h,
                 misses: m,
                 rate: rate(h, m),
-                width: 100 * (h + m) / most,
+                hit_width: 100 * h / most,
+                miss_width: 100 * m / most,
             })
             .collect(),
         missers,
