@@ -197,7 +197,8 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
             .collect(),
         missers,
     };
-    let mut base = Base::new(viewer, "cache", "/cache".to_owned());
+    // Not live: each render reads the newest runs one by one; a reload is cheap enough.
+    let mut base = Base::new(viewer, "cache", String::new());
     base.title = "Cache".to_owned();
     Ok(Rendered {
         base,

@@ -27,6 +27,15 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// A page with nothing happening is rendered again this often.
 const QUIET: Duration = Duration::from_secs(3);
 
+/// The least time between two renders of a page for one client: the agents page reads the
+/// newest runs for its cache column, so it is not redone for every job event of a busy forge.
+fn gap(target: &Target) -> Duration {
+    match target {
+        Target::Agents | Target::Cache => Duration::from_secs(2),
+        _ => Duration::from_millis(250),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventsQuery {
     page: String,
@@ -136,6 +145,7 @@ pub(crate) async fn events<S: Store + 'static>(
     let stream = stream::unfold(watch, |mut w| async move {
         loop {
             if !w.first {
+                tokio::time::sleep(gap(&w.target)).await;
                 wait(&mut w.events).await;
             }
             w.first = false;
