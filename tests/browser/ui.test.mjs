@@ -214,8 +214,6 @@ test('a push shows up without a reload, its log streams and the lane turns green
   await shot(lane, 'run-phone');
   const wide = await lane.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(wide <= 380, `the run page fits a 375 px screen (${wide} px)`);
-  await page.goto(`${base}/`);
-  await shot(page, 'home');
   await page.close();
   await lane.close();
 });
@@ -292,6 +290,12 @@ test('a lane blocked by a group shows the run that holds it', async () => {
   await shot(page, 'agents');
   await page.goto(`${base}/cache`);
   await shot(page, 'cache');
+  await page.goto(`${base}/`);
+  for (const branch of ['main', 'failing', 'slow', 'grouped']) {
+    await page.waitForSelector(`a[href="/origin/branches/${branch}"]`);
+  }
+  assert.match(await page.textContent('.queue'), /mac 1\/1 \(1 waiting\)/, 'the busy group at a glance');
+  await shot(page, 'home');
   await api(`/api/v1/repos/origin/runs/${run.number}/cancel`, 'POST');
   await page.close();
 });

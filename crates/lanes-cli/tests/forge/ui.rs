@@ -106,6 +106,10 @@ fn every_page_shows_a_pushed_branch_its_run_and_its_lane_log() {
         "{home}"
     );
     assert!(home.contains(r#"<span class="chip s-passed">passed</span>"#));
+    assert!(
+        home.contains(r#"<span class="chip small s-passed">run passed</span>"#),
+        "the run's own status beside the branch's: {home}"
+    );
     assert!(home.contains(r#"href="/origin/runs/2">#2</a>"#), "{home}");
     assert!(home.contains(&head[..10]), "the head's short id: {home}");
     assert!(home.contains("Agents online"), "{home}");

@@ -10,7 +10,7 @@ use super::page::{Base, Rendered, UiResult, Viewer};
 use super::view;
 use askama::Template;
 use lanes_store::{CacheUse, JobRecord, RunFilter, Store};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// How many of the newest runs the page looks at.
 pub(crate) const RUNS: u32 = 100;
@@ -88,8 +88,10 @@ fn rate(hits: usize, misses: usize) -> String {
 struct Tally {
     hits: usize,
     misses: usize,
-    miss_keys: BTreeSet<String>,
-    hit_keys: BTreeSet<String>,
+    /// Each missed key with the jobs that missed it.
+    miss_keys: BTreeMap<String, Vec<i64>>,
+    /// Each hit key with the first job that hit it.
+    first_hit: BTreeMap<String, i64>,
     failed_misses: usize,
     last: Option<(i64, String)>,
 }
@@ -110,13 +112,22 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                     entry.0 += 1;
                     tally.hits += 1;
                     saved += s.saved_ms.unwrap_or(0);
-                    tally.hit_keys.extend(s.key.clone());
+                    if let Some(key) = &s.key {
+                        let first = tally.first_hit.entry(key.clone()).or_insert(job.id.0);
+                        *first = (*first).min(job.id.0);
+                    }
                 }
                 CacheUse::Miss => {
                     misses += 1;
                     entry.1 += 1;
                     tally.misses += 1;
-                    tally.miss_keys.extend(s.key.clone());
+                    if let Some(key) = &s.key {
+                        tally
+                            .miss_keys
+                            .entry(key.clone())
+                            .or_default()
+                            .push(job.id.0);
+                    }
                     if !s.status.is_success() {
                         tally.failed_misses += 1;
                     }
@@ -132,10 +143,18 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
         .into_iter()
         .filter(|(_, t)| t.misses > 0)
         .map(|((lane, step), t)| {
-            // A key missed again after it was a hit elsewhere means the entry was gone (evicted,
-            // or another machine's cache); new keys mean the inputs changed; a failed step is
-            // never recorded, so its next run misses too.
-            let again = t.miss_keys.intersection(&t.hit_keys).count();
+            // A key missed after it had been a hit means the entry was gone (evicted, or
+            // another machine's cache); a key missed before any hit is new inputs; a step that
+            // did not pass is never recorded, so its key misses again next time.
+            let again = t
+                .miss_keys
+                .iter()
+                .filter(|(key, jobs)| {
+                    t.first_hit
+                        .get(*key)
+                        .is_some_and(|hit| jobs.iter().any(|j| j > hit))
+                })
+                .count();
             let mut why = Vec::new();
             if t.miss_keys.len() > again {
                 let n = t.miss_keys.len() - again;

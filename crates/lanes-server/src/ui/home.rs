@@ -19,6 +19,8 @@ pub(crate) struct BranchRow {
 #[derive(Debug)]
 pub(crate) struct RunCell {
     pub(crate) number: u64,
+    /// The run's own status: it counts advisory lanes, which the branch's does not.
+    pub(crate) status: &'static str,
     pub(crate) href: String,
     pub(crate) head: String,
     pub(crate) age: String,
@@ -71,6 +73,7 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                 status,
                 run: head.map(|d| RunCell {
                     number: d.run.number,
+                    status: d.run.status.as_str(),
                     href: view::run_href(&repo.name, d.run.number),
                     head: view::short(&d.run.head),
                     age: view::ago(d.run.created_at, now),
