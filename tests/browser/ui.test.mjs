@@ -43,7 +43,7 @@ step = [{ name = "prepare", run = "echo ready" }, { name = "assert", run = "echo
 [lane.slow]
 class = "advisory"
 paths = ["slow/**"]
-step = [{ name = "sleep", run = "echo started; if test -e slow/go; then sleep 600; fi" }]
+step = [{ name = "sleep", run = "echo started; if test -e slow/go; then seq 1 300; while true; do echo tick; sleep 0.2; done; fi" }]
 
 [lane.hold]
 class = "advisory"
@@ -255,7 +255,19 @@ test('cancel from the page stops the job', async () => {
   });
   rmSync(join(work, 'slow/go'));
   const page = await context.newPage();
-  await page.goto(`${base}/origin/runs/${run.number}`);
+  await page.setViewportSize({ width: 1100, height: 600 });
+  await page.goto(`${base}/origin/runs/${run.number}/lanes/slow`);
+  // The tail follows the end of the log ...
+  const bottom = () => page.evaluate(() => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 48);
+  await until('the page to follow the log', bottom);
+  // ... until the reader scrolls up: then it stays put and offers to follow again.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.waitForSelector('#follow:not([hidden])');
+  const lines = await page.locator('#log .line').count();
+  await until('more ticks', async () => (await page.locator('#log .line').count()) > lines + 3);
+  assert.equal(await page.evaluate(() => window.scrollY), 0, 'scrolled up, the page stays where the reader is');
+  await page.click('#follow-button');
+  await until('the page to follow again', bottom);
   await page.click('button:has-text("Cancel slow")');
   await page.waitForURL(/did=cancel/);
   await page.waitForSelector('li.lane.s-cancelled', { timeout: PATIENCE });
