@@ -1,9 +1,9 @@
-//! The web UI's render speed: the run page and the branch page with `LANES_BENCH_RUNS` (10,000)
+//! The web UI's render speed: the run page, the branch page and the overview with `LANES_BENCH_RUNS` (10,000)
 //! runs of 20 passed jobs with 3 steps each in the database, served by `api::router` (which
 //! carries the UI) with axum on 127.0.0.1:0 in this process, with the admin token, over one
 //! keep-alive connection, `LANES_BENCH_SAMPLES` (1,000) requests each for random run numbers and
-//! branches. Baselines side by side: the JSON API's GET of the same run and of the same branch,
-//! and `Store::run` alone.
+//! branches. Baselines side by side: the JSON API's GET of the same run, of the same branch and
+//! of the repository's branches, and `Store::run` alone.
 //!
 //! The database is made as the `forge` bench's `page` mode makes its own (runs through
 //! `Store::create_run`, then every job passed with its steps in bulk SQL), once, under
@@ -122,6 +122,11 @@ fn main() -> BenchResult<()> {
         &|n| format!("\"branch\":\"{}\"", branch(n)),
     )?;
 
+    let ui_home = time(&|_| "/".to_owned(), &|_| "branch-9".to_owned())?;
+    let api_home = time(&|_| "/api/v1/repos/app/branches".to_owned(), &|_| {
+        "branch-9".to_owned()
+    })?;
+
     println!();
     println!(
         "UI pages with {runs} runs of {JOBS_PER_RUN} jobs ({} steps each run) in the database, \
@@ -169,6 +174,8 @@ fn main() -> BenchResult<()> {
         api_branch,
         None,
     );
+    row("overview `/` (10 branches)", ui_home, Some(&api_home.0));
+    row("baseline: `GET /api/v1/repos/app/branches`", api_home, None);
     row("`Store::run` alone", (store_times, 0), None);
     rt.block_on(store.close());
     Ok(())

@@ -6,7 +6,7 @@ use super::page::{Base, Rendered, UiResult, Viewer};
 use super::view;
 use askama::Template;
 use jiff::Timestamp;
-use lanes_store::Store;
+use lanes_store::{RunStatus, RunTrigger, Store};
 
 #[derive(Debug)]
 pub(crate) struct BranchRow {
@@ -63,21 +63,36 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
     for repo in store.list_repos().await? {
         let mut branches = Vec::new();
         for summary in store.branches(&repo.name).await? {
-            let head =
-                head_run(store, &repo.name, &summary.branch, summary.head.as_deref()).await?;
-            let status = head.as_ref().map_or("pending", status_of);
+            // The branch's newest run is usually its head's push run, and a finished run's
+            // status says its branch's: then neither the run list nor the jobs are read.
+            let newest = summary.latest_run.clone().filter(|r| {
+                r.trigger == RunTrigger::Push && summary.head.as_deref().is_none_or(|h| h == r.head)
+            });
+            let (run, status) = match newest {
+                Some(run) if finished_status(run.status).is_some() => {
+                    let status = finished_status(run.status).unwrap_or("pending");
+                    (Some(run), status)
+                }
+                _ => {
+                    let head =
+                        head_run(store, &repo.name, &summary.branch, summary.head.as_deref())
+                            .await?;
+                    let status = head.as_ref().map_or("pending", status_of);
+                    (head.map(|d| d.run), status)
+                }
+            };
             worst = worse(worst, status);
             branches.push(BranchRow {
                 href: view::branch_href(&repo.name, &summary.branch),
                 name: summary.branch,
                 status,
-                run: head.map(|d| RunCell {
-                    number: d.run.number,
-                    status: d.run.status.as_str(),
-                    href: view::run_href(&repo.name, d.run.number),
-                    head: view::short(&d.run.head),
-                    age: view::ago(d.run.created_at, now),
-                    created: view::stamp(d.run.created_at),
+                run: run.map(|r| RunCell {
+                    number: r.number,
+                    status: r.status.as_str(),
+                    href: view::run_href(&repo.name, r.number),
+                    head: view::short(&r.head),
+                    age: view::ago(r.created_at, now),
+                    created: view::stamp(r.created_at),
                 }),
             });
         }
@@ -121,6 +136,18 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
         live: live.render()?,
         extra: String::new(),
     })
+}
+
+/// A branch's status from its head's run once that run has finished: the forge derives a
+/// finished run's status by the branch rule (`status::run_status`), so `passed` is a green
+/// branch, `failed` or `cancelled` a red one. `None` while it may still change.
+fn finished_status(run: RunStatus) -> Option<&'static str> {
+    match run {
+        RunStatus::Passed => Some("passed"),
+        RunStatus::Failed | RunStatus::Cancelled => Some("failed"),
+        RunStatus::Error => Some("error"),
+        RunStatus::Pending | RunStatus::Running => None,
+    }
 }
 
 /// The status the overview's favicon shows: the worst of its branches'.
