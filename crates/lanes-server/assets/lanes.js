@@ -161,7 +161,11 @@
 
   function stepNode(num, name) {
     const details = document.createElement('details');
-    details.id = 'step-' + num.split('/')[0];
+    // A requeued job's log holds every attempt, each with its own step 1: ids stay unique.
+    const id = 'step-' + num.split('/')[0];
+    let unique = id;
+    for (let n = 2; document.getElementById(unique); n += 1) unique = id + '-' + n;
+    details.id = unique;
     details.className = 'step st-running';
     details.open = true;
     details.dataset.running = '1';

@@ -82,6 +82,13 @@ pub(crate) fn blocks(text: &str) -> Vec<Block> {
     let mut out: Vec<Block> = Vec::new();
     let mut style = ansi::Style::default();
     let mut open_step: Option<usize> = None;
+    // A requeued job's log holds every attempt, each with its own step 1: ids stay unique.
+    let mut ids: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut unique = |id: String| {
+        let n = ids.entry(id.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 { id } else { format!("{id}-{n}") }
+    };
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         if let Some(rest) = raw.strip_prefix("== step ") {
@@ -108,7 +115,10 @@ pub(crate) fn blocks(text: &str) -> Vec<Block> {
                 .filter(|(_, outcome)| outcome_status(outcome).is_some());
             let mut block = Block::plain();
             block.is_step = true;
-            block.id = format!("step-{}", number.split('/').next().unwrap_or(number));
+            block.id = unique(format!(
+                "step-{}",
+                number.split('/').next().unwrap_or(number)
+            ));
             match standalone {
                 Some((title, outcome)) => {
                     block.title = format!("step {number} {title}");
@@ -218,6 +228,18 @@ mod tests {
         let b = blocks(LOG);
         assert_eq!(b[2].first_error, Some(8));
         assert_eq!(b[1].first_error, None);
+    }
+
+    #[test]
+    fn every_attempt_of_a_requeued_job_has_its_own_section_ids() {
+        let log = "== step 1/1 a\n== step 1/1 a: cancelled after 1.0s\n\
+                   == lanes: attempt 2 starts here\n== step 1/1 a\n== step 1/1 a: passed in 1.0s\n";
+        let ids: Vec<String> = blocks(log)
+            .into_iter()
+            .filter(|b| b.is_step)
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(ids, ["step-1", "step-1-2"]);
     }
 
     #[test]
