@@ -177,7 +177,7 @@ fn main() -> BenchResult<()> {
     row("overview `/` (10 branches)", ui_home, Some(&api_home.0));
     row("baseline: `GET /api/v1/repos/app/branches`", api_home, None);
     row("`Store::run` alone", (store_times, 0), None);
-    rt.block_on(store.close());
+    rt.block_on(store.close())?;
     Ok(())
 }
 
@@ -264,7 +264,7 @@ async fn generate_runs(db: &Path, runs: usize) -> BenchResult<()> {
             })
             .await?;
     }
-    store.close().await;
+    store.close().await?;
     // Every job passed with its steps, in bulk: the store's API would take a lease and a finish
     // (two commits) per job.
     let mut conn = sqlx::ConnectOptions::connect(
