@@ -163,14 +163,22 @@ pub(crate) async fn render<S: Store + 'static>(
         .find(|r| r.branch == branch)
         .map(|r| r.head);
     let now = Timestamp::now();
-    // One read serves the CI card and the first page of the history.
-    let recent = newest(store, repo, branch, None, 50).await?;
+    // One read serves the first page of the history and, nearly always, the CI card: the
+    // head's run is the newest unless the branch went back to an older head.
+    let recent = newest(store, repo, branch, None, PAGE + 1).await?;
     if head_sha.is_none() && recent.is_empty() {
         return Err(UiError::not_found(format!(
             "no branch `{branch}` in repository {repo}"
         )));
     }
-    let head = head_run_in(store, repo, &recent, head_sha.as_deref()).await?;
+    let seen = recent
+        .iter()
+        .any(|r| r.trigger == RunTrigger::Push && head_sha.as_deref().is_none_or(|h| h == r.head));
+    let head = if seen {
+        head_run_in(store, repo, &recent, head_sha.as_deref()).await?
+    } else {
+        head_run(store, repo, branch, head_sha.as_deref()).await?
+    };
     let status = head.as_ref().map_or("pending", status_of);
     let runs = match before {
         Some(n) => {
