@@ -603,3 +603,33 @@ fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[test]
+fn the_branch_page_shows_the_run_of_the_head_the_branch_points_at() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &first);
+    forge.write("src/lib.txt", "two\n");
+    let second = forge.commit("second");
+    forge.push("main");
+    forge.wait_done("main", &second);
+    let newest = page(&forge, "/origin/branches/main");
+    assert!(
+        newest.contains("CI: <a href=\"/origin/runs/2\">"),
+        "{newest}"
+    );
+    forge.git(&["reset", "-q", "--hard", &first]);
+    forge.push("main");
+    forge.wait_for("the forge to see main back at its first head", || {
+        (forge.branch("main")["head"] == first.as_str()).then_some(())
+    });
+    let back = page(&forge, "/origin/branches/main");
+    assert!(
+        back.contains("CI: <a href=\"/origin/runs/1\">"),
+        "the first head's run, not the newer one: {back}"
+    );
+    assert!(
+        back.contains(r#"id="run-2""#),
+        "the history keeps both: {back}"
+    );
+}
