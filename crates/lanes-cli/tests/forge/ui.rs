@@ -345,6 +345,11 @@ fn the_cancel_form_stops_a_running_job_and_a_cross_site_post_is_refused() {
         again.text()
     );
     assert!(again.text().contains("409 Conflict"));
+    assert!(
+        again.text().contains("Sign out"),
+        "an error page knows who is signed in: {}",
+        again.text()
+    );
     let back = http(
         &forge,
         "GET",

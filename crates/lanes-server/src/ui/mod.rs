@@ -156,7 +156,12 @@ async fn access<S: Store + 'static>(
         .into_response();
     }
     request.extensions_mut().insert(Viewer { signed_in });
-    next.run(request).await
+    let response = next.run(request).await;
+    if signed_in {
+        page::for_signed_in(response)
+    } else {
+        response
+    }
 }
 
 fn viewer(request: &axum::http::Extensions) -> Viewer {

@@ -109,7 +109,7 @@ struct SignInFragment<'a> {
 }
 
 /// A page that could not be shown: its status and why, as an HTML page.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct UiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
@@ -215,12 +215,29 @@ impl UiError {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let html = self.page(false);
-        (
+        let mut response = (
             self.status,
             [(header::CACHE_CONTROL, "no-store")],
             Html(html),
         )
-            .into_response()
+            .into_response();
+        // Handlers do not know who is signed in; the access check, which does, renders the
+        // page again for a signed-in user (`Sign out` rather than `Sign in`).
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// `response` again for a signed-in user, if it is an error page.
+pub(crate) fn for_signed_in(response: Response) -> Response {
+    match response.extensions().get::<UiError>() {
+        Some(e) => (
+            e.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            Html(e.page(true)),
+        )
+            .into_response(),
+        None => response,
     }
 }
 
