@@ -184,6 +184,12 @@ fn every_page_shows_a_pushed_branch_its_run_and_its_lane_log() {
 #[test]
 fn reads_need_a_session_and_signing_in_sets_a_strict_http_only_cookie() {
     let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    // Run #1 exists before anyone reads it.
+    forge.wait_for("run #1", || {
+        forge
+            .seen_branch("main")
+            .filter(|s| s["run"]["number"] == 1)
+    });
     let anonymous = http(&forge, "GET", "/origin/runs/1", &[], "");
     assert_eq!(anonymous.status, 401);
     let text = anonymous.text();
