@@ -164,6 +164,8 @@ pub(crate) struct RunLive {
     pub(crate) diagnostics: Vec<Diagnostic>,
     pub(crate) raw_diagnostics: String,
     pub(crate) jobs: Vec<JobRow>,
+    /// Lanes selection skipped: a compact table, apart from the lanes that ran or wait.
+    pub(crate) skipped: Vec<JobRow>,
     pub(crate) signed_in: bool,
     pub(crate) can_cancel: bool,
     pub(crate) can_rerun_failed: bool,
@@ -196,11 +198,13 @@ pub(crate) async fn render<S: Store + 'static>(
     let run = &detail.run;
     let (queued, ran) = view::run_phases(run, now);
     let (diagnostics, raw_diagnostics) = diagnostics(run.diagnostics.as_deref());
-    let jobs: Vec<JobRow> = detail
+    // A lane skipped by selection carries no reason of the scheduler's (one skipped because a
+    // need failed does, and stays with the lanes that matter).
+    let (skipped, jobs): (Vec<JobRow>, Vec<JobRow>) = detail
         .jobs
         .iter()
         .map(|j| job_row(j, &detail.jobs, now))
-        .collect();
+        .partition(|row| row.status == "skipped" && row.reason.is_empty());
     let failed = view::latest_attempts(&detail.jobs).iter().any(|j| {
         matches!(
             j.state,
@@ -231,6 +235,7 @@ pub(crate) async fn render<S: Store + 'static>(
         diagnostics,
         raw_diagnostics,
         jobs,
+        skipped,
         signed_in: viewer.signed_in,
         can_cancel: detail.jobs.iter().any(|j| !j.state.is_terminal()),
         can_rerun_failed: failed && run.status != RunStatus::Error,
