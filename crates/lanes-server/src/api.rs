@@ -170,16 +170,38 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
         };
         router = router.route(path, route);
     }
-    router
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response()
-        })
+    // The web UI shares the server. Its sessions also let a signed-in browser read the API
+    // (`GET` only, so a forged cross-site request can never act): its live log tail reads
+    // `/api/v1/jobs/{id}/log/stream`, and a browser cannot send `Authorization` there.
+    let sessions = crate::ui::Sessions::default();
+    let readers = sessions.clone();
+    let api = router
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&forge),
-            auth::<S>,
+            move |state: Shared<S>, request: Request, next: Next| {
+                let by_cookie =
+                    request.method() == Method::GET && readers.signed_in(request.headers());
+                async move {
+                    if by_cookie {
+                        next.run(request).await
+                    } else {
+                        auth::<S>(state, request, next).await
+                    }
+                }
+            },
         ))
         .layer(axum::middleware::from_fn(json_errors))
-        .with_state(forge)
+        .with_state(Arc::clone(&forge));
+    // A path no route has: the API's JSON error under the API's paths, the UI's page elsewhere.
+    api.merge(crate::ui::router(forge, sessions))
+        .fallback(|request: Request| async move {
+            let path = request.uri().path();
+            if path.starts_with("/api/") || path == "/metrics" {
+                ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response()
+            } else {
+                crate::ui::not_found()
+            }
+        })
 }
 
 /// axum's own rejections (a path segment that is not a number, a body that is not JSON, a

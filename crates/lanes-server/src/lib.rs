@@ -17,6 +17,7 @@ pub mod nightly;
 pub mod serve;
 pub mod status;
 pub mod trigger;
+pub mod ui;
 
 pub use error::{ForgeError, ForgeResult};
 pub use forge::{Forge, ForgeConfig, JobEvent, LOCAL_AGENT};

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod hook;
 mod server;
+mod ui;
 
 use serde_json::Value;
 use server::Forge;

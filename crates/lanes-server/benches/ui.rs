@@ -1,0 +1,300 @@
+//! The web UI's render speed: the run page, the branch page and the overview with `LANES_BENCH_RUNS` (10,000)
+//! runs of 20 passed jobs with 3 steps each in the database, served by `api::router` (which
+//! carries the UI) with axum on 127.0.0.1:0 in this process, with the admin token, over one
+//! keep-alive connection, `LANES_BENCH_SAMPLES` (1,000) requests each for random run numbers and
+//! branches. Baselines side by side: the JSON API's GET of the same run, of the same branch and
+//! of the repository's branches, and `Store::run` alone.
+//!
+//! The database is made as the `forge` bench's `page` mode makes its own (runs through
+//! `Store::create_run`, then every job passed with its steps in bulk SQL), once, under
+//! `target/bench-ui/`, and copied into a tempdir each run so a fresh admin token can be made.
+//! The runs are spread over 10 branches, so a branch has 1,000 runs.
+//!
+//! Run: `cargo bench -p lanes-server --bench ui`. Results go to stdout as a table.
+
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a bench binary reports on the terminal"
+)]
+
+mod common;
+
+use common::{BenchResult, Conn, Rng, env_number, ms, quantile};
+use jiff::Timestamp;
+use lanes_core::job::{JobReason, JobState, Priority};
+use lanes_core::schedule;
+use lanes_core::{LaneClass, Reason};
+use lanes_server::{Forge, ForgeConfig, api};
+use lanes_store::{
+    Durability, NewJob, NewRepo, NewRun, RunStatus, RunTrigger, SqliteStore, Store, StoreOptions,
+};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const JOBS_PER_RUN: usize = 20;
+const STEPS: usize = 3;
+const BRANCHES: usize = 10;
+
+fn main() -> BenchResult<()> {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs us without it: stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let runs = env_number("LANES_BENCH_RUNS").unwrap_or(10_000);
+    let samples = env_number("LANES_BENCH_SAMPLES").unwrap_or(1_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-ui");
+    std::fs::create_dir_all(&dir)?;
+    let template = dir.join(format!("runs-{runs}.db"));
+    if !template.exists() {
+        let started = Instant::now();
+        rt.block_on(generate_runs(&template, runs))?;
+        eprintln!(
+            "generated {} in {:.1?}",
+            template.display(),
+            started.elapsed()
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let db = tmp.path().join("lanes.db");
+    std::fs::copy(&template, &db)?;
+    let (store, token, addr) = rt.block_on(async {
+        let store = SqliteStore::open(&db).await?;
+        let token = store
+            .ensure_admin_token(Timestamp::now())
+            .await?
+            .ok_or("the copied database already had an admin token")?;
+        let addr = serve(&store, tmp.path()).await?;
+        BenchResult::Ok((store, token, addr))
+    })?;
+
+    let mut rng = Rng(0x5eed_0f0a_e5e5);
+    let numbers: Vec<u64> = (0..samples + 50)
+        .map(|_| rng.below(runs as u64) + 1)
+        .collect();
+    let (warm, numbers) = numbers.split_at(50);
+
+    let store_times = rt.block_on(async {
+        for &n in warm {
+            store.run("app", n).await?;
+        }
+        let mut times = Vec::with_capacity(numbers.len());
+        for &n in numbers {
+            let start = Instant::now();
+            store.run("app", n).await?;
+            times.push(start.elapsed());
+        }
+        BenchResult::Ok(times)
+    })?;
+
+    let mut conn = Conn::connect(&addr)?;
+    let mut time = |path: &dyn Fn(u64) -> String, expect: &dyn Fn(u64) -> String| {
+        let mut bytes = 0;
+        for &n in warm {
+            conn.request("GET", &path(n), Some(&token), None)?;
+        }
+        let mut times = Vec::with_capacity(numbers.len());
+        for &n in numbers {
+            let start = Instant::now();
+            let response = conn.request("GET", &path(n), Some(&token), None)?;
+            times.push(start.elapsed());
+            let body = String::from_utf8_lossy(&response.body);
+            if response.status != 200 || !body.contains(&expect(n)) {
+                return Err(format!("GET {}: {} {body:.400}", path(n), response.status).into());
+            }
+            bytes = response.body.len();
+        }
+        BenchResult::Ok((times, bytes))
+    };
+    let branch = |n: u64| format!("branch-{}", n % BRANCHES as u64);
+    let ui_run = time(&|n| format!("/app/runs/{n}"), &|n| format!("Run #{n}"))?;
+    let api_run = time(&|n| format!("/api/v1/repos/app/runs/{n}"), &|n| {
+        format!("\"number\":{n}")
+    })?;
+    let ui_branch = time(&|n| format!("/app/branches/{}", branch(n)), &|n| {
+        format!("<span class=\"mono\">{}</span>", branch(n))
+    })?;
+    let api_branch = time(
+        &|n| format!("/api/v1/repos/app/branches/{}", branch(n)),
+        &|n| format!("\"branch\":\"{}\"", branch(n)),
+    )?;
+
+    let ui_home = time(&|_| "/".to_owned(), &|_| "branch-9".to_owned())?;
+    let api_home = time(&|_| "/api/v1/repos/app/branches".to_owned(), &|_| {
+        "branch-9".to_owned()
+    })?;
+
+    println!();
+    println!(
+        "UI pages with {runs} runs of {JOBS_PER_RUN} jobs ({} steps each run) in the database, \
+         {} requests each, one keep-alive connection, the admin token",
+        JOBS_PER_RUN * STEPS,
+        numbers.len()
+    );
+    println!("| measurement | size | median | p99 | ratio to its JSON baseline (median / p99) |");
+    println!("|---|---:|---:|---:|---:|");
+    let row =
+        |name: &str, (mut times, bytes): (Vec<Duration>, usize), base: Option<&[Duration]>| {
+            let (p50, p99) = (quantile(&mut times, 0.5), quantile(&mut times, 0.99));
+            let ratio = base.map_or_else(
+                || "—".to_owned(),
+                |b| {
+                    let mut b = b.to_vec();
+                    let (b50, b99) = (quantile(&mut b, 0.5), quantile(&mut b, 0.99));
+                    format!(
+                        "{:.2}x / {:.2}x",
+                        p50.as_secs_f64() / b50.as_secs_f64(),
+                        p99.as_secs_f64() / b99.as_secs_f64()
+                    )
+                },
+            );
+            println!(
+                "| {name} | {} KB | {} | {} | {ratio} |",
+                bytes / 1000,
+                ms(p50),
+                ms(p99)
+            );
+        };
+    row("run page `/app/runs/{n}`", ui_run, Some(&api_run.0));
+    row(
+        "baseline: `GET /api/v1/repos/app/runs/{n}`",
+        api_run.clone(),
+        None,
+    );
+    row(
+        "branch page `/app/branches/{b}` (1,000 runs on the branch)",
+        ui_branch,
+        Some(&api_branch.0),
+    );
+    row(
+        "baseline: `GET /api/v1/repos/app/branches/{b}`",
+        api_branch,
+        None,
+    );
+    row("overview `/` (10 branches)", ui_home, Some(&api_home.0));
+    row("baseline: `GET /api/v1/repos/app/branches`", api_home, None);
+    row("`Store::run` alone", (store_times, 0), None);
+    rt.block_on(store.close())?;
+    Ok(())
+}
+
+/// Serves `api::router` (the API and the UI) over a forge on `store` on 127.0.0.1:0 in this
+/// runtime; returns the address.
+async fn serve(store: &SqliteStore, dir: &Path) -> BenchResult<String> {
+    let forge = Forge::open(
+        store.clone(),
+        ForgeConfig {
+            data_dir: dir.to_owned(),
+            schedule: schedule::Config::default(),
+            public_read: false,
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let app = api::router(forge);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the server failed: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+/// Writes `runs` runs of 20 passed jobs with 3 steps each over [`BRANCHES`] branches.
+async fn generate_runs(db: &Path, runs: usize) -> BenchResult<()> {
+    let partial = db.with_extension("partial");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", partial.display()));
+    }
+    let options = StoreOptions {
+        durability: Durability::Normal,
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open_with(&partial, &options).await?;
+    store
+        .add_repo(
+            &NewRepo {
+                name: "app".into(),
+                path: PathBuf::from("/srv/git/app.git"),
+                remote_url: None,
+                default_branch: "main".into(),
+            },
+            Timestamp::now(),
+        )
+        .await?;
+    for i in 0..runs {
+        let jobs = (0..JOBS_PER_RUN)
+            .map(|j| NewJob {
+                lane: format!("lane-{j:02}"),
+                class: LaneClass::Required,
+                priority: Priority::Required,
+                state: JobState::Queued,
+                reason: Some(JobReason::WaitingForCapacity),
+                selection: vec![Reason::Path {
+                    path: format!("crates/c{j}/src/lib.rs"),
+                    pattern: "crates/**".into(),
+                }],
+                needs: if j == 0 {
+                    Vec::new()
+                } else {
+                    vec![format!("lane-{:02}", j - 1)]
+                },
+                group: None,
+                labels: vec!["linux".into()],
+                retries: 2,
+                rerun_of: None,
+            })
+            .collect();
+        store
+            .create_run(&NewRun {
+                repo: "app".into(),
+                branch: format!("branch-{}", i % BRANCHES),
+                head: format!("{i:040x}"),
+                base: Some(format!("{:040x}", i + 1_000_000)),
+                trigger: RunTrigger::Push,
+                status: RunStatus::Pending,
+                diagnostics: None,
+                created_at: Timestamp::now(),
+                jobs,
+                nightly_slots: Vec::new(),
+            })
+            .await?;
+    }
+    store.close().await?;
+    // Every job passed with its steps, in bulk: the store's API would take a lease and a finish
+    // (two commits) per job.
+    let mut conn = sqlx::ConnectOptions::connect(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&partial),
+    )
+    .await?;
+    sqlx::query(
+        "WITH RECURSIVE idx (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM idx WHERE i < ?) \
+         INSERT INTO steps (job_id, idx, name, status, cache, key, duration_ms, saved_ms, \
+         exit_code) SELECT j.id, idx.i, 'step-' || idx.i, 'passed', \
+         CASE WHEN j.id % 2 = 0 THEN 'hit' ELSE 'miss' END, printf('%064x', j.id * 8 + idx.i), \
+         1200, NULL, 0 FROM jobs j CROSS JOIN idx",
+    )
+    .bind(STEPS as i64 - 1)
+    .execute(&mut conn)
+    .await?;
+    sqlx::query(
+        "UPDATE jobs SET state = 'passed', reason = NULL, agent = 'a1', token = id, \
+         leased_at = queued_at, started_at = queued_at, finished_at = queued_at + 60000, \
+         queue_wait_ms = 0, log_len = 4096",
+    )
+    .execute(&mut conn)
+    .await?;
+    sqlx::query(
+        "UPDATE runs SET status = 'passed', started_at = created_at, \
+         finished_at = created_at + 60000",
+    )
+    .execute(&mut conn)
+    .await?;
+    sqlx::Connection::close(conn).await?;
+    std::fs::rename(&partial, db)?;
+    Ok(())
+}
