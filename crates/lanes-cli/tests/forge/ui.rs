@@ -6,7 +6,7 @@ use crate::server::{Forge, PATIENCE, Response};
 use crate::{PASSING, job};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -570,7 +570,12 @@ fn the_live_events_of_a_run_page_carry_its_re_rendered_lanes() {
     reason = "a skip must be loud, and the measured log delays are for BENCHMARKS.md"
 )]
 fn the_ui_in_a_real_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    // The checkout this test runs in, read when it runs: a test binary built in another copy of
+    // the sources (lanes' own `test` lane shares the target directory with the checkout) still
+    // finds the checkout's tests/browser and its node_modules. cargo and nextest set it.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root = manifest.join("../../tests/browser");
     let chromium = which("chromium").or_else(|| which("chromium-browser"));
     let modules = root.join("node_modules/playwright-core");
     if chromium.is_none() || !modules.exists() || which("node").is_none() {
@@ -591,10 +596,7 @@ fn the_ui_in_a_real_browser() {
         .arg(root.join("ui.test.mjs"))
         .env("LANES_BIN", env!("CARGO_BIN_EXE_lanes"))
         .env("CHROMIUM", chromium.expect("checked"))
-        .env(
-            "SCREENSHOTS",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots"),
-        )
+        .env("SCREENSHOTS", manifest.join("../../docs/screenshots"))
         .output()
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
