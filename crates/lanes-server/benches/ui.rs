@@ -22,14 +22,10 @@ mod common;
 
 use common::{BenchResult, Conn, Rng, env_number, ms, quantile};
 use jiff::Timestamp;
-use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::schedule;
-use lanes_core::{LaneClass, Reason};
 use lanes_server::{Forge, ForgeConfig, api};
-use lanes_store::{
-    Durability, NewJob, NewRepo, NewRun, RunStatus, RunTrigger, SqliteStore, Store, StoreOptions,
-};
-use std::path::{Path, PathBuf};
+use lanes_store::{SqliteStore, Store};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const JOBS_PER_RUN: usize = 20;
@@ -51,7 +47,13 @@ fn main() -> BenchResult<()> {
     let template = dir.join(format!("runs-{runs}.db"));
     if !template.exists() {
         let started = Instant::now();
-        rt.block_on(generate_runs(&template, runs))?;
+        rt.block_on(common::runs::generate_runs(
+            &template,
+            runs,
+            JOBS_PER_RUN,
+            STEPS,
+            BRANCHES,
+        ))?;
         eprintln!(
             "generated {} in {:.1?}",
             template.display(),
@@ -202,99 +204,4 @@ async fn serve(store: &SqliteStore, dir: &Path) -> BenchResult<String> {
         }
     });
     Ok(addr)
-}
-
-/// Writes `runs` runs of 20 passed jobs with 3 steps each over [`BRANCHES`] branches.
-async fn generate_runs(db: &Path, runs: usize) -> BenchResult<()> {
-    let partial = db.with_extension("partial");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", partial.display()));
-    }
-    let options = StoreOptions {
-        durability: Durability::Normal,
-        ..StoreOptions::default()
-    };
-    let store = SqliteStore::open_with(&partial, &options).await?;
-    store
-        .add_repo(
-            &NewRepo {
-                name: "app".into(),
-                path: PathBuf::from("/srv/git/app.git"),
-                remote_url: None,
-                default_branch: "main".into(),
-            },
-            Timestamp::now(),
-        )
-        .await?;
-    for i in 0..runs {
-        let jobs = (0..JOBS_PER_RUN)
-            .map(|j| NewJob {
-                lane: format!("lane-{j:02}"),
-                class: LaneClass::Required,
-                priority: Priority::Required,
-                state: JobState::Queued,
-                reason: Some(JobReason::WaitingForCapacity),
-                selection: vec![Reason::Path {
-                    path: format!("crates/c{j}/src/lib.rs"),
-                    pattern: "crates/**".into(),
-                }],
-                needs: if j == 0 {
-                    Vec::new()
-                } else {
-                    vec![format!("lane-{:02}", j - 1)]
-                },
-                group: None,
-                labels: vec!["linux".into()],
-                retries: 2,
-                rerun_of: None,
-            })
-            .collect();
-        store
-            .create_run(&NewRun {
-                repo: "app".into(),
-                branch: format!("branch-{}", i % BRANCHES),
-                head: format!("{i:040x}"),
-                base: Some(format!("{:040x}", i + 1_000_000)),
-                trigger: RunTrigger::Push,
-                status: RunStatus::Pending,
-                diagnostics: None,
-                created_at: Timestamp::now(),
-                jobs,
-                nightly_slots: Vec::new(),
-            })
-            .await?;
-    }
-    store.close().await?;
-    // Every job passed with its steps, in bulk: the store's API would take a lease and a finish
-    // (two commits) per job.
-    let mut conn = sqlx::ConnectOptions::connect(
-        &sqlx::sqlite::SqliteConnectOptions::new().filename(&partial),
-    )
-    .await?;
-    sqlx::query(
-        "WITH RECURSIVE idx (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM idx WHERE i < ?) \
-         INSERT INTO steps (job_id, idx, name, status, cache, key, duration_ms, saved_ms, \
-         exit_code) SELECT j.id, idx.i, 'step-' || idx.i, 'passed', \
-         CASE WHEN j.id % 2 = 0 THEN 'hit' ELSE 'miss' END, printf('%064x', j.id * 8 + idx.i), \
-         1200, NULL, 0 FROM jobs j CROSS JOIN idx",
-    )
-    .bind(STEPS as i64 - 1)
-    .execute(&mut conn)
-    .await?;
-    sqlx::query(
-        "UPDATE jobs SET state = 'passed', reason = NULL, agent = 'a1', token = id, \
-         leased_at = queued_at, started_at = queued_at, finished_at = queued_at + 60000, \
-         queue_wait_ms = 0, log_len = 4096",
-    )
-    .execute(&mut conn)
-    .await?;
-    sqlx::query(
-        "UPDATE runs SET status = 'passed', started_at = created_at, \
-         finished_at = created_at + 60000",
-    )
-    .execute(&mut conn)
-    .await?;
-    sqlx::Connection::close(conn).await?;
-    std::fs::rename(&partial, db)?;
-    Ok(())
 }

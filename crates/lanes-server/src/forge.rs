@@ -184,21 +184,28 @@ impl<S: Store + 'static> Forge<S> {
             forge.finish_superseding(&mut state).await?;
             forge.refresh_reasons(&mut state).await?;
             // A status left behind by a crash between a job's end and its run's update.
-            for status in [RunStatus::Pending, RunStatus::Running] {
-                let runs = forge
-                    .store
+            for run in forge.unfinished_runs().await? {
+                forge.refresh_run(&run.repo, run.number).await?;
+            }
+        }
+        Ok(forge)
+    }
+
+    /// The newest 500 pending and the newest 500 running runs, what start-up repairs look at.
+    async fn unfinished_runs(&self) -> ForgeResult<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for status in [RunStatus::Pending, RunStatus::Running] {
+            out.extend(
+                self.store
                     .list_runs(&lanes_store::RunFilter {
                         status: Some(status),
                         limit: 500,
                         ..lanes_store::RunFilter::default()
                     })
-                    .await?;
-                for run in runs {
-                    forge.refresh_run(&run.repo, run.number).await?;
-                }
-            }
+                    .await?,
+            );
         }
-        Ok(forge)
+        Ok(out)
     }
 
     /// Cancels the open jobs of superseded runs that a crash left between the run being marked
@@ -206,55 +213,45 @@ impl<S: Store + 'static> Forge<S> {
     /// the superseding head are left to run, queued or held (a built-in agent's job requeued at
     /// start included).
     async fn finish_superseding(&self, state: &mut Sched) -> ForgeResult<()> {
-        for status in [RunStatus::Pending, RunStatus::Running] {
-            let runs = self
-                .store
-                .list_runs(&lanes_store::RunFilter {
-                    status: Some(status),
-                    limit: 500,
-                    ..lanes_store::RunFilter::default()
-                })
-                .await?;
-            for run in runs {
-                let Some(by) = run.superseded_by else {
-                    continue;
-                };
-                let detail = self.store.run(&run.repo, run.number).await?;
-                let open: Vec<&JobRecord> = detail
-                    .jobs
-                    .iter()
-                    .filter(|j| !j.state.is_terminal())
-                    .collect();
-                if open.is_empty() {
-                    continue;
-                }
-                let keep = match (
-                    self.store.repo(&run.repo).await,
-                    self.store.run(&run.repo, by).await,
-                ) {
-                    (Ok(record), Ok(newer)) => {
-                        trigger::keep_running_at(&record, &newer.run.head).unwrap_or_default()
-                    }
-                    _ => BTreeSet::new(),
-                };
-                let cancel: Vec<schedule::JobId> = open
-                    .iter()
-                    .filter(|j| !keep.contains(&j.lane))
-                    .map(|j| core_id(j.id))
-                    .collect();
-                if cancel.is_empty() {
-                    continue;
-                }
-                tracing::warn!(
-                    "run #{} of {} was superseded by #{by} but {} of its jobs were still open: \
-                     cancelled",
-                    run.number,
-                    run.repo,
-                    cancel.len()
-                );
-                let transitions = state.sched.cancel(&cancel, JobReason::Superseded { by });
-                self.persist(state, transitions).await?;
+        for run in self.unfinished_runs().await? {
+            let Some(by) = run.superseded_by else {
+                continue;
+            };
+            let detail = self.store.run(&run.repo, run.number).await?;
+            let open: Vec<&JobRecord> = detail
+                .jobs
+                .iter()
+                .filter(|j| !j.state.is_terminal())
+                .collect();
+            if open.is_empty() {
+                continue;
             }
+            let keep = match (
+                self.store.repo(&run.repo).await,
+                self.store.run(&run.repo, by).await,
+            ) {
+                (Ok(record), Ok(newer)) => {
+                    trigger::keep_running_at(&record, &newer.run.head).unwrap_or_default()
+                }
+                _ => BTreeSet::new(),
+            };
+            let cancel: Vec<schedule::JobId> = open
+                .iter()
+                .filter(|j| !keep.contains(&j.lane))
+                .map(|j| core_id(j.id))
+                .collect();
+            if cancel.is_empty() {
+                continue;
+            }
+            tracing::warn!(
+                "run #{} of {} was superseded by #{by} but {} of its jobs were still open: \
+                     cancelled",
+                run.number,
+                run.repo,
+                cancel.len()
+            );
+            let transitions = state.sched.cancel(&cancel, JobReason::Superseded { by });
+            self.persist(state, transitions).await?;
         }
         Ok(())
     }

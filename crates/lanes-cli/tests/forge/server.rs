@@ -355,7 +355,8 @@ impl Drop for Forge {
     }
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+/// A whole HTTP/1.1 response as read off a connection, its chunked body joined.
+pub(crate) fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -2,7 +2,7 @@
 //! action forms, cross-site refusals, escaping, 404 pages, live events; and the browser tests
 //! (`tests/browser/`, headless Chromium through playwright-core) driven from here.
 
-use crate::server::{Forge, PATIENCE, Response};
+use crate::server::{Forge, PATIENCE, Response, parse_response};
 use crate::{PASSING, job};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,30 +26,7 @@ fn http(forge: &Forge, method: &str, path: &str, headers: &[(&str, &str)], body:
     stream.write_all(body.as_bytes()).expect("send body");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read response");
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header block");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+    parse_response(&raw)
 }
 
 fn bearer(forge: &Forge) -> String {

@@ -1,6 +1,6 @@
 //! What the forge's bench binaries share: a minimal HTTP/1.1 client over `std::net::TcpStream`
 //! (so the client's own cost stays small and visible), a reader of server-sent events, and the
-//! statistics the tables print.
+//! statistics the tables print, and the generated database of passed runs (`runs.rs`).
 //!
 //! The client is blocking and speaks only what `lanes serve` answers: `Content-Length` or
 //! chunked bodies, keep-alive unless the server closes.
@@ -9,6 +9,8 @@
     dead_code,
     reason = "each bench binary includes this module and uses part of it"
 )]
+
+pub(crate) mod runs;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
