@@ -1,5 +1,5 @@
 //! The agent loop: `capacity` workers, each leasing a job (a long poll), running it and leasing
-//! the next, until shutdown.
+//! the next, until shutdown; beside them, the host status reporter ([`crate::status`]).
 //!
 //! On [`Shutdown`] the workers stop leasing and their running jobs are stopped without being
 //! reported: the forge requeues them when their leases expire, so no work is lost, and
@@ -8,6 +8,7 @@
 use crate::job::{AgentEnv, JobEnd, run_job};
 use crate::link::Link;
 use crate::report::Backoff;
+use crate::status::report_status;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -64,6 +65,20 @@ pub struct AgentConfig {
 /// once every worker stopped and its job's processes ended.
 pub async fn run_agent<L: Link>(link: Arc<L>, config: AgentConfig, shutdown: Shutdown) {
     let config = Arc::new(config);
+    let status = {
+        let (link, config, shutdown) = (Arc::clone(&link), Arc::clone(&config), shutdown.clone());
+        tokio::spawn(async move {
+            let env = &config.env;
+            report_status(
+                &*link,
+                &env.cache_root,
+                &env.store,
+                &env.activity,
+                shutdown.triggered(),
+            )
+            .await;
+        })
+    };
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..config.capacity.max(1) {
         let (link, config, shutdown) = (Arc::clone(&link), Arc::clone(&config), shutdown.clone());
@@ -74,6 +89,7 @@ pub async fn run_agent<L: Link>(link: Arc<L>, config: AgentConfig, shutdown: Shu
             tracing::error!(error = %e, "an agent worker failed");
         }
     }
+    status.abort();
 }
 
 /// One worker: lease, run, repeat.

@@ -14,6 +14,7 @@ use crate::joblog::{JobLog, Piece};
 use crate::link::{Assignment, FinishReport, Link, StepReport};
 use crate::prepare::{Prepared, prepare};
 use crate::report::{BATCH_BYTES, Control, LogStream, Reporter, Stop};
+use crate::status::Activity;
 use lanes_cache::{CacheError, LocalStore, RunRegistration};
 use lanes_core::job::JobState;
 use lanes_exec::lane::millis;
@@ -48,6 +49,8 @@ pub struct AgentEnv {
     pub sandbox: Option<Sandbox>,
     /// SIGTERM to SIGKILL when a step is stopped.
     pub grace: Duration,
+    /// The agent's running jobs and their scopes, for its host status.
+    pub activity: Activity,
 }
 
 impl AgentEnv {
@@ -59,6 +62,7 @@ impl AgentEnv {
             store,
             sandbox,
             grace: DEFAULT_GRACE,
+            activity: Activity::default(),
         })
     }
 }
@@ -230,6 +234,10 @@ async fn body<L: Link>(
         }
     };
 
+    // Counted in its scope until the job's report is done.
+    let _running = env
+        .activity
+        .running(assignment.job, setup.prepared.lane().scope.as_deref());
     let (tx, mut rx) = mpsc::unbounded_channel::<Piece>();
     let sandbox = env.sandbox.clone().map(|mut sandbox| {
         for dir in &setup.prepared.repo_dirs {

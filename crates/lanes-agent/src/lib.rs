@@ -5,7 +5,7 @@
 //! for remote agents. [`run_agent`] is the lease loop; [`run_job`] runs and reports one job
 //! ([`job`]), reading its lane at the commit (`prepare.rs`) and writing its log ([`joblog`],
 //! which documents the format); `report.rs` holds the retry and stop rules of every call to the
-//! forge.
+//! forge. [`status`] is what the agent tells the forge about its host (scopes, cache).
 //!
 //! [`host`] and [`fileset`] are shared with `lanes run` and `lanes fingerprint`, so a laptop and
 //! an agent on one machine compute the same step keys and share one cache.
@@ -21,9 +21,11 @@ pub mod joblog;
 pub mod link;
 mod prepare;
 mod report;
+pub mod status;
 
 pub use agent::{AgentConfig, DEFAULT_LEASE_WAIT, Shutdown, run_agent};
 pub use job::{AgentEnv, DEFAULT_GRACE, JobEnd, LEASE_PER_HEARTBEAT, run_job};
 pub use link::{Assignment, FinishReport, Link, LinkError, StepCache, StepReport};
 pub use prepare::{CATALOG_PATH, PrepareError};
 pub use report::Stop;
+pub use status::{Activity, CacheUsage, HostStatus, ScopeStatus};

@@ -5,6 +5,7 @@
 //! presents the lease's fencing token; a [`LinkError::Rejected`] answer means the agent no longer
 //! holds the job and must stop it at once, without reporting anything more about it.
 
+use crate::status::HostStatus;
 use lanes_core::job::JobState;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -143,6 +144,11 @@ pub trait Link: Send + Sync + 'static {
         let _ = (job, token);
         std::future::pending()
     }
+
+    /// The agent's host now: its scopes and its cache (see [`crate::status`]). The forge keeps
+    /// the newest for its agents page; nothing else depends on it.
+    fn host_status(&self, status: HostStatus)
+    -> impl Future<Output = Result<(), LinkError>> + Send;
 
     /// The job ended.
     fn finish(

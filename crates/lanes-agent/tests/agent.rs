@@ -4,8 +4,8 @@
 //! acknowledged offset) and can be told to reject heartbeats or fail appends.
 
 use lanes_agent::{
-    AgentConfig, AgentEnv, Assignment, FinishReport, JobEnd, Link, LinkError, Shutdown, StepCache,
-    StepReport, Stop, run_agent, run_job,
+    AgentConfig, AgentEnv, Assignment, FinishReport, HostStatus, JobEnd, Link, LinkError, Shutdown,
+    StepCache, StepReport, Stop, run_agent, run_job,
 };
 use lanes_core::job::JobState;
 use std::collections::VecDeque;
@@ -111,6 +111,8 @@ struct Forge {
     heartbeat_taken: Option<PathBuf>,
     /// Faults for the appends to come, first first.
     append_faults: Mutex<VecDeque<Option<AppendFault>>>,
+    /// Every host status the agent sent.
+    hosts: Mutex<Vec<HostStatus>>,
 }
 
 impl Forge {
@@ -226,6 +228,11 @@ impl Link for Forge {
 
     async fn step(&self, _job: u64, _token: u64, step: StepReport) -> Result<(), LinkError> {
         self.record(Call::Step(step));
+        Ok(())
+    }
+
+    async fn host_status(&self, status: HostStatus) -> Result<(), LinkError> {
+        self.hosts.lock().expect("hosts").push(status);
         Ok(())
     }
 
@@ -739,6 +746,67 @@ async fn shutting_down_stops_running_jobs_without_reporting_them_and_returns_onc
     // requeues the job.
     assert_eq!(forge.steps(), [], "no step end is reported");
     assert!(forge.finishes().is_empty(), "{:?}", forge.calls());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reports_its_scopes_with_the_job_running_in_one_and_its_cache() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let git = Git::new();
+    let pid_file = scratch.path().join("pid");
+    let sim = lane(
+        "sim",
+        "scope = 'runtime'\ncache-mounts = ['devices']\n",
+        &[(
+            "boot",
+            &format!("echo $$ > {}; exec sleep 600", pid_file.display()),
+        )],
+    );
+    let head = git.commit(&[("lanes.toml", Some(&catalog(&[sim])))]);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let forge = Arc::new(Forge::default());
+    let mut job = assignment(&git, &head, "sim");
+    job.job = 41;
+    forge.queue.lock().expect("queue").push_back(job);
+    let shutdown = Shutdown::new();
+    let agent = tokio::spawn(run_agent(
+        Arc::clone(&forge),
+        AgentConfig {
+            env: agent_env(cache.path()),
+            capacity: 1,
+            lease_wait: Duration::from_millis(20),
+        },
+        shutdown.clone(),
+    ));
+    let pid = pid_from(&pid_file).await;
+    // The job started, so a status naming it in its scope follows (no deadline: a hang fails).
+    let status = loop {
+        let found = forge
+            .hosts
+            .lock()
+            .expect("hosts")
+            .iter()
+            .find(|h| h.scopes.iter().any(|s| s.jobs == [41]))
+            .cloned();
+        match found {
+            Some(status) => break status,
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    shutdown.trigger();
+    agent.await.expect("the agent ends");
+    assert!(gone(&pid));
+    let runtime = status
+        .scopes
+        .iter()
+        .find(|s| s.name == "runtime")
+        .expect("the lane's scope");
+    assert_eq!(runtime.mounts, ["devices"], "{status:?}");
+    assert_eq!(status.platform, lanes_agent::host::platform());
+    assert_eq!(
+        status.cache.map(|c| (c.actions, c.blobs)),
+        Some((0, 0)),
+        "nothing recorded yet, and measured as such: {status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,6 @@ pub use error::CacheError;
 pub use gc::{GcPolicy, GcReport};
 pub use history::HistoryEntry;
 pub use lease::{RunRegistration, UseGuard};
-pub use stats::{CacheStats, RunEvent};
+pub use stats::{CacheStats, RunEvent, human_size};
 pub use store::LocalStore;
 pub use tree::{OutputEntry, OutputKind, OutputTree, TREE_VERSION};

@@ -61,8 +61,9 @@ impl LocalStore {
         file.write_all(&line).at("append to", &path)
     }
 
-    /// Count what the store holds and add up the recorded runs.
-    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+    /// Count what the store holds (the `actions`, `blobs` and `bytes` of [`CacheStats`]; the
+    /// rest stays 0) without reading the run log.
+    pub fn usage(&self) -> Result<CacheStats, CacheError> {
         let mut stats = CacheStats::default();
         for file in fanned_out(&self.root().join("actions"))? {
             stats.actions += 1;
@@ -72,6 +73,12 @@ impl LocalStore {
             stats.blobs += 1;
             stats.bytes += file.size;
         }
+        Ok(stats)
+    }
+
+    /// Count what the store holds and add up the recorded runs.
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        let mut stats = self.usage()?;
         let path = self.root().join("events.jsonl");
         let events = match std::fs::read(&path) {
             Ok(events) => events,
@@ -88,5 +95,22 @@ impl LocalStore {
             stats.saved_ms += event.saved_ms;
         }
         Ok(stats)
+    }
+}
+
+/// A size for people, as `lanes cache stats` and the forge's agents page print it: `512 B`,
+/// `3.4 KiB`, `1.2 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

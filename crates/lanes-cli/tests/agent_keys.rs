@@ -43,6 +43,10 @@ impl Link for Accepting {
         Ok(())
     }
 
+    async fn host_status(&self, _status: lanes_agent::HostStatus) -> Result<(), LinkError> {
+        Ok(())
+    }
+
     async fn finish(&self, _job: u64, _token: u64, finish: FinishReport) -> Result<(), LinkError> {
         *self.finished.lock().expect("finish") = Some(finish);
         Ok(())

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use lanes_agent::{FinishReport, StepReport};
+use lanes_agent::{FinishReport, HostStatus, StepReport};
 use lanes_store::{AgentRecord, NewAgent, Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
@@ -140,6 +140,19 @@ pub(crate) async fn lease<S: Store + 'static>(
         Some(assignment) => Ok(axum::Json(assignment).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
+}
+
+/// `POST /api/v1/agent/status`: the calling agent's host status (its scopes and cache), kept
+/// for the agents page. Counts as a sign of life, like a lease call.
+pub(crate) async fn status<S: Store + 'static>(
+    State(forge): Shared<S>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<HostStatus>,
+) -> Result<StatusCode, ApiError> {
+    let agent = caller(&forge, &headers).await?;
+    forge.agent_connected(&agent).await;
+    forge.set_host_status(&agent.name, body);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

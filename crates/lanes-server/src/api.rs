@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/agents"),
     ("POST", "/api/v1/agents"),
     ("POST", "/api/v1/agent/lease"),
+    ("POST", "/api/v1/agent/status"),
     ("POST", "/api/v1/agent/jobs/{id}/started"),
     ("POST", "/api/v1/agent/jobs/{id}/heartbeat"),
     ("POST", "/api/v1/agent/jobs/{id}/log"),
@@ -159,6 +160,7 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
             ("GET", "/api/v1/agents") => get(agents::<S>),
             ("POST", "/api/v1/agents") => post(agent_api::register::<S>),
             ("POST", "/api/v1/agent/lease") => post(agent_api::lease::<S>),
+            ("POST", "/api/v1/agent/status") => post(agent_api::status::<S>),
             ("POST", "/api/v1/agent/jobs/{id}/started") => post(agent_api::started::<S>),
             ("POST", "/api/v1/agent/jobs/{id}/heartbeat") => post(agent_api::heartbeat::<S>),
             ("POST", "/api/v1/agent/jobs/{id}/log") => post(agent_api::log::<S>),
@@ -829,45 +831,26 @@ async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::
 }
 
 async fn agents<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
-    let open = forge.store().open_jobs().await?;
-    let stored = forge.store().list_agents().await?;
-    let mut out = Vec::new();
-    let connected = forge.agents().await;
-    // Registered agents that never called in since the server started are shown as the store
-    // has them.
-    for agent in &stored {
-        if !connected.iter().any(|(name, ..)| *name == agent.name) {
-            out.push(json!({
+    let out = crate::agents::agent_views(&forge)
+        .await?
+        .into_iter()
+        .map(|agent| {
+            let host = agent.host.map(|(status, at)| {
+                let mut host = serde_json::to_value(status).unwrap_or(Value::Null);
+                host["reported_at"] = json!(at.to_string());
+                host
+            });
+            json!({
                 "name": agent.name,
                 "labels": agent.labels,
                 "capacity": agent.capacity,
-                "state": if agent.state == lanes_store::AgentState::Online {
-                    "lost"
-                } else {
-                    agent.state.as_str()
-                },
+                "state": agent.state,
                 "last_heartbeat": ts(agent.last_heartbeat),
-                "running": Vec::<i64>::new(),
-            }));
-        }
-    }
-    for (name, labels, capacity, online) in connected {
-        let running: Vec<i64> = open
-            .iter()
-            .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(name.as_str()))
-            .map(|j| j.id.0)
-            .collect();
-        let record = stored.iter().find(|a| a.name == name);
-        out.push(json!({
-            "name": name,
-            "labels": labels,
-            "capacity": capacity,
-            "state": if online { "online" } else { "lost" },
-            "last_heartbeat": ts(record.and_then(|a| a.last_heartbeat)),
-            "running": running,
-        }));
-    }
-    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+                "running": agent.running.iter().map(|j| j.id.0).collect::<Vec<_>>(),
+                "host": host,
+            })
+        })
+        .collect();
     Ok(axum::Json(Value::Array(out)))
 }
 

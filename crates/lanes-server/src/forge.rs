@@ -13,7 +13,7 @@ use crate::status::run_status;
 use crate::trigger::{self, Outcome};
 use batch::{Ask, Asked};
 use jiff::Timestamp;
-use lanes_agent::{Assignment, FinishReport, StepCache, StepReport};
+use lanes_agent::{Assignment, FinishReport, HostStatus, StepCache, StepReport};
 use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::schedule::{
     self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Token, Transition,
@@ -25,7 +25,7 @@ use lanes_store::{
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, broadcast};
 
@@ -114,6 +114,9 @@ pub struct Forge<S> {
     asks: std::sync::Mutex<Vec<Asked>>,
     /// Per run: its commit and its repository's path, for assignments.
     places: std::sync::Mutex<HashMap<RunKey, (String, PathBuf)>>,
+    /// Each agent's newest host status and when it came (memory only: a restart forgets them
+    /// until the agents report again, within `lanes_agent::status::EVERY`).
+    hosts: std::sync::Mutex<HashMap<String, (HostStatus, Timestamp)>>,
     metrics: Metrics,
 }
 
@@ -161,6 +164,7 @@ impl<S: Store + 'static> Forge<S> {
             polls: std::sync::Mutex::new(HashMap::new()),
             appends: std::sync::Mutex::new(HashMap::new()),
             places: std::sync::Mutex::new(HashMap::new()),
+            hosts: std::sync::Mutex::new(HashMap::new()),
             asks: std::sync::Mutex::new(Vec::new()),
             watched: std::sync::RwLock::new(None),
             metrics: Metrics::default(),
@@ -863,6 +867,22 @@ impl<S: Store + 'static> Forge<S> {
                 )
             })
             .collect()
+    }
+
+    /// Keeps `status` as `agent`'s host status, received now.
+    pub fn set_host_status(&self, agent: &str, status: HostStatus) {
+        self.hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(agent.to_owned(), (status, Timestamp::now()));
+    }
+
+    /// Every agent's newest host status with when it came.
+    pub fn host_statuses(&self) -> HashMap<String, (HostStatus, Timestamp)> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The next job for `agent`, waiting up to `wait` for one.

@@ -8,6 +8,7 @@
 //! describes how a run is created, docs/api.md the API.
 
 mod agent_api;
+pub mod agents;
 pub mod api;
 mod error;
 pub mod forge;

@@ -2,7 +2,7 @@
 //! HTTP, answered by direct calls into the [`Forge`] in this process.
 
 use crate::forge::{Forge, JobEvent};
-use lanes_agent::{Assignment, FinishReport, Link, LinkError, StepReport};
+use lanes_agent::{Assignment, FinishReport, HostStatus, Link, LinkError, StepReport};
 use lanes_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,11 @@ impl<S: Store + 'static> Link for LocalLink<S> {
                 }
             }
         }
+    }
+
+    async fn host_status(&self, status: HostStatus) -> Result<(), LinkError> {
+        self.forge.set_host_status(&self.name, status);
+        Ok(())
     }
 
     async fn finish(&self, job: u64, token: u64, finish: FinishReport) -> Result<(), LinkError> {

@@ -99,6 +99,11 @@ pub trait Store: Send + Sync {
     /// state from at start.
     fn open_jobs(&self) -> impl Future<Output = StoreResult<Vec<JobRecord>>> + Send;
 
+    /// The newest `limit` jobs that ended (by id, the order they were queued in), in id order,
+    /// with their steps: what the web UI's cache and agents pages add up. One query for the jobs
+    /// and one for their steps, however many runs they belong to.
+    fn ended_jobs(&self, limit: u32) -> impl Future<Output = StoreResult<Vec<JobRecord>>> + Send;
+
     /// The smallest fencing token never handed out; survives restarts.
     fn next_token(&self) -> impl Future<Output = StoreResult<u64>> + Send;
 

@@ -4,7 +4,7 @@ use crate::args::CacheCommand;
 use crate::cache_dir::cache_dir;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
-use lanes_cache::{GcPolicy, LocalStore};
+use lanes_cache::{GcPolicy, LocalStore, human_size};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -43,7 +43,7 @@ pub(crate) fn run(command: &CacheCommand, printer: &Printer) -> Result<u8, CliEr
                 count(stats.actions, "step result"),
                 count(stats.blobs, "blob")
             );
-            let _ = writeln!(text, "  size     {}", size(stats.bytes));
+            let _ = writeln!(text, "  size     {}", human_size(stats.bytes));
             let _ = writeln!(
                 text,
                 "  runs     {} (hits {}, misses {}{rate})",
@@ -94,10 +94,10 @@ pub(crate) fn run(command: &CacheCommand, printer: &Printer) -> Result<u8, CliEr
                 "removed {} and {}, freed {}\nkept {} and {}, {}\n",
                 count(report.actions_removed, "step result"),
                 count(report.blobs_removed, "blob"),
-                size(report.bytes_freed),
+                human_size(report.bytes_freed),
                 count(report.actions_kept, "step result"),
                 count(report.blobs_kept, "blob"),
-                size(report.bytes_kept)
+                human_size(report.bytes_kept)
             );
             if report.protected > 0 {
                 let _ = writeln!(
@@ -148,21 +148,6 @@ fn count(n: u64, what: &str) -> String {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
-    }
-}
-
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -146,7 +146,7 @@ fn every_page_shows_a_pushed_branch_its_run_and_its_lane_log() {
     assert!(raw.text().starts_with("== lane test at"), "{}", raw.text());
 
     let agents = page(&forge, "/agents");
-    assert!(agents.contains(">local</th>"), "{agents}");
+    assert!(agents.contains("<th scope=\"row\">local"), "{agents}");
     assert!(agents.contains("a-online"), "{agents}");
     let groups = page(&forge, "/groups");
     assert!(groups.contains("Concurrency groups"), "{groups}");
@@ -622,4 +622,94 @@ fn the_branch_page_shows_the_run_of_the_head_the_branch_points_at() {
         back.contains(r#"id="run-2""#),
         "the history keeps both: {back}"
     );
+}
+
+#[test]
+fn the_agents_page_shows_scopes_in_use_and_each_hosts_cache_as_the_agents_report_them() {
+    let catalog = r#"version = 1
+[lane.sim]
+class = "required"
+scope = "runtime"
+cache-mounts = ["devices"]
+step = [{ name = "boot", run = "echo booted; sleep 600" }]
+"#;
+    let forge = Forge::with_args(catalog, &[], &["--heartbeat", "10m", "--lease", "30m"]);
+    let id = forge.wait_for("the job to run", || {
+        let status = forge.seen_branch("main")?;
+        let j = job(&status, "sim");
+        (j["status"] == "running").then(|| j["id"].as_i64().expect("id"))
+    });
+    // The built-in agent reports its host when the job starts: the scope, its mount, the job.
+    let href = format!("/origin/runs/1/lanes/sim?job={id}");
+    let agents = forge.wait_for("the scope in use on the agents page", || {
+        let agents = page(&forge, "/agents");
+        agents
+            .contains(&format!("in use by</span> <a href=\"{href}\""))
+            .then_some(agents)
+    });
+    assert!(
+        agents.contains("<span class=\"scope\">runtime</span>"),
+        "{agents}"
+    );
+    assert!(agents.contains("mounts: devices"), "{agents}");
+    assert!(agents.contains(" in 0 results and 0 blobs"), "{agents}");
+    let api = forge.get("/api/v1/agents");
+    let local = &api[0];
+    assert_eq!(local["name"], "local", "{api:#}");
+    let scope = local["host"]["scopes"]
+        .as_array()
+        .expect("scopes")
+        .iter()
+        .find(|s| s["name"] == "runtime")
+        .expect("the lane's scope");
+    assert_eq!(scope["jobs"], serde_json::json!([id]), "{api:#}");
+    assert_eq!(scope["mounts"], serde_json::json!(["devices"]));
+    assert!(local["host"]["reported_at"].is_string(), "{api:#}");
+
+    // A remote agent reports its own host; only with its token.
+    let r = forge.request(
+        "POST",
+        "/api/v1/agents",
+        Some(r#"{"name": "mac-1", "labels": ["macos"], "capacity": 2}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json()["token"].as_str().expect("a token").to_owned();
+    let status = r#"{"platform": "macos-aarch64", "version": "0.1.0",
+        "scopes": [{"name": "compile", "mounts": ["derived-data", "target"], "jobs": []}],
+        "cache": {"actions": 12, "blobs": 340, "bytes": 3221225472}}"#;
+    let anonymous = http(
+        &forge,
+        "POST",
+        "/api/v1/agent/status",
+        &[("Content-Type", "application/json")],
+        status,
+    );
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let sent = forge.request_as("POST", "/api/v1/agent/status", Some(status), Some(&token));
+    assert_eq!(sent.status, 204, "{}", sent.text());
+    let agents = page(&forge, "/agents");
+    let row = agents
+        .split("<th scope=\"row\">mac-1")
+        .nth(1)
+        .expect("mac-1's row");
+    let row = row.split("</tr>").next().expect("the row");
+    assert!(row.contains("macos-aarch64, lanes 0.1.0"), "{row}");
+    assert!(row.contains("3.0 GiB in 12 results and 340 blobs"), "{row}");
+    assert!(row.contains("mounts: derived-data, target"), "{row}");
+    assert!(row.contains("free"), "{row}");
+    assert!(
+        row.contains("a-online"),
+        "a status is a sign of life: {row}"
+    );
+
+    // The job ends: the scope is free again in the next status.
+    let cancel = forge.request("POST", &format!("/api/v1/jobs/{id}/cancel"), None);
+    assert_eq!(cancel.status, 200, "{}", cancel.text());
+    forge.wait_for("the scope to be free", || {
+        let api = forge.get("/api/v1/agents");
+        let free = api[0]["host"]["scopes"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|s| s["jobs"] == serde_json::json!([])));
+        free.then_some(())
+    });
 }

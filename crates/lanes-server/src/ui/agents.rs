@@ -1,17 +1,28 @@
-//! The agents page (`/agents`): each agent with its labels, capacity, running jobs, last
-//! heartbeat, state, and how its jobs used the cache lately.
+//! The agents page (`/agents`): each agent with its labels, capacity, scopes, running jobs, last
+//! heartbeat, state, and its cache: what its step cache holds (its host status) and how its
+//! jobs used it lately.
 
 use super::Ui;
-use super::cache::recent_jobs;
 use super::page::{Base, Rendered, UiResult, Viewer};
 use super::view::{self, Link};
+use crate::agents::agent_views;
 use askama::Template;
 use jiff::Timestamp;
-use lanes_store::{AgentState, CacheUse, Store};
+use lanes_store::{CacheUse, JobId, Store};
+use std::collections::HashMap;
 
-/// How many of the newest runs the cache column looks at: fewer than the cache page, as this
-/// page updates live.
-const RUNS: u32 = 30;
+/// How many of the newest ended jobs the cache column adds up: fewer than the cache page, as
+/// this page updates live.
+pub(crate) const JOBS: u32 = 500;
+
+#[derive(Debug)]
+pub(crate) struct ScopeRow {
+    pub(crate) name: String,
+    /// Its cache mounts, comma-separated, or empty.
+    pub(crate) mounts: String,
+    /// The jobs of the agent running a lane of this scope now.
+    pub(crate) jobs: Vec<Link>,
+}
 
 #[derive(Debug)]
 pub(crate) struct AgentRow {
@@ -21,101 +32,131 @@ pub(crate) struct AgentRow {
     pub(crate) capacity: u32,
     pub(crate) running: Vec<Link>,
     pub(crate) heartbeat: String,
-    pub(crate) cache: String,
+    /// The host as the agent reported it: platform and version, and how long ago.
+    pub(crate) host: Option<String>,
+    pub(crate) scopes: Vec<ScopeRow>,
+    /// What its step cache holds (`None`: not reported).
+    pub(crate) stored: Option<String>,
+    /// Its jobs' hits and misses among the newest ended jobs.
+    pub(crate) used: String,
 }
 
 #[derive(Template)]
 #[template(path = "agents.html")]
 pub(crate) struct AgentsLive {
     pub(crate) agents: Vec<AgentRow>,
-    pub(crate) runs: u32,
+    pub(crate) jobs: u32,
 }
 
 /// The page.
 pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> UiResult<Rendered> {
     let now = Timestamp::now();
-    let store = ui.forge.store();
-    let open = store.open_jobs().await?;
-    let stored = store.list_agents().await?;
-    let connected = ui.forge.agents().await;
-    let recent = recent_jobs(store, RUNS).await?;
-    let mut agents = Vec::new();
-    let mut names: Vec<String> = stored.iter().map(|a| a.name.clone()).collect();
-    for (name, ..) in &connected {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    names.sort();
-    for name in names {
-        let record = stored.iter().find(|a| a.name == name);
-        let live = connected.iter().find(|(n, ..)| *n == name);
-        // As the API says it: a registered agent that has not called in since the start is lost.
-        let state = match (live, record) {
-            (Some((.., true)), Some(r)) if r.state != AgentState::Online => r.state.as_str(),
-            (Some((.., true)), _) => "online",
-            (Some(_), _) => "lost",
-            (None, Some(r)) if r.state == AgentState::Online => "lost",
-            (None, Some(r)) => r.state.as_str(),
-            (None, None) => "lost",
-        };
-        let (labels, capacity) = match (live, record) {
-            (Some((_, labels, capacity, _)), _) => (labels.join(", "), *capacity),
-            (None, Some(r)) => (r.labels.join(", "), r.capacity),
-            (None, None) => (String::new(), 0),
-        };
-        let running = open
-            .iter()
-            .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(name.as_str()))
-            .map(|j| Link {
-                href: view::job_href(j),
-                text: format!("{} #{} {}", j.repo, j.run_number, j.lane),
-            })
-            .collect();
-        let (mut hits, mut misses) = (0, 0);
-        for (_, job) in recent
-            .iter()
-            .filter(|(_, j)| j.agent.as_deref() == Some(name.as_str()))
-        {
-            hits += job
-                .steps
-                .iter()
-                .filter(|s| s.cache == CacheUse::Hit)
-                .count();
-            misses += job
-                .steps
-                .iter()
-                .filter(|s| s.cache == CacheUse::Miss)
-                .count();
-        }
-        agents.push(AgentRow {
-            state,
-            labels,
-            capacity,
-            running,
-            heartbeat: record.and_then(|r| r.last_heartbeat).map_or_else(
-                || {
-                    if name == crate::LOCAL_AGENT {
-                        "in process".to_owned()
-                    } else {
-                        "never".to_owned()
-                    }
+    let agents = agent_views(&ui.forge).await?;
+    let ended = ui.forge.store().ended_jobs(JOBS).await?;
+    // Links to the jobs a host status names: the running ones are at hand.
+    let running: HashMap<JobId, Link> = agents
+        .iter()
+        .flat_map(|a| &a.running)
+        .map(|j| {
+            (
+                j.id,
+                Link {
+                    href: view::job_href(j),
+                    text: format!("{} #{} {}", j.repo, j.run_number, j.lane),
                 },
-                |t| view::ago(t, now),
-            ),
-            cache: if hits + misses == 0 {
-                "—".to_owned()
-            } else {
-                format!("{hits} hits, {misses} misses")
-            },
-            name,
-        });
-    }
+            )
+        })
+        .collect();
+    let rows = agents
+        .into_iter()
+        .map(|agent| {
+            let (mut hits, mut misses) = (0, 0);
+            for job in ended
+                .iter()
+                .filter(|j| j.agent.as_deref() == Some(agent.name.as_str()))
+            {
+                for step in &job.steps {
+                    match step.cache {
+                        CacheUse::Hit => hits += 1,
+                        CacheUse::Miss => misses += 1,
+                        CacheUse::Disabled => {}
+                    }
+                }
+            }
+            let (host, scopes, stored) = match &agent.host {
+                None => (None, Vec::new(), None),
+                Some((status, at)) => (
+                    Some(format!(
+                        "{}, lanes {}, reported {}",
+                        status.platform,
+                        status.version,
+                        view::ago(*at, now)
+                    )),
+                    status
+                        .scopes
+                        .iter()
+                        .map(|scope| ScopeRow {
+                            name: scope.name.clone(),
+                            mounts: scope.mounts.join(", "),
+                            jobs: scope
+                                .jobs
+                                .iter()
+                                .map(|&id| {
+                                    let id = JobId(i64::try_from(id).unwrap_or(i64::MAX));
+                                    running.get(&id).cloned().unwrap_or_else(|| Link {
+                                        href: format!("/api/v1/jobs/{}", id.0),
+                                        text: format!("job {}", id.0),
+                                    })
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                    status.cache.map(|c| {
+                        format!(
+                            "{} in {} results and {} blobs",
+                            lanes_cache::human_size(c.bytes),
+                            c.actions,
+                            c.blobs
+                        )
+                    }),
+                ),
+            };
+            let heartbeat = match agent.last_heartbeat {
+                Some(t) => view::ago(t, now),
+                None if agent.is_local() => "in process".to_owned(),
+                None => "never".to_owned(),
+            };
+            AgentRow {
+                state: agent.state,
+                labels: agent.labels.join(", "),
+                capacity: agent.capacity,
+                running: agent
+                    .running
+                    .iter()
+                    .filter_map(|j| running.get(&j.id).cloned())
+                    .collect(),
+                heartbeat,
+                host,
+                scopes,
+                stored,
+                used: if hits + misses == 0 {
+                    "no keyed steps lately".to_owned()
+                } else {
+                    format!("{hits} hits, {misses} misses")
+                },
+                name: agent.name,
+            }
+        })
+        .collect();
     let mut base = Base::new(viewer, "agents", "/agents".to_owned());
     base.title = "Agents".to_owned();
     Ok(Rendered {
         base,
-        live: AgentsLive { agents, runs: RUNS }.render()?,
+        live: AgentsLive {
+            agents: rows,
+            jobs: JOBS,
+        }
+        .render()?,
         extra: String::new(),
     })
 }

@@ -1,42 +1,18 @@
 //! The cache page (`/cache`): the step cache as the forge's jobs used it: the hit rate by day,
 //! the time hits saved, and the lane steps that miss most, with what their misses say about why.
 //!
-//! Computed from the stored steps of the newest [`RUNS`] runs: the store has no query over
-//! steps, so each run is read (docs/ui.md; a `Store` method listing recent steps would make
-//! this one query).
+//! Computed from the steps of the newest [`JOBS`] jobs that ended (`Store::ended_jobs`, two
+//! queries), each counted on the day (UTC) it ended.
 
 use super::Ui;
 use super::page::{Base, Rendered, UiResult, Viewer};
 use super::view;
 use askama::Template;
-use lanes_store::{CacheUse, JobRecord, RunFilter, Store};
+use lanes_store::{CacheUse, Store};
 use std::collections::BTreeMap;
 
-/// How many of the newest runs the page looks at.
-pub(crate) const RUNS: u32 = 100;
-
-/// The jobs of the newest `runs` runs of every repository, with the day (UTC) their run was
-/// created.
-pub(crate) async fn recent_jobs<S: Store>(
-    store: &S,
-    runs: u32,
-) -> UiResult<Vec<(String, JobRecord)>> {
-    let list = store
-        .list_runs(&RunFilter {
-            limit: runs,
-            ..RunFilter::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    for run in list {
-        let day = run.created_at.strftime("%Y-%m-%d").to_string();
-        // A run removed between the list and the read is simply left out.
-        if let Ok(detail) = store.run(&run.repo, run.number).await {
-            out.extend(detail.jobs.into_iter().map(|j| (day.clone(), j)));
-        }
-    }
-    Ok(out)
-}
+/// How many of the newest ended jobs the page adds up.
+pub(crate) const JOBS: u32 = 2_000;
 
 #[derive(Debug)]
 pub(crate) struct Day {
@@ -62,7 +38,7 @@ pub(crate) struct Misser {
 #[derive(Template)]
 #[template(path = "cache.html")]
 pub(crate) struct CacheLive {
-    pub(crate) runs: u32,
+    pub(crate) jobs: u32,
     pub(crate) hits: usize,
     pub(crate) misses: usize,
     pub(crate) disabled: usize,
@@ -98,11 +74,14 @@ struct Tally {
 
 /// The page.
 pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> UiResult<Rendered> {
-    let jobs = recent_jobs(ui.forge.store(), RUNS).await?;
+    let jobs = ui.forge.store().ended_jobs(JOBS).await?;
     let (mut hits, mut misses, mut disabled, mut saved) = (0, 0, 0, 0u64);
     let mut days: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut steps: BTreeMap<(String, String), Tally> = BTreeMap::new();
-    for (day, job) in &jobs {
+    for job in &jobs {
+        let day = job
+            .finished_at
+            .map_or_else(String::new, |t| t.strftime("%Y-%m-%d").to_string());
         for s in &job.steps {
             let entry = days.entry(day.clone()).or_default();
             let tally = steps.entry((job.lane.clone(), s.name.clone())).or_default();
@@ -196,7 +175,7 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
     missers.truncate(20);
     let most = days.values().map(|(h, m)| h + m).max().unwrap_or(1).max(1);
     let live = CacheLive {
-        runs: RUNS,
+        jobs: JOBS,
         hits,
         misses,
         disabled,
@@ -216,8 +195,7 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
             .collect(),
         missers,
     };
-    // Not live: each render reads the newest runs one by one; a reload is cheap enough.
-    let mut base = Base::new(viewer, "cache", String::new());
+    let mut base = Base::new(viewer, "cache", "/cache".to_owned());
     base.title = "Cache".to_owned();
     Ok(Rendered {
         base,

@@ -27,8 +27,8 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// A page with nothing happening is rendered again this often.
 const QUIET: Duration = Duration::from_secs(3);
 
-/// The least time between two renders of a page for one client: the agents page reads the
-/// newest runs for its cache column, so it is not redone for every job event of a busy forge.
+/// The least time between two renders of a page for one client: the agents and cache pages add
+/// up the newest ended jobs' steps, so they are not redone for every job event of a busy forge.
 fn gap(target: &Target) -> Duration {
     match target {
         Target::Agents | Target::Cache => Duration::from_secs(2),

@@ -195,7 +195,10 @@ pub(crate) async fn render<S: Store + 'static>(
         empty: blocks.is_empty(),
         blocks,
         skipped: if start > 0 {
-            format!("The first {} of this log are left out.", bytes_text(start))
+            format!(
+                "The first {} of this log are left out.",
+                lanes_cache::human_size(start)
+            )
         } else {
             String::new()
         },
@@ -208,14 +211,6 @@ pub(crate) async fn render<S: Store + 'static>(
     };
     rendered.extra = log.render()?;
     Ok(rendered)
-}
-
-fn bytes_text(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / f64::from(1 << 20))
-    } else {
-        format!("{} KiB", n.div_ceil(1024))
-    }
 }
 
 /// The last [`SHOWN`] acknowledged bytes of a job's log, from a line start: where they start,

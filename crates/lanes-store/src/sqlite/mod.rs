@@ -187,6 +187,13 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    async fn ended_jobs(&self, limit: u32) -> StoreResult<Vec<JobRecord>> {
+        let mut tx = self.read().await?;
+        let out = read::jobs(&mut tx, JobsOf::Ended(limit)).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn next_token(&self) -> StoreResult<u64> {
         let mut conn = self.readers.acquire().await?;
         read::next_token(&mut conn).await

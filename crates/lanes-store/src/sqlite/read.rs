@@ -47,6 +47,8 @@ pub(crate) enum JobsOf {
     RunFrom(RunId, JobId),
     /// Every queued, leased or running job.
     Open,
+    /// The newest this many jobs that ended.
+    Ended(u32),
 }
 
 impl JobsOf {
@@ -57,6 +59,11 @@ impl JobsOf {
             JobsOf::RunFrom(..) => "j.run_id = ? AND j.id >= ?",
             // The same expression as the partial index `jobs_open`, so the index is used.
             JobsOf::Open => "j.state IN ('queued', 'leased', 'running')",
+            // Walks the primary key backwards; nearly every old job has ended.
+            JobsOf::Ended(_) => {
+                "j.id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
+                 ORDER BY id DESC LIMIT ?)"
+            }
         }
     }
 
@@ -69,6 +76,7 @@ impl JobsOf {
             JobsOf::Run(run) => q.bind(run.0),
             JobsOf::RunFrom(run, job) => q.bind(run.0).bind(job.0),
             JobsOf::Open => q,
+            JobsOf::Ended(limit) => q.bind(i64::from(limit)),
         }
     }
 }

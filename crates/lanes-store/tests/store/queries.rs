@@ -306,6 +306,14 @@ async fn a_run_reads_back_with_its_jobs_steps_needs_and_reasons() -> TestResult 
 
     let open: Vec<JobId> = store.open_jobs().await?.iter().map(|j| j.id).collect();
     assert_eq!(open, [test_id]);
+    // The jobs that ended (fmt passed, docs skipped at creation), with their steps; a limit
+    // keeps the newest.
+    let ended = store.ended_jobs(10).await?;
+    let ended_ids: Vec<JobId> = ended.iter().map(|j| j.id).collect();
+    assert_eq!(ended_ids, [fmt_id, docs.id]);
+    assert_eq!(ended[0].steps, steps);
+    let newest: Vec<JobId> = store.ended_jobs(1).await?.iter().map(|j| j.id).collect();
+    assert_eq!(newest, [docs.id]);
     assert!(matches!(
         store.run("app", 99).await,
         Err(StoreError::NotFound(_))

@@ -1,0 +1,268 @@
+//! What an agent tells the forge about its host: the scopes it has served (their cache mounts,
+//! and which of its jobs uses each scope now) and how much its step cache holds. The forge's
+//! agents page shows it.
+//!
+//! The agent sends a [`HostStatus`] when it starts, within [`MIN_GAP`] of a job starting or
+//! ending, and every [`EVERY`] otherwise. Which scopes are in use comes from the agent's own
+//! jobs ([`Activity`]), not from probing the mounts' locks (a probe would make a lane that takes
+//! the lock at that moment wait, and say so in its log), so a `lanes run` on the same host is
+//! not counted. The cache is measured by walking its store, at most every [`EVERY`].
+
+use crate::link::Link;
+use lanes_cache::LocalStore;
+use lanes_exec::slot::NO_SCOPE;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A status goes out at least this often.
+pub const EVERY: Duration = Duration::from_secs(60);
+
+/// Two statuses are at least this far apart: a burst of jobs ending sends one.
+pub const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// An agent's host, as it reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// `os-arch`, as it goes into step keys.
+    pub platform: String,
+    /// The agent's lanes version.
+    pub version: String,
+    /// Every scope with cache mounts on the host or a job running now, by name; lanes without a
+    /// scope are [`NO_SCOPE`].
+    pub scopes: Vec<ScopeStatus>,
+    /// What the host's step cache holds; `None` when it could not be measured.
+    pub cache: Option<CacheUsage>,
+}
+
+/// One scope on the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeStatus {
+    /// The scope's name, or [`NO_SCOPE`].
+    pub name: String,
+    /// Its cache mounts (the directories under `mounts/<scope>/`), sorted.
+    pub mounts: Vec<String>,
+    /// The agent's jobs running a lane of this scope now, by job id.
+    pub jobs: Vec<u64>,
+}
+
+/// What the step cache holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheUsage {
+    /// Recorded step results.
+    pub actions: u64,
+    /// Stored output blobs.
+    pub blobs: u64,
+    /// Bytes of both on disk.
+    pub bytes: u64,
+}
+
+/// The agent's running jobs and the scope of each, shared by its workers: what [`HostStatus`]'s
+/// `jobs` says. A change wakes the status reporter.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    jobs: Arc<Mutex<BTreeMap<u64, String>>>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            jobs: Arc::default(),
+            changed: Arc::new(watch::Sender::new(0)),
+        }
+    }
+}
+
+/// A job counted in [`Activity`] until this is dropped.
+#[derive(Debug)]
+#[must_use = "the job counts only while this is kept"]
+pub struct Running {
+    activity: Activity,
+    job: u64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.activity.lock().remove(&self.job);
+        self.activity.changed.send_modify(|n| *n += 1);
+    }
+}
+
+impl Activity {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, String>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `job` runs a lane of `scope` (`None`: no scope) until the returned guard is dropped.
+    pub fn running(&self, job: u64, scope: Option<&str>) -> Running {
+        self.lock()
+            .insert(job, scope.unwrap_or(NO_SCOPE).to_owned());
+        self.changed.send_modify(|n| *n += 1);
+        Running {
+            activity: self.clone(),
+            job,
+        }
+    }
+
+    /// Each running job's scope.
+    pub fn jobs(&self) -> BTreeMap<u64, String> {
+        self.lock().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// The scopes under `cache_root/mounts/` with their mounts, and the scopes of `jobs`. Blocking.
+pub fn scopes(cache_root: &Path, jobs: &BTreeMap<u64, String>) -> Vec<ScopeStatus> {
+    let mut scopes: BTreeMap<String, ScopeStatus> = BTreeMap::new();
+    let dirs = |path: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    };
+    let mounts = cache_root.join("mounts");
+    for scope in dirs(&mounts) {
+        let held = dirs(&mounts.join(&scope));
+        scopes.insert(
+            scope.clone(),
+            ScopeStatus {
+                name: scope,
+                mounts: held,
+                jobs: Vec::new(),
+            },
+        );
+    }
+    for (job, scope) in jobs {
+        scopes
+            .entry(scope.clone())
+            .or_insert_with(|| ScopeStatus {
+                name: scope.clone(),
+                ..ScopeStatus::default()
+            })
+            .jobs
+            .push(*job);
+    }
+    scopes.into_values().collect()
+}
+
+/// What `store` holds, or `None` (logged) when it cannot be read. Blocking: walks the store.
+pub fn cache_usage(store: &LocalStore) -> Option<CacheUsage> {
+    match store.usage() {
+        Ok(usage) => Some(CacheUsage {
+            actions: usage.actions,
+            blobs: usage.blobs,
+            bytes: usage.bytes,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot measure the step cache");
+            None
+        }
+    }
+}
+
+/// Sends the host's status through `link` now, after each change of `activity` (at most every
+/// [`MIN_GAP`]) and every [`EVERY`], until `stop`. A status the forge could not take is sent
+/// again with the next one; nothing else depends on it.
+pub(crate) async fn report_status<L: Link>(
+    link: &L,
+    cache_root: &Path,
+    store: &LocalStore,
+    activity: &Activity,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut changes = activity.subscribe();
+    let mut cache: Option<(Instant, Option<CacheUsage>)> = None;
+    loop {
+        let now = Instant::now();
+        let measure = cache.is_none_or(|(at, _)| now.duration_since(at) >= EVERY);
+        let (root, store_, jobs) = (cache_root.to_owned(), store.clone(), activity.jobs());
+        let measured = tokio::task::spawn_blocking(move || {
+            let scopes = scopes(&root, &jobs);
+            (scopes, measure.then(|| cache_usage(&store_)))
+        })
+        .await;
+        let Ok((scopes, usage)) = measured else {
+            return;
+        };
+        if let Some(usage) = usage {
+            cache = Some((now, usage));
+        }
+        let status = HostStatus {
+            platform: crate::host::platform(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            scopes,
+            cache: cache.and_then(|(_, usage)| usage),
+        };
+        if let Err(e) = link.host_status(status).await {
+            tracing::debug!(error = %e, "the forge did not take the host status");
+        }
+        changes.mark_unchanged();
+        let gap = tokio::time::sleep(MIN_GAP);
+        tokio::select! {
+            () = gap => {}
+            () = &mut stop => return,
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(EVERY.saturating_sub(MIN_GAP)) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_come_from_the_mount_directories_and_the_running_jobs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mounts = root.path().join("mounts");
+        std::fs::create_dir_all(mounts.join("compile/target")).expect("mkdir");
+        std::fs::create_dir_all(mounts.join("compile/npm")).expect("mkdir");
+        std::fs::create_dir_all(mounts.join(NO_SCOPE).join("target")).expect("mkdir");
+        // A lock file is not a mount.
+        std::fs::write(mounts.join("compile/target.lock"), "").expect("write");
+        let activity = Activity::default();
+        let compile = activity.running(7, Some("compile"));
+        let _runtime = activity.running(9, Some("runtime"));
+        let got = scopes(root.path(), &activity.jobs());
+        assert_eq!(
+            got,
+            [
+                ScopeStatus {
+                    name: NO_SCOPE.into(),
+                    mounts: vec!["target".into()],
+                    jobs: vec![],
+                },
+                ScopeStatus {
+                    name: "compile".into(),
+                    mounts: vec!["npm".into(), "target".into()],
+                    jobs: vec![7],
+                },
+                ScopeStatus {
+                    name: "runtime".into(),
+                    mounts: vec![],
+                    jobs: vec![9],
+                },
+            ]
+        );
+        drop(compile);
+        let got = scopes(root.path(), &activity.jobs());
+        assert!(got[1].jobs.is_empty(), "an ended job leaves its scope");
+    }
+}
