@@ -148,6 +148,7 @@ impl JobLog {
                     duration_ms: None,
                     saved_ms: None,
                     exit_code: None,
+                    miss: None,
                 };
                 vec![Piece::Log(out), Piece::Step(report)]
             }
@@ -337,6 +338,7 @@ pub(crate) fn step_report(index: usize, step: &StepResult) -> StepReport {
         duration_ms: (!never_started(step)).then_some(step.duration_ms),
         saved_ms: (step.cache == CacheUse::Hit).then_some(step.saved_ms),
         exit_code: step.exit_code,
+        miss: step.miss.clone(),
     }
 }
 

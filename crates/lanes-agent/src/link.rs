@@ -6,6 +6,7 @@
 //! holds the job and must stop it at once, without reporting anything more about it.
 
 use crate::status::HostStatus;
+use lanes_core::explain::MissReason;
 use lanes_core::job::JobState;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -69,6 +70,9 @@ pub struct StepReport {
     pub saved_ms: Option<u64>,
     /// The exit code, when it ran to an exit.
     pub exit_code: Option<i32>,
+    /// For a miss: why, from the step's last recorded run in the agent's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss: Option<MissReason>,
 }
 
 /// How a job ended, as the agent reports it.

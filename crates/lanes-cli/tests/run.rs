@@ -604,6 +604,7 @@ fn the_report_has_exactly_the_documented_shape() {
                     "exit_code",
                     "key",
                     "log",
+                    "miss",
                     "name",
                     "saved_ms",
                     "status"
@@ -680,6 +681,76 @@ fn explain_names_the_changed_file_and_the_changed_command() {
 
     let unknown = explain(&["--step", "nope"]);
     assert_eq!(unknown.code, 2);
+}
+
+#[test]
+fn the_report_says_why_each_step_that_ran_missed_as_explain_does() {
+    let f = three_steps();
+    let (first, report) = f.run(&["--all"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for step in steps_json(&report, "build") {
+        assert_eq!(step["miss"]["kind"], "new", "{step:#}");
+        assert_eq!(
+            step["miss"]["detail"],
+            "no run of this step is recorded in this cache"
+        );
+    }
+    let (_, report) = f.run(&["--all"]);
+    for step in steps_json(&report, "build") {
+        assert_eq!(step["miss"], Value::Null, "a hit has no miss: {step:#}");
+    }
+
+    // One input and the last step's command change: the first two steps miss for the input
+    // (and their followers' keys), the last for the input and its command.
+    f.repo.write("src/a.txt", "changed\n");
+    f.repo.write(
+        "lanes.toml",
+        &THREE_STEPS.replace("test -f compiled", "test -s compiled"),
+    );
+    let (third, report) = f.run(&["--all"]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    let build = steps_json(&report, "build");
+    let details: Vec<(&str, &str)> = build
+        .iter()
+        .map(|s| {
+            (
+                s["miss"]["kind"].as_str().expect("kind"),
+                s["miss"]["detail"].as_str().expect("detail"),
+            )
+        })
+        .collect();
+    assert_eq!(details[0].0, "inputs");
+    assert!(
+        details[0].1.starts_with("input src/a.txt: blob ") && !details[0].1.contains("more change"),
+        "{details:?}"
+    );
+    assert_eq!(
+        details[1],
+        (
+            "inputs",
+            format!("{} (and 1 more change)", details[0].1).as_str()
+        ),
+        "compile: the input, then its previous step's key"
+    );
+    assert_eq!(details[2].0, "inputs");
+    assert!(
+        details[2].1.ends_with(" (and 2 more changes)"),
+        "check: the input, its command, its previous step: {details:?}"
+    );
+
+    // The same step failing leaves nothing recorded: the next run says so.
+    f.repo.write(
+        "lanes.toml",
+        &THREE_STEPS.replace("test -f compiled", "exit 3"),
+    );
+    assert_eq!(f.run(&["--all"]).0.code, 1);
+    let (_, report) = f.run(&["--all"]);
+    let check = &steps_json(&report, "build")[2];
+    assert_eq!(check["miss"]["kind"], "not-recorded", "{check:#}");
+}
+
+fn steps_json<'r>(report: &'r Value, lane_name: &str) -> &'r Vec<Value> {
+    lane(report, lane_name)["steps"].as_array().expect("steps")
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::fileset::{ContentId, FileEntry};
 use crate::fingerprint::StepFingerprint;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One reason two fingerprints differ.
@@ -93,6 +93,144 @@ pub enum Difference {
     },
     /// The previous step's key changed, so this step starts from another directory state.
     PreviousStep,
+}
+
+/// What kind of reason made a step miss the cache: the categories the forge's cache page counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissKind {
+    /// No run of the step is recorded in this cache (a new step, or a new host).
+    New,
+    /// Exactly this step passed before; its recorded result is gone (evicted or corrupt).
+    Evicted,
+    /// Exactly this step ran before and did not pass, so nothing was recorded.
+    NotRecorded,
+    /// Input files changed.
+    Inputs,
+    /// The script or its shell changed.
+    Command,
+    /// A declared or passed-through variable changed.
+    Env,
+    /// A pin changed.
+    Pin,
+    /// Another platform.
+    Platform,
+    /// Only the previous step's key changed.
+    PreviousStep,
+    /// The key schema changed (a new lanes version).
+    LanesVersion,
+    /// The lane or step was renamed.
+    Renamed,
+    /// `network`, cache mounts or `outputs` changed.
+    Settings,
+}
+
+impl MissKind {
+    /// Every kind.
+    pub const ALL: [MissKind; 12] = [
+        MissKind::New,
+        MissKind::Evicted,
+        MissKind::NotRecorded,
+        MissKind::Inputs,
+        MissKind::Command,
+        MissKind::Env,
+        MissKind::Pin,
+        MissKind::Platform,
+        MissKind::PreviousStep,
+        MissKind::LanesVersion,
+        MissKind::Renamed,
+        MissKind::Settings,
+    ];
+
+    /// The name used in JSON and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissKind::New => "new",
+            MissKind::Evicted => "evicted",
+            MissKind::NotRecorded => "not-recorded",
+            MissKind::Inputs => "inputs",
+            MissKind::Command => "command",
+            MissKind::Env => "env",
+            MissKind::Pin => "pin",
+            MissKind::Platform => "platform",
+            MissKind::PreviousStep => "previous-step",
+            MissKind::LanesVersion => "lanes-version",
+            MissKind::Renamed => "renamed",
+            MissKind::Settings => "settings",
+        }
+    }
+
+    /// The kind called `name`.
+    pub fn parse(name: &str) -> Option<MissKind> {
+        MissKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// For people: `inputs changed`, `first run on this host`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MissKind::New => "first run in this cache",
+            MissKind::Evicted => "result gone (evicted)",
+            MissKind::NotRecorded => "last run did not pass",
+            MissKind::Inputs => "inputs changed",
+            MissKind::Command => "command changed",
+            MissKind::Env => "environment changed",
+            MissKind::Pin => "pin changed",
+            MissKind::Platform => "platform changed",
+            MissKind::PreviousStep => "previous step changed",
+            MissKind::LanesVersion => "lanes version changed",
+            MissKind::Renamed => "renamed",
+            MissKind::Settings => "settings changed",
+        }
+    }
+}
+
+impl Difference {
+    /// The kind of reason this difference is.
+    pub fn kind(&self) -> MissKind {
+        match self {
+            Difference::KeyVersion { .. } => MissKind::LanesVersion,
+            Difference::Name { .. } => MissKind::Renamed,
+            Difference::InputChanged { .. }
+            | Difference::InputAdded { .. }
+            | Difference::InputRemoved { .. }
+            | Difference::InputsChanged { .. } => MissKind::Inputs,
+            Difference::Command | Difference::Shell { .. } => MissKind::Command,
+            Difference::Env { .. } | Difference::PassEnv { .. } => MissKind::Env,
+            Difference::Pin { .. } => MissKind::Pin,
+            Difference::Network { .. } | Difference::CacheMounts | Difference::Outputs => {
+                MissKind::Settings
+            }
+            Difference::Platform { .. } => MissKind::Platform,
+            Difference::PreviousStep => MissKind::PreviousStep,
+        }
+    }
+}
+
+/// Why a step missed the cache, in brief: its kind and one line for people. Every miss of
+/// `lanes run` and of the forge's agents carries one; the forge stores it with the step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissReason {
+    /// The kind (of the first difference, in fingerprint field order).
+    pub kind: MissKind,
+    /// One line: the first difference and how many more (`input src/a.rs: blob 1a2b… -> blob
+    /// 3c4d… (and 2 more changes)`), or what the kind means.
+    pub detail: String,
+}
+
+impl MissReason {
+    /// The reason `differences` (non-empty) give.
+    pub fn from_differences(differences: &[Difference]) -> Option<MissReason> {
+        let first = differences.first()?;
+        let detail = match differences.len() - 1 {
+            0 => first.to_string(),
+            1 => format!("{first} (and 1 more change)"),
+            n => format!("{first} (and {n} more changes)"),
+        };
+        Some(MissReason {
+            kind: first.kind(),
+            detail,
+        })
+    }
 }
 
 impl std::fmt::Display for Difference {

@@ -9,9 +9,11 @@
 use crate::outputs::{self, OutputError, Snapshot};
 use crate::process::{self, Cancel, Outcome, StepCommand};
 use crate::sandbox::Sandbox;
+use crate::why::explain_miss;
 use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, OutputTree, RESULT_VERSION};
+use lanes_core::explain::MissReason;
 use lanes_core::glob::{MultiMatcher, Scratch};
-use lanes_core::{Digest, Lane, StepFingerprint};
+use lanes_core::{Digest, Lane, StepFingerprint, fileset};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -88,6 +90,9 @@ pub struct StepResult {
     pub exit_code: Option<i32>,
     /// The step's log file.
     pub log: PathBuf,
+    /// For a step that ran with the cache on: why it missed, from its last recorded run in
+    /// this cache (`lanes explain`'s answer, in brief).
+    pub miss: Option<MissReason>,
 }
 
 /// What happened to one lane.
@@ -374,6 +379,7 @@ impl Runner<'_> {
             saved_ms: 0,
             exit_code: None,
             log: self.log_path(index),
+            miss: None,
         }
     }
 
@@ -413,8 +419,15 @@ impl Runner<'_> {
                 saved_ms: hit.duration_ms,
                 exit_code: Some(hit.exit_code),
                 log: self.log_path(index),
+                miss: None,
             });
         }
+        // Before the step runs and its history entry is replaced.
+        let miss = if cache == CacheUse::Miss {
+            self.why_missed(index, &key)
+        } else {
+            None
+        };
 
         self.prepare()?;
         (self.cx.events)(Event::StepStarted { index });
@@ -488,6 +501,7 @@ impl Runner<'_> {
                     saved_ms: 0,
                     exit_code: None,
                     log: log_path,
+                    miss,
                 });
             }
         };
@@ -514,7 +528,25 @@ impl Runner<'_> {
             saved_ms: 0,
             exit_code,
             log: log_path,
+            miss,
         })
+    }
+
+    /// Why step `index` with `key` misses, from its history entry; `None` when that cannot be
+    /// read (the step runs all the same).
+    fn why_missed(&self, index: usize, key: &str) -> Option<MissReason> {
+        let store = &self.cx.store;
+        let latest = store
+            .latest(&self.lane.name, &self.lane.steps[index].name)
+            .ok()?;
+        let explained = explain_miss(
+            store,
+            latest.as_ref(),
+            key,
+            &self.fingerprints[index],
+            || fileset::parse_listing(&self.fileset.listing()),
+        );
+        Some(explained.reason)
     }
 
     /// A usable recorded result for step `index`, with its log written out; `None` for a miss.

@@ -20,8 +20,10 @@ pub mod outputs;
 pub mod process;
 pub mod sandbox;
 pub mod slot;
+pub mod why;
 
 pub use lane::{CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, run_lane};
 pub use process::{Cancel, ExecError, Finished, Outcome, StepCommand, run};
 pub use sandbox::Sandbox;
 pub use slot::{Slot, take_slot};
+pub use why::{Explained, explain_miss};

@@ -1,9 +1,11 @@
-//! The web UI's render speed: the run page, the branch page and the overview with `LANES_BENCH_RUNS` (10,000)
+//! The web UI's render speed: the run page, the branch page, the overview, the cache page and the
+//! agents page with `LANES_BENCH_RUNS` (10,000)
 //! runs of 20 passed jobs with 3 steps each in the database, served by `api::router` (which
 //! carries the UI) with axum on 127.0.0.1:0 in this process, with the admin token, over one
 //! keep-alive connection, `LANES_BENCH_SAMPLES` (1,000) requests each for random run numbers and
 //! branches. Baselines side by side: the JSON API's GET of the same run, of the same branch and
-//! of the repository's branches, and `Store::run` alone.
+//! of the repository's branches, `Store::run` alone, and for the cache and agents pages
+//! `Store::step_tallies(2000)` alone (what the cache page reads).
 //!
 //! The database is made as the `forge` bench's `page` mode makes its own (runs through
 //! `Store::create_run`, then every job passed with its steps in bulk SQL), once, under
@@ -69,6 +71,16 @@ fn main() -> BenchResult<()> {
             .ensure_admin_token(Timestamp::now())
             .await?
             .ok_or("the copied database already had an admin token")?;
+        // The agent the generated jobs ran on, so the agents page has its row to add up.
+        let agent = lanes_store::NewAgent {
+            name: "a1".into(),
+            labels: vec!["linux".into()],
+            capacity: 4,
+        };
+        let agent_token = lanes_store::token::generate_token()?;
+        store
+            .register_agent(&agent, &agent_token, Timestamp::now())
+            .await?;
         let addr = serve(&store, tmp.path()).await?;
         BenchResult::Ok((store, token, addr))
     })?;
@@ -79,6 +91,20 @@ fn main() -> BenchResult<()> {
         .collect();
     let (warm, numbers) = numbers.split_at(50);
 
+    // What the cache page and the agents page read: the newest ended jobs with their steps.
+    let ended_times = rt.block_on(async {
+        let mut times = Vec::with_capacity(numbers.len());
+        for i in 0..numbers.len() + warm.len() {
+            let start = Instant::now();
+            let tallies = store.step_tallies(2_000).await?;
+            if i >= warm.len() {
+                times.push(start.elapsed());
+            }
+            let steps: u64 = tallies.iter().map(|t| t.count).sum();
+            assert_eq!(steps as usize, 2_000.min(runs * JOBS_PER_RUN) * STEPS);
+        }
+        BenchResult::Ok(times)
+    })?;
     let store_times = rt.block_on(async {
         for &n in warm {
             store.run("app", n).await?;
@@ -125,6 +151,12 @@ fn main() -> BenchResult<()> {
     )?;
 
     let ui_home = time(&|_| "/".to_owned(), &|_| "branch-9".to_owned())?;
+    let ui_cache = time(&|_| "/cache".to_owned(), &|_| {
+        "Steps that miss most".to_owned()
+    })?;
+    let ui_agents = time(&|_| "/agents".to_owned(), &|_| {
+        "<th scope=\"row\">a1".to_owned()
+    })?;
     let api_home = time(&|_| "/api/v1/repos/app/branches".to_owned(), &|_| {
         "branch-9".to_owned()
     })?;
@@ -178,7 +210,22 @@ fn main() -> BenchResult<()> {
     );
     row("overview `/` (10 branches)", ui_home, Some(&api_home.0));
     row("baseline: `GET /api/v1/repos/app/branches`", api_home, None);
+    row(
+        "cache page `/cache` (the newest 2,000 ended jobs)",
+        ui_cache,
+        Some(&ended_times),
+    );
+    row(
+        "agents page `/agents` (the newest 500 ended jobs)",
+        ui_agents,
+        Some(&ended_times),
+    );
     row("`Store::run` alone", (store_times, 0), None);
+    row(
+        "baseline: `Store::step_tallies(2000)` alone",
+        (ended_times, 0),
+        None,
+    );
     rt.block_on(store.close())?;
     Ok(())
 }

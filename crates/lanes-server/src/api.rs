@@ -356,6 +356,7 @@ pub fn job_json(job: &JobRecord, lanes: &HashMap<JobId, String>) -> Value {
             "duration_ms": s.duration_ms,
             "saved_ms": s.saved_ms,
             "exit_code": s.exit_code,
+            "miss": s.miss.as_ref().map(|m| json!({"kind": m.kind.as_str(), "detail": m.detail})),
         })).collect::<Vec<_>>(),
     })
 }

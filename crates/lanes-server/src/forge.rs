@@ -1334,6 +1334,7 @@ fn step_record(step: &StepReport) -> StepRecord {
         duration_ms: step.duration_ms,
         saved_ms: step.saved_ms,
         exit_code: step.exit_code,
+        miss: step.miss.clone(),
     }
 }
 

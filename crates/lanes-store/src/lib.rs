@@ -31,5 +31,5 @@ pub use run::{
     NewRun, NightlySlot, RunDetail, RunFilter, RunId, RunRecord, RunStatus, RunTrigger, RunUpdate,
 };
 pub use sqlite::{Durability, SCHEMA_VERSION, SqliteStore, StoreOptions};
-pub use step::{CacheUse, StepRecord};
+pub use step::{CacheUse, LatestStep, StepRecord, StepTally};
 pub use store::{Store, StoreResult};

@@ -8,7 +8,7 @@ use crate::error::StoreError;
 use crate::job::{JobFinish, JobId, JobRecord, JobUpdate, JobWrite, NewJob};
 use crate::repo::{BranchSummary, NewRepo, RefRecord, RepoRecord};
 use crate::run::{NewRun, RunDetail, RunFilter, RunId, RunRecord, RunUpdate};
-use crate::step::StepRecord;
+use crate::step::{StepRecord, StepTally};
 use jiff::Timestamp;
 use std::future::Future;
 
@@ -99,10 +99,10 @@ pub trait Store: Send + Sync {
     /// state from at start.
     fn open_jobs(&self) -> impl Future<Output = StoreResult<Vec<JobRecord>>> + Send;
 
-    /// The newest `limit` jobs that ended (by id, the order they were queued in), in id order,
-    /// with their steps: what the web UI's cache and agents pages add up. One query for the jobs
-    /// and one for their steps, however many runs they belong to.
-    fn ended_jobs(&self, limit: u32) -> impl Future<Output = StoreResult<Vec<JobRecord>>> + Send;
+    /// The steps of the newest `jobs` jobs that ended (by id, the order they were queued in),
+    /// counted per day, agent, lane, step, cache use, outcome and miss kind: what the web UI's
+    /// cache and agents pages add up. One aggregate query.
+    fn step_tallies(&self, jobs: u32) -> impl Future<Output = StoreResult<Vec<StepTally>>> + Send;
 
     /// The smallest fencing token never handed out; survives restarts.
     fn next_token(&self) -> impl Future<Output = StoreResult<u64>> + Send;

@@ -8,8 +8,8 @@ use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::workspace::Workspace;
 use lanes_cache::{CacheError, LocalStore, Lookup};
-use lanes_core::explain::{Difference, differences};
-use lanes_core::fileset;
+use lanes_core::explain::Difference;
+use lanes_exec::explain_miss;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -87,35 +87,11 @@ pub(crate) fn run(dir: &Path, args: &ExplainArgs, printer: &Printer) -> Result<u
             steps.push(out);
             continue;
         }
-        match &latest {
-            None => {
-                out.note = Some("no run of this step is recorded in this cache".to_owned());
-            }
-            Some(h) if h.key == key => {
-                out.note = Some(if h.status == "passed" {
-                    "the recorded result is gone (evicted by `lanes cache gc`, or found corrupt)"
-                        .to_owned()
-                } else {
-                    format!(
-                        "the last run of exactly this step {}; only passing steps are cached",
-                        h.status
-                    )
-                });
-            }
-            Some(h) => {
-                let before_files = store
-                    .get_blob(&h.fingerprint.inputs)
-                    .ok()
-                    .flatten()
-                    .and_then(|bytes| fileset::parse_listing(&bytes));
-                out.changes = differences(
-                    &h.fingerprint,
-                    fingerprint,
-                    before_files.as_deref(),
-                    Some(&inputs),
-                );
-            }
-        }
+        let explained = explain_miss(&store, latest.as_ref(), &key, fingerprint, || {
+            Some(inputs.iter().map(|f| (*f).clone()).collect())
+        });
+        out.changes = explained.changes;
+        out.note = explained.note;
         steps.push(out);
     }
 

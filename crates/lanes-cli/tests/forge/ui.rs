@@ -156,6 +156,33 @@ fn every_page_shows_a_pushed_branch_its_run_and_its_lane_log() {
         cache.contains("<th scope=\"row\">test</th><td>build</td><td>2</td>"),
         "test's build step missed in both runs: {cache}"
     );
+    // Why: the first run found nothing in the agent's cache; the second, a changed input.
+    let build = cache
+        .split("<th scope=\"row\">test</th><td>build</td>")
+        .nth(1)
+        .and_then(|row| row.split("</tr>").next())
+        .expect("build's row");
+    assert!(
+        build.contains("<li>first run in this cache ×1</li>"),
+        "{build}"
+    );
+    assert!(build.contains("<li>inputs changed ×1</li>"), "{build}");
+    assert!(
+        build.contains("input src/lib.txt: blob "),
+        "the newest miss's own: {build}"
+    );
+    let steps = &forge.get(&format!("/api/v1/jobs/{id}"))["steps"];
+    assert_eq!(steps[0]["miss"]["kind"], "inputs", "{steps:#}");
+    assert!(
+        steps[0]["miss"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("input src/lib.txt: blob ")),
+        "{steps:#}"
+    );
+    assert!(
+        run.contains("<span class=\"sub miss-why\">input src/lib.txt: blob "),
+        "the run page says why a step missed: {run}"
+    );
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub(crate) struct AgentsLive {
 pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> UiResult<Rendered> {
     let now = Timestamp::now();
     let agents = agent_views(&ui.forge).await?;
-    let ended = ui.forge.store().ended_jobs(JOBS).await?;
+    let tallies = ui.forge.store().step_tallies(JOBS).await?;
     // Links to the jobs a host status names: the running ones are at hand.
     let running: HashMap<JobId, Link> = agents
         .iter()
@@ -71,16 +71,14 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
         .into_iter()
         .map(|agent| {
             let (mut hits, mut misses) = (0, 0);
-            for job in ended
+            for t in tallies
                 .iter()
-                .filter(|j| j.agent.as_deref() == Some(agent.name.as_str()))
+                .filter(|t| t.agent.as_deref() == Some(agent.name.as_str()))
             {
-                for step in &job.steps {
-                    match step.cache {
-                        CacheUse::Hit => hits += 1,
-                        CacheUse::Miss => misses += 1,
-                        CacheUse::Disabled => {}
-                    }
+                match t.cache {
+                    CacheUse::Hit => hits += t.count,
+                    CacheUse::Miss => misses += t.count,
+                    CacheUse::Disabled => {}
                 }
             }
             let (host, scopes, stored) = match &agent.host {

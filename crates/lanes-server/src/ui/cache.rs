@@ -1,14 +1,17 @@
 //! The cache page (`/cache`): the step cache as the forge's jobs used it: the hit rate by day,
-//! the time hits saved, and the lane steps that miss most, with what their misses say about why.
+//! the time hits saved, and the lane steps that miss most, with why: the kinds of reason the
+//! agents reported for their misses (from each step's last run in the agent's cache, as
+//! `lanes explain` says it) and the newest miss's own.
 //!
-//! Computed from the steps of the newest [`JOBS`] jobs that ended (`Store::ended_jobs`, two
-//! queries), each counted on the day (UTC) it ended.
+//! Computed from the steps of the newest [`JOBS`] jobs that ended, counted by the store
+//! (`Store::step_tallies`, one aggregate query), each on the day (UTC) its job ended.
 
 use super::Ui;
 use super::page::{Base, Rendered, UiResult, Viewer};
 use super::view;
 use askama::Template;
-use lanes_store::{CacheUse, Store};
+use lanes_core::explain::MissKind;
+use lanes_store::{CacheUse, JobId, Store};
 use std::collections::BTreeMap;
 
 /// How many of the newest ended jobs the page adds up.
@@ -17,42 +20,44 @@ pub(crate) const JOBS: u32 = 2_000;
 #[derive(Debug)]
 pub(crate) struct Day {
     pub(crate) day: String,
-    pub(crate) hits: usize,
-    pub(crate) misses: usize,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
     pub(crate) rate: String,
     /// The bar's hit and miss parts, in percent of the busiest day.
-    pub(crate) hit_width: usize,
-    pub(crate) miss_width: usize,
+    pub(crate) hit_width: u64,
+    pub(crate) miss_width: u64,
 }
 
 #[derive(Debug)]
 pub(crate) struct Misser {
     pub(crate) lane: String,
     pub(crate) step: String,
-    pub(crate) misses: usize,
-    pub(crate) hits: usize,
-    pub(crate) why: String,
-    pub(crate) last: Option<view::Link>,
+    pub(crate) misses: u64,
+    pub(crate) hits: u64,
+    /// The kinds of reason with their counts, most first.
+    pub(crate) why: Vec<String>,
+    /// The newest miss and why it missed.
+    pub(crate) last: Option<(view::Link, Option<String>)>,
 }
 
 #[derive(Template)]
 #[template(path = "cache.html")]
 pub(crate) struct CacheLive {
     pub(crate) jobs: u32,
-    pub(crate) hits: usize,
-    pub(crate) misses: usize,
-    pub(crate) disabled: usize,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) disabled: u64,
     pub(crate) rate: String,
     pub(crate) saved: String,
     pub(crate) days: Vec<Day>,
     pub(crate) missers: Vec<Misser>,
 }
 
-fn count(n: usize, one: &str, many: &str) -> String {
+fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn rate(hits: usize, misses: usize) -> String {
+fn rate(hits: u64, misses: u64) -> String {
     if hits + misses == 0 {
         "—".to_owned()
     } else {
@@ -62,111 +67,85 @@ fn rate(hits: usize, misses: usize) -> String {
 
 #[derive(Default)]
 struct Tally {
-    hits: usize,
-    misses: usize,
-    /// Each missed key with the jobs that missed it.
-    miss_keys: BTreeMap<String, Vec<i64>>,
-    /// Each hit key with the first job that hit it.
-    first_hit: BTreeMap<String, i64>,
-    failed_misses: usize,
-    last: Option<(i64, String)>,
+    hits: u64,
+    misses: u64,
+    /// Misses by the kind of reason the agent reported (`None`: not reported).
+    kinds: BTreeMap<Option<MissKind>, u64>,
+    /// Misses whose step did not pass (nothing was recorded, so it misses again).
+    failed: u64,
+    /// The newest miss: its job, a link to it and why it missed.
+    last: Option<(JobId, String, Option<String>)>,
 }
 
 /// The page.
 pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> UiResult<Rendered> {
-    let jobs = ui.forge.store().ended_jobs(JOBS).await?;
+    let tallies = ui.forge.store().step_tallies(JOBS).await?;
     let (mut hits, mut misses, mut disabled, mut saved) = (0, 0, 0, 0u64);
-    let mut days: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut steps: BTreeMap<(String, String), Tally> = BTreeMap::new();
-    for job in &jobs {
-        let day = job
-            .finished_at
-            .map_or_else(String::new, |t| t.strftime("%Y-%m-%d").to_string());
-        for s in &job.steps {
-            let entry = days.entry(day.clone()).or_default();
-            let tally = steps.entry((job.lane.clone(), s.name.clone())).or_default();
-            match s.cache {
-                CacheUse::Hit => {
-                    hits += 1;
-                    entry.0 += 1;
-                    tally.hits += 1;
-                    saved += s.saved_ms.unwrap_or(0);
-                    if let Some(key) = &s.key {
-                        let first = tally.first_hit.entry(key.clone()).or_insert(job.id.0);
-                        *first = (*first).min(job.id.0);
-                    }
-                }
-                CacheUse::Miss => {
-                    misses += 1;
-                    entry.1 += 1;
-                    tally.misses += 1;
-                    if let Some(key) = &s.key {
-                        tally
-                            .miss_keys
-                            .entry(key.clone())
-                            .or_default()
-                            .push(job.id.0);
-                    }
-                    if !s.status.is_success() {
-                        tally.failed_misses += 1;
-                    }
-                    if tally.last.as_ref().is_none_or(|(id, _)| job.id.0 > *id) {
-                        tally.last = Some((job.id.0, view::job_href(job)));
-                    }
-                }
-                CacheUse::Disabled => disabled += 1,
+    let mut days: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut steps: BTreeMap<(&str, &str), Tally> = BTreeMap::new();
+    for t in &tallies {
+        let day = days.entry(&t.day).or_default();
+        let step = steps.entry((&t.lane, &t.step)).or_default();
+        match t.cache {
+            CacheUse::Hit => {
+                hits += t.count;
+                day.0 += t.count;
+                step.hits += t.count;
+                saved += t.saved_ms;
             }
+            CacheUse::Miss => {
+                misses += t.count;
+                day.1 += t.count;
+                step.misses += t.count;
+                *step.kinds.entry(t.miss_kind).or_default() += t.count;
+                if !t.passed {
+                    step.failed += t.count;
+                }
+                let latest = &t.latest;
+                if step.last.as_ref().is_none_or(|(id, ..)| latest.job > *id) {
+                    step.last = Some((
+                        latest.job,
+                        view::attempt_href(&latest.repo, latest.run_number, &t.lane, latest.job),
+                        latest.miss_detail.clone(),
+                    ));
+                }
+            }
+            CacheUse::Disabled => disabled += t.count,
         }
     }
     let mut missers: Vec<Misser> = steps
         .into_iter()
         .filter(|(_, t)| t.misses > 0)
         .map(|((lane, step), t)| {
-            // A key missed after it had been a hit means the entry was gone (evicted, or
-            // another machine's cache); a key missed before any hit is new inputs; a step that
-            // did not pass is never recorded, so its key misses again next time.
-            let again = t
-                .miss_keys
-                .iter()
-                .filter(|(key, jobs)| {
-                    t.first_hit
-                        .get(*key)
-                        .is_some_and(|hit| jobs.iter().any(|j| j > hit))
+            let mut kinds: Vec<(Option<MissKind>, u64)> = t.kinds.into_iter().collect();
+            kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut why: Vec<String> = kinds
+                .into_iter()
+                .map(|(kind, n)| {
+                    let what = kind.map_or("reason not reported", MissKind::label);
+                    format!("{what} ×{n}")
                 })
-                .count();
-            let mut why = Vec::new();
-            if t.miss_keys.len() > again {
-                let n = t.miss_keys.len() - again;
-                why.push(format!(
-                    "{} (new inputs)",
-                    count(n, "key never seen before", "keys never seen before")
-                ));
-            }
-            if again > 0 {
-                why.push(format!(
-                    "{} after a hit (the entry was gone)",
-                    count(again, "key missed", "keys missed")
-                ));
-            }
-            if t.failed_misses > 0 {
+                .collect();
+            if t.failed > 0 {
                 why.push(format!(
                     "{} (not recorded)",
-                    count(
-                        t.failed_misses,
-                        "run that did not pass",
-                        "runs that did not pass"
-                    )
+                    count(t.failed, "did not pass", "did not pass")
                 ));
             }
             Misser {
-                lane,
-                step,
+                lane: lane.to_owned(),
+                step: step.to_owned(),
                 misses: t.misses,
                 hits: t.hits,
-                why: why.join("; "),
-                last: t.last.map(|(id, href)| view::Link {
-                    href,
-                    text: format!("job {id}"),
+                why,
+                last: t.last.map(|(id, href, detail)| {
+                    (
+                        view::Link {
+                            href,
+                            text: format!("job {id}"),
+                        },
+                        detail,
+                    )
                 }),
             }
         })
@@ -185,7 +164,7 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
             .into_iter()
             .rev()
             .map(|(day, (h, m))| Day {
-                day,
+                day: day.to_owned(),
                 hits: h,
                 misses: m,
                 rate: rate(h, m),

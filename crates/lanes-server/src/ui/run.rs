@@ -18,6 +18,8 @@ pub(crate) struct StepRow {
     pub(crate) duration: String,
     pub(crate) saved: String,
     pub(crate) exit_code: String,
+    /// For a miss, why (`inputs changed: input src/a.rs: …`), when the agent said.
+    pub(crate) miss: Option<String>,
 }
 
 /// The steps of a job as rows.
@@ -31,6 +33,7 @@ pub(crate) fn steps(job: &JobRecord) -> Vec<StepRow> {
             duration: s.duration_ms.map(view::duration).unwrap_or_default(),
             saved: s.saved_ms.map(view::duration).unwrap_or_default(),
             exit_code: s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            miss: s.miss.as_ref().map(|m| m.detail.clone()),
         })
         .collect()
 }

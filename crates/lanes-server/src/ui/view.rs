@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use lanes_core::job::{JobReason, JobState};
-use lanes_store::{JobRecord, RunRecord};
+use lanes_store::{JobId, JobRecord, RunRecord};
 use serde_json::Value;
 
 /// A link: where and what it says.
@@ -112,11 +112,12 @@ pub(crate) fn lane_href(repo: &str, number: u64, lane: &str) -> String {
 
 /// The log page of one attempt (job) of a lane.
 pub(crate) fn job_href(job: &JobRecord) -> String {
-    format!(
-        "{}?job={}",
-        lane_href(&job.repo, job.run_number, &job.lane),
-        job.id
-    )
+    attempt_href(&job.repo, job.run_number, &job.lane, job.id)
+}
+
+/// The log page of attempt (job) `job` of `lane` in run `number` of `repo`.
+pub(crate) fn attempt_href(repo: &str, number: u64, lane: &str, job: JobId) -> String {
+    format!("{}?job={job}", lane_href(repo, number, lane))
 }
 
 /// How long a run waited before its first job started, and how long it has run: the two

@@ -375,7 +375,7 @@ async fn upsert_step(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT OR REPLACE INTO steps (job_id, idx, name, status, cache, key, duration_ms, \
-         saved_ms, exit_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         saved_ms, exit_code, miss_kind, miss_detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(job.0)
     .bind(i64::from(step.index))
@@ -386,6 +386,8 @@ async fn upsert_step(
     .bind(opt_i64("step duration", step.duration_ms)?)
     .bind(opt_i64("saved time", step.saved_ms)?)
     .bind(step.exit_code.map(i64::from))
+    .bind(step.miss.as_ref().map(|m| m.kind.as_str()))
+    .bind(step.miss.as_ref().map(|m| m.detail.as_str()))
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -19,7 +19,7 @@ use crate::agent::{AgentRecord, AgentState, NewAgent};
 use crate::job::{JobFinish, JobId, JobRecord, JobUpdate, JobWrite, NewJob};
 use crate::repo::{BranchSummary, NewRepo, RefRecord, RepoRecord};
 use crate::run::{NewRun, RunDetail, RunFilter, RunId, RunRecord, RunUpdate};
-use crate::step::StepRecord;
+use crate::step::{StepRecord, StepTally};
 use crate::store::{Store, StoreResult};
 use crate::token::hash_token;
 use jiff::Timestamp;
@@ -187,11 +187,9 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn ended_jobs(&self, limit: u32) -> StoreResult<Vec<JobRecord>> {
-        let mut tx = self.read().await?;
-        let out = read::jobs(&mut tx, JobsOf::Ended(limit)).await?;
-        tx.commit().await?;
-        Ok(out)
+    async fn step_tallies(&self, jobs: u32) -> StoreResult<Vec<StepTally>> {
+        let mut conn = self.readers.acquire().await?;
+        read::step_tallies(&mut conn, jobs).await
     }
 
     async fn next_token(&self) -> StoreResult<u64> {

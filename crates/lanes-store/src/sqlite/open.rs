@@ -16,14 +16,21 @@ use std::time::Duration;
 
 /// The migrations this binary carries, in order: (version, description, SQL). Versions only
 /// grow; an applied migration is never edited (its checksum is checked at open).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "step miss",
+        include_str!("../../migrations/0002_step_miss.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How hard a commit tries to reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -7,9 +7,10 @@ use crate::error::StoreError;
 use crate::job::{JobId, JobRecord, Timings};
 use crate::repo::{BranchSummary, RefRecord, RepoId, RepoRecord};
 use crate::run::{RunDetail, RunFilter, RunId, RunRecord, RunStatus, RunTrigger};
-use crate::step::{CacheUse, StepRecord};
+use crate::step::{CacheUse, LatestStep, StepRecord, StepTally};
 use crate::store::StoreResult;
 use lanes_core::LaneClass;
+use lanes_core::explain::{MissKind, MissReason};
 use lanes_core::job::{JobState, Priority};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -31,7 +32,8 @@ const JOB_SELECT: &str = "SELECT j.id, j.run_id, r.name AS repo, ru.number AS ru
      JOIN repos r ON r.id = ru.repo_id";
 
 const STEP_SELECT: &str = "SELECT s.job_id, s.idx, s.name, s.status, s.cache, s.key, \
-     s.duration_ms, s.saved_ms, s.exit_code FROM steps s JOIN jobs j ON j.id = s.job_id";
+     s.duration_ms, s.saved_ms, s.exit_code, s.miss_kind, s.miss_detail FROM steps s \
+     JOIN jobs j ON j.id = s.job_id";
 
 const AGENT_SELECT: &str =
     "SELECT name, labels, capacity, state, last_heartbeat, created_at FROM agents";
@@ -47,8 +49,6 @@ pub(crate) enum JobsOf {
     RunFrom(RunId, JobId),
     /// Every queued, leased or running job.
     Open,
-    /// The newest this many jobs that ended.
-    Ended(u32),
 }
 
 impl JobsOf {
@@ -59,11 +59,6 @@ impl JobsOf {
             JobsOf::RunFrom(..) => "j.run_id = ? AND j.id >= ?",
             // The same expression as the partial index `jobs_open`, so the index is used.
             JobsOf::Open => "j.state IN ('queued', 'leased', 'running')",
-            // Walks the primary key backwards; nearly every old job has ended.
-            JobsOf::Ended(_) => {
-                "j.id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
-                 ORDER BY id DESC LIMIT ?)"
-            }
         }
     }
 
@@ -76,7 +71,6 @@ impl JobsOf {
             JobsOf::Run(run) => q.bind(run.0),
             JobsOf::RunFrom(run, job) => q.bind(run.0).bind(job.0),
             JobsOf::Open => q,
-            JobsOf::Ended(limit) => q.bind(i64::from(limit)),
         }
     }
 }
@@ -272,6 +266,53 @@ pub(crate) async fn jobs(conn: &mut SqliteConnection, of: JobsOf) -> StoreResult
     Ok(jobs)
 }
 
+/// The steps of the newest `jobs` jobs that ended, counted. The subquery walks the primary key
+/// backwards (nearly every old job has ended); the steps come by their key's `job_id` prefix.
+/// The bare columns (`miss_detail`, the run, the repository) are the newest step's: SQLite takes
+/// them from the row `max()` picks.
+pub(crate) async fn step_tallies(
+    conn: &mut SqliteConnection,
+    jobs: u32,
+) -> StoreResult<Vec<StepTally>> {
+    let rows = sqlx::query(
+        "SELECT strftime('%Y-%m-%d', j.finished_at / 1000, 'unixepoch') AS day, j.agent, \
+         j.lane, s.name, s.cache, s.status = 'passed' AS passed, s.miss_kind, \
+         count(*) AS n, coalesce(sum(s.saved_ms), 0) AS saved, max(s.job_id) AS latest, \
+         s.miss_detail, ru.number, r.name AS repo \
+         FROM steps s JOIN jobs j ON j.id = s.job_id JOIN runs ru ON ru.id = j.run_id \
+         JOIN repos r ON r.id = ru.repo_id \
+         WHERE s.job_id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
+         ORDER BY id DESC LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6, 7",
+    )
+    .bind(i64::from(jobs))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let kind: Option<String> = row.try_get("miss_kind")?;
+            Ok(StepTally {
+                day: row.try_get::<Option<String>, _>("day")?.unwrap_or_default(),
+                agent: row.try_get("agent")?,
+                lane: row.try_get("lane")?,
+                step: row.try_get("name")?,
+                cache: named("steps.cache", row.try_get("cache")?, CacheUse::parse)?,
+                passed: row.try_get("passed")?,
+                miss_kind: kind
+                    .map(|k| named("steps.miss_kind", &k, MissKind::parse))
+                    .transpose()?,
+                count: to_u64("count", row.try_get("n")?)?,
+                saved_ms: to_u64("saved", row.try_get("saved")?)?,
+                latest: LatestStep {
+                    job: JobId(row.try_get("latest")?),
+                    repo: row.try_get("repo")?,
+                    run_number: to_u64("runs.number", row.try_get("number")?)?,
+                    miss_detail: row.try_get("miss_detail")?,
+                },
+            })
+        })
+        .collect()
+}
+
 pub(crate) async fn job(conn: &mut SqliteConnection, id: JobId) -> StoreResult<JobRecord> {
     jobs(conn, JobsOf::Job(id))
         .await?
@@ -336,6 +377,16 @@ fn step_from_row(row: &SqliteRow) -> StoreResult<StepRecord> {
             .try_get::<Option<i64>, _>("exit_code")?
             .map(|c| i32::try_from(c).map_err(|_| super::codec::corrupt("steps.exit_code", c)))
             .transpose()?,
+        miss: match (
+            row.try_get::<Option<String>, _>("miss_kind")?,
+            row.try_get::<Option<String>, _>("miss_detail")?,
+        ) {
+            (Some(kind), detail) => Some(MissReason {
+                kind: named("steps.miss_kind", &kind, MissKind::parse)?,
+                detail: detail.unwrap_or_default(),
+            }),
+            (None, _) => None,
+        },
     })
 }
 

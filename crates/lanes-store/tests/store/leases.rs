@@ -16,6 +16,7 @@ fn step(index: u32, status: JobState) -> StepRecord {
         duration_ms: Some(1_500),
         saved_ms: None,
         exit_code: Some(0),
+        miss: None,
     }
 }
 

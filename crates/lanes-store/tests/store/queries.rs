@@ -1,11 +1,12 @@
 //! What the API reads: repositories, refs, branches, run lists and run pages.
 
 use crate::common::{Fixture, TestResult, job, lease, push, repo, t};
+use lanes_core::explain::{MissKind, MissReason};
 use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::select::Reason;
 use lanes_store::{
-    CacheUse, JobFinish, JobId, RunFilter, RunRecord, RunStatus, RunUpdate, StepRecord, Store,
-    StoreError,
+    CacheUse, JobFinish, JobId, LatestStep, RunFilter, RunRecord, RunStatus, RunUpdate, StepRecord,
+    StepTally, Store, StoreError,
 };
 
 #[tokio::test]
@@ -229,6 +230,7 @@ async fn a_run_reads_back_with_its_jobs_steps_needs_and_reasons() -> TestResult 
             duration_ms: Some(12),
             saved_ms: Some(4_000),
             exit_code: None,
+            miss: None,
         },
         StepRecord {
             index: 1,
@@ -239,6 +241,21 @@ async fn a_run_reads_back_with_its_jobs_steps_needs_and_reasons() -> TestResult 
             duration_ms: Some(300),
             saved_ms: None,
             exit_code: Some(0),
+            miss: None,
+        },
+        StepRecord {
+            index: 2,
+            name: "lint".into(),
+            status: JobState::Failed,
+            cache: CacheUse::Miss,
+            key: Some("cd".repeat(32)),
+            duration_ms: Some(900),
+            saved_ms: None,
+            exit_code: Some(1),
+            miss: Some(MissReason {
+                kind: MissKind::Inputs,
+                detail: "input src/a.rs added".into(),
+            }),
         },
     ];
     store.record_step(fmt_id, 1, &steps[0]).await?;
@@ -306,14 +323,52 @@ async fn a_run_reads_back_with_its_jobs_steps_needs_and_reasons() -> TestResult 
 
     let open: Vec<JobId> = store.open_jobs().await?.iter().map(|j| j.id).collect();
     assert_eq!(open, [test_id]);
-    // The jobs that ended (fmt passed, docs skipped at creation), with their steps; a limit
-    // keeps the newest.
-    let ended = store.ended_jobs(10).await?;
-    let ended_ids: Vec<JobId> = ended.iter().map(|j| j.id).collect();
-    assert_eq!(ended_ids, [fmt_id, docs.id]);
-    assert_eq!(ended[0].steps, steps);
-    let newest: Vec<JobId> = store.ended_jobs(1).await?.iter().map(|j| j.id).collect();
-    assert_eq!(newest, [docs.id]);
+    // The steps of the jobs that ended (fmt with three steps; docs, skipped at creation, has
+    // none), counted with their lane, agent, day and the newest one's miss detail; a limit
+    // keeps the newest jobs.
+    let mut tallies = store.step_tallies(10).await?;
+    tallies.sort_by(|a, b| a.step.cmp(&b.step));
+    let latest = LatestStep {
+        job: fmt_id,
+        repo: "app".into(),
+        run_number: 1,
+        miss_detail: None,
+    };
+    let tally =
+        |step: &str, cache, passed, miss_kind, saved_ms, miss_detail: Option<&str>| StepTally {
+            day: "1970-01-01".into(),
+            agent: Some("a1".into()),
+            lane: "fmt".into(),
+            step: step.into(),
+            cache,
+            passed,
+            miss_kind,
+            count: 1,
+            saved_ms,
+            latest: LatestStep {
+                miss_detail: miss_detail.map(str::to_owned),
+                ..latest.clone()
+            },
+        };
+    assert_eq!(
+        tallies,
+        [
+            tally("check", CacheUse::Hit, true, None, 4_000, None),
+            tally("fmt", CacheUse::Disabled, true, None, 0, None),
+            tally(
+                "lint",
+                CacheUse::Miss,
+                false,
+                Some(MissKind::Inputs),
+                0,
+                Some("input src/a.rs added")
+            ),
+        ]
+    );
+    assert!(
+        store.step_tallies(1).await?.is_empty(),
+        "the newest ended job is docs, which has no steps"
+    );
     assert!(matches!(
         store.run("app", 99).await,
         Err(StoreError::NotFound(_))
