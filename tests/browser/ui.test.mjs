@@ -49,12 +49,16 @@ step = [{ name = "sleep", run = "echo started; if test -e slow/go; then seq 1 30
 class = "advisory"
 paths = ["group/**"]
 concurrency = "mac"
+scope = "simulator"
+cache-mounts = ["devices"]
 step = [{ name = "hold", run = "if test -e group/go; then sleep 600; fi" }]
 
 [lane.wait]
 class = "advisory"
 paths = ["group/**"]
 concurrency = "mac"
+scope = "simulator"
+cache-mounts = ["devices"]
 step = [{ name = "wait", run = "if test -e group/go; then sleep 600; fi" }]
 `;
 
@@ -298,9 +302,17 @@ test('a lane blocked by a group shows the run that holds it', async () => {
   await page.goto(`${base}/groups`);
   await page.waitForSelector('text=full');
   await shot(page, 'groups');
+  // The agent reports the scope the running lane holds; the page shows it (live: the report
+  // may come after the page loaded).
   await page.goto(`${base}/agents`);
+  const scope = page.locator('ul.scopes li', { hasText: 'simulator' });
+  await scope.locator('a').first().waitFor();
+  assert.match(await scope.textContent(), /simulator mounts: devices in use by origin #\d+ (hold|wait)/);
+  assert.match(await scope.locator('a').first().getAttribute('href'), /^\/origin\/runs\/\d+\/lanes\/(hold|wait)\?job=\d+$/);
+  assert.match(await page.textContent('table.agents'), /in \d+ results and \d+ blobs/);
   await shot(page, 'agents');
   await page.goto(`${base}/cache`);
+  assert.match(await page.textContent('table.missers'), /first run in this cache ×\d+/);
   await shot(page, 'cache');
   await page.goto(`${base}/`);
   for (const branch of ['main', 'failing', 'slow', 'grouped']) {

@@ -6,7 +6,8 @@
 //! ending, and every [`EVERY`] otherwise. Which scopes are in use comes from the agent's own
 //! jobs ([`Activity`]), not from probing the mounts' locks (a probe would make a lane that takes
 //! the lock at that moment wait, and say so in its log), so a `lanes run` on the same host is
-//! not counted. The cache is measured by walking its store, at most every [`EVERY`].
+//! not counted. The cache is measured by walking its store: every [`EVERY`], and [`REMEASURE`]
+//! after the last measurement when jobs started or ended since.
 
 use crate::link::Link;
 use lanes_cache::LocalStore;
@@ -24,6 +25,10 @@ pub const EVERY: Duration = Duration::from_secs(60);
 
 /// Two statuses are at least this far apart: a burst of jobs ending sends one.
 pub const MIN_GAP: Duration = Duration::from_secs(1);
+
+/// After jobs start or end, the cache is measured again once its last measurement is this old
+/// (otherwise every [`EVERY`]): a walk of a large cache is not redone for every job.
+pub const REMEASURE: Duration = Duration::from_secs(10);
 
 /// An agent's host, as it reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,8 +179,9 @@ pub fn cache_usage(store: &LocalStore) -> Option<CacheUsage> {
 }
 
 /// Sends the host's status through `link` now, after each change of `activity` (at most every
-/// [`MIN_GAP`]) and every [`EVERY`], until `stop`. A status the forge could not take is sent
-/// again with the next one; nothing else depends on it.
+/// [`MIN_GAP`]), when the cache is measured again after a change, and every [`EVERY`], until
+/// `stop`. A status the forge could not take is replaced by the next one; nothing else depends
+/// on it.
 pub(crate) async fn report_status<L: Link>(
     link: &L,
     cache_root: &Path,
@@ -186,9 +192,12 @@ pub(crate) async fn report_status<L: Link>(
     tokio::pin!(stop);
     let mut changes = activity.subscribe();
     let mut cache: Option<(Instant, Option<CacheUsage>)> = None;
+    // Jobs started or ended since the cache was last measured.
+    let mut dirty = false;
     loop {
         let now = Instant::now();
-        let measure = cache.is_none_or(|(at, _)| now.duration_since(at) >= EVERY);
+        let age = cache.map(|(at, _)| now.duration_since(at));
+        let measure = age.is_none_or(|age| age >= EVERY || (dirty && age >= REMEASURE));
         let (root, store_, jobs) = (cache_root.to_owned(), store.clone(), activity.jobs());
         let measured = tokio::task::spawn_blocking(move || {
             let scopes = scopes(&root, &jobs);
@@ -200,6 +209,7 @@ pub(crate) async fn report_status<L: Link>(
         };
         if let Some(usage) = usage {
             cache = Some((now, usage));
+            dirty = false;
         }
         let status = HostStatus {
             platform: crate::host::platform(),
@@ -211,14 +221,25 @@ pub(crate) async fn report_status<L: Link>(
             tracing::debug!(error = %e, "the forge did not take the host status");
         }
         changes.mark_unchanged();
-        let gap = tokio::time::sleep(MIN_GAP);
         tokio::select! {
-            () = gap => {}
+            () = tokio::time::sleep(MIN_GAP) => {}
             () = &mut stop => return,
         }
+        // A change while the gap ran is seen at once below.
+        let since = cache.map_or(Duration::ZERO, |(at, _)| at.elapsed());
+        let wake = if dirty {
+            REMEASURE.saturating_sub(since)
+        } else {
+            EVERY.saturating_sub(MIN_GAP)
+        };
         tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(EVERY.saturating_sub(MIN_GAP)) => {}
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                dirty = true;
+            }
+            () = tokio::time::sleep(wake) => {}
             () = &mut stop => return,
         }
     }
