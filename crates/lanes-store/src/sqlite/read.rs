@@ -266,32 +266,62 @@ pub(crate) async fn jobs(conn: &mut SqliteConnection, of: JobsOf) -> StoreResult
     Ok(jobs)
 }
 
-/// The steps of the newest `jobs` jobs that ended, counted. The subquery walks the primary key
+/// The steps of the newest `jobs` jobs that ended, counted. The bound walks the primary key
 /// backwards (nearly every old job has ended); the steps come by their key's `job_id` prefix.
-/// The bare columns (`miss_detail`, the run, the repository) are the newest step's: SQLite takes
-/// them from the row `max()` picks.
+/// The bare columns (`miss_detail`, the run) are the newest step's: SQLite takes them from the
+/// row `max()` picks. The runs of those newest steps are read after, in one query.
 pub(crate) async fn step_tallies(
     conn: &mut SqliteConnection,
     jobs: u32,
 ) -> StoreResult<Vec<StepTally>> {
     let rows = sqlx::query(
-        "SELECT strftime('%Y-%m-%d', j.finished_at / 1000, 'unixepoch') AS day, j.agent, \
-         j.lane, s.name, s.cache, s.status = 'passed' AS passed, s.miss_kind, \
-         count(*) AS n, coalesce(sum(s.saved_ms), 0) AS saved, max(s.job_id) AS latest, \
-         s.miss_detail, ru.number, r.name AS repo \
-         FROM steps s JOIN jobs j ON j.id = s.job_id JOIN runs ru ON ru.id = j.run_id \
-         JOIN repos r ON r.id = ru.repo_id \
-         WHERE s.job_id IN (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
-         ORDER BY id DESC LIMIT ?) GROUP BY 1, 2, 3, 4, 5, 6, 7",
+        "SELECT j.finished_at / 86400000 AS day, j.agent, j.lane, s.name, s.cache, \
+         s.status = 'passed' AS passed, s.miss_kind, count(*) AS n, \
+         coalesce(sum(s.saved_ms), 0) AS saved, max(s.job_id) AS latest, s.miss_detail, \
+         j.run_id FROM jobs j JOIN steps s ON s.job_id = j.id \
+         WHERE j.id >= (SELECT min(id) FROM (SELECT id FROM jobs WHERE finished_at IS NOT NULL \
+         ORDER BY id DESC LIMIT ?)) AND j.finished_at IS NOT NULL \
+         GROUP BY 1, 2, 3, 4, 5, 6, 7",
     )
     .bind(i64::from(jobs))
     .fetch_all(&mut *conn)
     .await?;
+    let mut run_ids: Vec<i64> = Vec::new();
+    for row in &rows {
+        run_ids.push(row.try_get("run_id")?);
+    }
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    let mut runs: HashMap<i64, (String, u64)> = HashMap::with_capacity(run_ids.len());
+    if !run_ids.is_empty() {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT ru.id, ru.number, r.name FROM runs ru JOIN repos r ON r.id = ru.repo_id \
+             WHERE ru.id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for id in &run_ids {
+            ids.push_bind(*id);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let number = to_u64("runs.number", row.try_get("number")?)?;
+            runs.insert(row.try_get("id")?, (row.try_get("name")?, number));
+        }
+    }
     rows.iter()
         .map(|row| {
             let kind: Option<String> = row.try_get("miss_kind")?;
+            let day: Option<i64> = row.try_get("day")?;
+            let run_id: i64 = row.try_get("run_id")?;
+            let (repo, run_number) = runs
+                .get(&run_id)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
             Ok(StepTally {
-                day: row.try_get::<Option<String>, _>("day")?.unwrap_or_default(),
+                day: day
+                    .and_then(|d| jiff::Timestamp::from_second(d.saturating_mul(86_400)).ok())
+                    .map(|t| t.strftime("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
                 agent: row.try_get("agent")?,
                 lane: row.try_get("lane")?,
                 step: row.try_get("name")?,
@@ -304,8 +334,8 @@ pub(crate) async fn step_tallies(
                 saved_ms: to_u64("saved", row.try_get("saved")?)?,
                 latest: LatestStep {
                     job: JobId(row.try_get("latest")?),
-                    repo: row.try_get("repo")?,
-                    run_number: to_u64("runs.number", row.try_get("number")?)?,
+                    repo,
+                    run_number,
                     miss_detail: row.try_get("miss_detail")?,
                 },
             })
