@@ -320,6 +320,11 @@ test('a lane blocked by a group shows the run that holds it', async () => {
   }
   assert.match(await page.textContent('.queue'), /mac 1\/1 \(1 waiting\)/, 'the busy group at a glance');
   await shot(page, 'home');
+  // The cache page is live too: the cancelled lane's step is counted without a reload.
+  await page.goto(`${base}/cache`);
+  const misses = page.locator('dl.facts div', { hasText: 'Misses' }).locator('dd');
+  const before = Number(await misses.textContent());
   await api(`/api/v1/repos/origin/runs/${run.number}/cancel`, 'POST');
+  await until('the cache page to count the cancelled lane', async () => Number(await misses.textContent()) > before);
   await page.close();
 });
