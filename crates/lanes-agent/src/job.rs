@@ -235,9 +235,13 @@ async fn body<L: Link>(
     };
 
     // Counted in its scope until the job's report is done.
-    let _running = env
-        .activity
-        .running(assignment.job, setup.prepared.lane().scope.as_deref());
+    let lane = setup.prepared.lane();
+    let _running = env.activity.running(
+        assignment.job,
+        assignment.token,
+        lane.scope.as_deref(),
+        &lane.cache_mounts,
+    );
     let (tx, mut rx) = mpsc::unbounded_channel::<Piece>();
     let sandbox = env.sandbox.clone().map(|mut sandbox| {
         for dir in &setup.prepared.repo_dirs {

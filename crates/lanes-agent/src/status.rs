@@ -66,11 +66,21 @@ pub struct CacheUsage {
     pub bytes: u64,
 }
 
-/// The agent's running jobs and the scope of each, shared by its workers: what [`HostStatus`]'s
-/// `jobs` says. A change wakes the status reporter.
+/// One running attempt of a job, as [`Activity`] counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningJob {
+    /// Its lane's scope, or [`NO_SCOPE`].
+    pub scope: String,
+    /// Its lane's cache mounts (reported before the lane has taken and created them).
+    pub mounts: Vec<String>,
+}
+
+/// The agent's running jobs, by job and lease token (a requeued job may come back to the same
+/// agent while its old attempt stops), shared by its workers: what [`HostStatus`]'s `jobs` says.
+/// A change wakes the status reporter.
 #[derive(Clone, Debug)]
 pub struct Activity {
-    jobs: Arc<Mutex<BTreeMap<u64, String>>>,
+    jobs: Arc<Mutex<BTreeMap<(u64, u64), RunningJob>>>,
     changed: Arc<watch::Sender<u64>>,
 }
 
@@ -88,34 +98,40 @@ impl Default for Activity {
 #[must_use = "the job counts only while this is kept"]
 pub struct Running {
     activity: Activity,
-    job: u64,
+    attempt: (u64, u64),
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.activity.lock().remove(&self.job);
+        self.activity.lock().remove(&self.attempt);
         self.activity.changed.send_modify(|n| *n += 1);
     }
 }
 
 impl Activity {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, u64), RunningJob>> {
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `job` runs a lane of `scope` (`None`: no scope) until the returned guard is dropped.
-    pub fn running(&self, job: u64, scope: Option<&str>) -> Running {
-        self.lock()
-            .insert(job, scope.unwrap_or(NO_SCOPE).to_owned());
+    /// Attempt `token` of `job` runs a lane of `scope` (`None`: no scope) with `mounts` until
+    /// the returned guard is dropped.
+    pub fn running(&self, job: u64, token: u64, scope: Option<&str>, mounts: &[String]) -> Running {
+        self.lock().insert(
+            (job, token),
+            RunningJob {
+                scope: scope.unwrap_or(NO_SCOPE).to_owned(),
+                mounts: mounts.to_vec(),
+            },
+        );
         self.changed.send_modify(|n| *n += 1);
         Running {
             activity: self.clone(),
-            job,
+            attempt: (job, token),
         }
     }
 
-    /// Each running job's scope.
-    pub fn jobs(&self) -> BTreeMap<u64, String> {
+    /// Each running attempt, by job and token.
+    pub fn jobs(&self) -> BTreeMap<(u64, u64), RunningJob> {
         self.lock().clone()
     }
 
@@ -124,8 +140,9 @@ impl Activity {
     }
 }
 
-/// The scopes under `cache_root/mounts/` with their mounts, and the scopes of `jobs`. Blocking.
-pub fn scopes(cache_root: &Path, jobs: &BTreeMap<u64, String>) -> Vec<ScopeStatus> {
+/// The scopes under `cache_root/mounts/` with their mounts, and the scopes and mounts of `jobs`.
+/// Blocking.
+pub fn scopes(cache_root: &Path, jobs: &BTreeMap<(u64, u64), RunningJob>) -> Vec<ScopeStatus> {
     let mut scopes: BTreeMap<String, ScopeStatus> = BTreeMap::new();
     let dirs = |path: &Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(path)
@@ -150,17 +167,27 @@ pub fn scopes(cache_root: &Path, jobs: &BTreeMap<u64, String>) -> Vec<ScopeStatu
             },
         );
     }
-    for (job, scope) in jobs {
-        scopes
-            .entry(scope.clone())
+    for (&(job, _), running) in jobs {
+        let scope = scopes
+            .entry(running.scope.clone())
             .or_insert_with(|| ScopeStatus {
-                name: scope.clone(),
+                name: running.scope.clone(),
                 ..ScopeStatus::default()
-            })
-            .jobs
-            .push(*job);
+            });
+        if !scope.jobs.contains(&job) {
+            scope.jobs.push(job);
+        }
+        for mount in &running.mounts {
+            if !scope.mounts.contains(mount) {
+                scope.mounts.push(mount.clone());
+            }
+        }
     }
-    scopes.into_values().collect()
+    let mut scopes: Vec<ScopeStatus> = scopes.into_values().collect();
+    for scope in &mut scopes {
+        scope.mounts.sort();
+    }
+    scopes
 }
 
 /// What `store` holds, or `None` (logged) when it cannot be read. Blocking: walks the store.
@@ -195,6 +222,8 @@ pub(crate) async fn report_status<L: Link>(
     // Jobs started or ended since the cache was last measured.
     let mut dirty = false;
     loop {
+        // Seen before the jobs are read: a change from here on wakes the next round.
+        changes.borrow_and_update();
         let now = Instant::now();
         let age = cache.map(|(at, _)| now.duration_since(at));
         let measure = age.is_none_or(|age| age >= EVERY || (dirty && age >= REMEASURE));
@@ -208,6 +237,8 @@ pub(crate) async fn report_status<L: Link>(
             return;
         };
         if let Some(usage) = usage {
+            // A walk that failed (a file removed under it) keeps the last size it found.
+            let usage = usage.or(cache.and_then(|(_, last)| last));
             cache = Some((now, usage));
             dirty = false;
         }
@@ -220,7 +251,6 @@ pub(crate) async fn report_status<L: Link>(
         if let Err(e) = link.host_status(status).await {
             tracing::debug!(error = %e, "the forge did not take the host status");
         }
-        changes.mark_unchanged();
         tokio::select! {
             () = tokio::time::sleep(MIN_GAP) => {}
             () = &mut stop => return,
@@ -259,8 +289,12 @@ mod tests {
         // A lock file is not a mount.
         std::fs::write(mounts.join("compile/target.lock"), "").expect("write");
         let activity = Activity::default();
-        let compile = activity.running(7, Some("compile"));
-        let _runtime = activity.running(9, Some("runtime"));
+        let compile = activity.running(7, 1, Some("compile"), &[]);
+        let _runtime = activity.running(9, 2, Some("runtime"), &["devices".to_owned()]);
+        // A second attempt of job 9 (requeued to this agent while the first stops) counts once
+        // and outlives the first.
+        let first_attempt = activity.running(9, 1, Some("runtime"), &["devices".to_owned()]);
+        drop(first_attempt);
         let got = scopes(root.path(), &activity.jobs());
         assert_eq!(
             got,
@@ -277,7 +311,7 @@ mod tests {
                 },
                 ScopeStatus {
                     name: "runtime".into(),
-                    mounts: vec![],
+                    mounts: vec!["devices".into()],
                     jobs: vec![9],
                 },
             ]

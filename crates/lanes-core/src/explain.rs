@@ -123,11 +123,14 @@ pub enum MissKind {
     Renamed,
     /// `network`, cache mounts or `outputs` changed.
     Settings,
+    /// A kind this lanes does not know (from a newer agent).
+    #[serde(other)]
+    Other,
 }
 
 impl MissKind {
     /// Every kind.
-    pub const ALL: [MissKind; 12] = [
+    pub const ALL: [MissKind; 13] = [
         MissKind::New,
         MissKind::Evicted,
         MissKind::NotRecorded,
@@ -140,6 +143,7 @@ impl MissKind {
         MissKind::LanesVersion,
         MissKind::Renamed,
         MissKind::Settings,
+        MissKind::Other,
     ];
 
     /// The name used in JSON and the database.
@@ -157,12 +161,17 @@ impl MissKind {
             MissKind::LanesVersion => "lanes-version",
             MissKind::Renamed => "renamed",
             MissKind::Settings => "settings",
+            MissKind::Other => "other",
         }
     }
 
-    /// The kind called `name`.
-    pub fn parse(name: &str) -> Option<MissKind> {
-        MissKind::ALL.into_iter().find(|k| k.as_str() == name)
+    /// The kind called `name`; [`MissKind::Other`] for a name this lanes does not know (a
+    /// newer agent's), so a report or a stored step never fails on it.
+    pub fn parse(name: &str) -> MissKind {
+        MissKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(MissKind::Other)
     }
 
     /// For people: `inputs changed`, `first run on this host`.
@@ -180,6 +189,7 @@ impl MissKind {
             MissKind::LanesVersion => "lanes version changed",
             MissKind::Renamed => "renamed",
             MissKind::Settings => "settings changed",
+            MissKind::Other => "other reason",
         }
     }
 }
@@ -414,6 +424,18 @@ mod tests {
             path: path.into(),
             mode: mode::FILE,
             id: ContentId::GitBlob(blob.repeat(40)),
+        }
+    }
+
+    #[test]
+    fn a_miss_kind_this_lanes_does_not_know_reads_as_other() {
+        assert_eq!(MissKind::parse("inputs"), MissKind::Inputs);
+        assert_eq!(MissKind::parse("from-the-future"), MissKind::Other);
+        let reason: MissReason =
+            serde_json::from_str(r#"{"kind": "from-the-future", "detail": "x"}"#).expect("parses");
+        assert_eq!(reason.kind, MissKind::Other);
+        for kind in MissKind::ALL {
+            assert_eq!(MissKind::parse(kind.as_str()), kind);
         }
     }
 

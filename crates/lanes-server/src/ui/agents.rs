@@ -96,15 +96,19 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                         .map(|scope| ScopeRow {
                             name: scope.name.clone(),
                             mounts: scope.mounts.join(", "),
+                            // Only jobs the forge has this agent holding: a stopped agent's
+                            // last status does not keep a scope in use.
                             jobs: scope
                                 .jobs
                                 .iter()
-                                .map(|&id| {
-                                    let id = JobId(i64::try_from(id).unwrap_or(i64::MAX));
-                                    running.get(&id).cloned().unwrap_or_else(|| Link {
-                                        href: format!("/api/v1/jobs/{}", id.0),
-                                        text: format!("job {}", id.0),
-                                    })
+                                .filter_map(|&id| {
+                                    let id = JobId(i64::try_from(id).ok()?);
+                                    agent
+                                        .running
+                                        .iter()
+                                        .any(|j| j.id == id)
+                                        .then(|| running.get(&id).cloned())
+                                        .flatten()
                                 })
                                 .collect(),
                         })

@@ -327,9 +327,7 @@ pub(crate) async fn step_tallies(
                 step: row.try_get("name")?,
                 cache: named("steps.cache", row.try_get("cache")?, CacheUse::parse)?,
                 passed: row.try_get("passed")?,
-                miss_kind: kind
-                    .map(|k| named("steps.miss_kind", &k, MissKind::parse))
-                    .transpose()?,
+                miss_kind: kind.as_deref().map(MissKind::parse),
                 count: to_u64("count", row.try_get("n")?)?,
                 saved_ms: to_u64("saved", row.try_get("saved")?)?,
                 latest: LatestStep {
@@ -412,7 +410,7 @@ fn step_from_row(row: &SqliteRow) -> StoreResult<StepRecord> {
             row.try_get::<Option<String>, _>("miss_detail")?,
         ) {
             (Some(kind), detail) => Some(MissReason {
-                kind: named("steps.miss_kind", &kind, MissKind::parse)?,
+                kind: MissKind::parse(&kind),
                 detail: detail.unwrap_or_default(),
             }),
             (None, _) => None,
