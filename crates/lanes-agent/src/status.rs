@@ -40,7 +40,8 @@ pub struct HostStatus {
     /// Every scope with cache mounts on the host or a job running now, by name; lanes without a
     /// scope are [`NO_SCOPE`].
     pub scopes: Vec<ScopeStatus>,
-    /// What the host's step cache holds; `None` when it could not be measured.
+    /// What the host's step cache holds at its last measurement; `None` when it has not been
+    /// measured yet.
     pub cache: Option<CacheUsage>,
 }
 
@@ -49,7 +50,8 @@ pub struct HostStatus {
 pub struct ScopeStatus {
     /// The scope's name, or [`NO_SCOPE`].
     pub name: String,
-    /// Its cache mounts (the directories under `mounts/<scope>/`), sorted.
+    /// Its cache mounts (the directories under `mounts/<scope>/`, and those its running lanes
+    /// declare), sorted.
     pub mounts: Vec<String>,
     /// The agent's jobs running a lane of this scope now, by job id.
     pub jobs: Vec<u64>,
@@ -190,7 +192,8 @@ pub fn scopes(cache_root: &Path, jobs: &BTreeMap<(u64, u64), RunningJob>) -> Vec
     scopes
 }
 
-/// What `store` holds, or `None` (logged) when it cannot be read. Blocking: walks the store.
+/// What `store` holds, or `None` (logged) when it cannot be read (the reporter then keeps the
+/// last size it found). Blocking: walks the store.
 pub fn cache_usage(store: &LocalStore) -> Option<CacheUsage> {
     match store.usage() {
         Ok(usage) => Some(CacheUsage {
