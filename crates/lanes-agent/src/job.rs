@@ -266,6 +266,7 @@ async fn body<L: Link>(
         stream: true,
         events: Arc::new(|_| {}),
         sandbox,
+        history: Some(assignment.repo.clone()),
     };
     let head = assignment.head.clone();
     let lane_thread = tokio::task::spawn_blocking(move || run_lane(setup, cx, &head, tx));

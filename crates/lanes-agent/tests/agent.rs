@@ -7,6 +7,7 @@ use lanes_agent::{
     AgentConfig, AgentEnv, Assignment, FinishReport, HostStatus, JobEnd, Link, LinkError, Shutdown,
     StepCache, StepReport, Stop, run_agent, run_job,
 };
+use lanes_core::explain::MissKind;
 use lanes_core::job::JobState;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -746,6 +747,42 @@ async fn shutting_down_stops_running_jobs_without_reporting_them_and_returns_onc
     // requeues the job.
     assert_eq!(forge.steps(), [], "no step end is reported");
     assert!(forge.finishes().is_empty(), "{:?}", forge.calls());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_explained_against_the_last_run_of_the_same_repository_only() {
+    let (git, head) = two_steps();
+    let cache = tempfile::tempdir().expect("tempdir");
+    let miss_of = |forge: &Forge| {
+        forge.steps()[0]
+            .miss
+            .clone()
+            .expect("a step that ran says why it missed")
+    };
+    let forge = Forge::default();
+    run(&forge, assignment(&git, &head, "build"), cache.path()).await;
+    assert_eq!(miss_of(&forge).kind, MissKind::New);
+
+    let changed = git.commit(&[("src/main.txt", Some("changed\n"))]);
+    let forge = Forge::default();
+    let mut again = assignment(&git, &changed, "build");
+    again.job = 2;
+    run(&forge, again.clone(), cache.path()).await;
+    let miss = miss_of(&forge);
+    assert_eq!(miss.kind, MissKind::Inputs, "{miss:?}");
+    assert!(
+        miss.detail.starts_with("input src/main.txt: blob "),
+        "{miss:?}"
+    );
+
+    // Another repository's lane of the same name has no run yet, whatever this one did.
+    let third = git.commit(&[("src/main.txt", Some("third\n"))]);
+    let forge = Forge::default();
+    let mut other = assignment(&git, &third, "build");
+    other.job = 3;
+    other.repo = "other".into();
+    run(&forge, other, cache.path()).await;
+    assert_eq!(miss_of(&forge).kind, MissKind::New);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,8 @@
-//! History: the latest fingerprint and outcome of each lane's steps, so `lanes explain` can say
-//! what changed since. One file per step, `ROOT/v1/history/<BLAKE3 of "lane\0step">`, replaced
-//! atomically on each record. Garbage collection never removes history, nor the input file lists
+//! History: the latest fingerprint and outcome of each lane's steps, so `lanes explain` and every
+//! miss can say what changed since. One file per step, `ROOT/v1/history/<BLAKE3 of "lane\0step">`
+//! for `lanes run` (the working tree's history) and `<BLAKE3 of "repo\0lane\0step">` for a forge
+//! agent's jobs of repository `repo` (so two repositories with a lane and step of the same name do
+//! not compare with each other's runs), replaced atomically on each record. Garbage collection never removes history, nor the input file lists
 //! it refers to.
 
 use crate::error::{CacheError, IoContext};
@@ -17,6 +19,9 @@ pub struct HistoryEntry {
     pub lane: String,
     /// The step's name.
     pub step: String,
+    /// The forge repository whose job ran it; `None` for `lanes run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
     /// The step's key.
     pub key: Digest,
     /// The full fingerprint, to compare with the next one.
@@ -31,12 +36,19 @@ impl LocalStore {
     /// Record `entry` as the latest run of its lane and step, replacing the previous one.
     pub fn record_history(&self, entry: &HistoryEntry) -> Result<(), CacheError> {
         let json = serde_json::to_vec(entry).expect("a history entry always serializes");
-        self.write_atomically_at(&self.history_path(&entry.lane, &entry.step), &json)
+        let path = self.history_path(entry.repo.as_deref(), &entry.lane, &entry.step);
+        self.write_atomically_at(&path, &json)
     }
 
-    /// The latest recorded run of `step` in `lane`; `None` if there is none or it does not parse.
-    pub fn latest(&self, lane: &str, step: &str) -> Result<Option<HistoryEntry>, CacheError> {
-        let path = self.history_path(lane, step);
+    /// The latest recorded run of `step` in `lane` (of the forge repository `repo`, or of
+    /// `lanes run` for `None`); `None` if there is none or it does not parse.
+    pub fn latest(
+        &self,
+        repo: Option<&str>,
+        lane: &str,
+        step: &str,
+    ) -> Result<Option<HistoryEntry>, CacheError> {
+        let path = self.history_path(repo, lane, step);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -44,7 +56,9 @@ impl LocalStore {
         };
         Ok(serde_json::from_slice::<HistoryEntry>(&bytes)
             .ok()
-            .filter(|entry| entry.lane == lane && entry.step == step))
+            .filter(|entry| {
+                entry.repo.as_deref() == repo && entry.lane == lane && entry.step == step
+            }))
     }
 
     /// The input file lists every history entry refers to (garbage collection keeps them, so
@@ -69,8 +83,13 @@ impl LocalStore {
         Ok(inputs)
     }
 
-    fn history_path(&self, lane: &str, step: &str) -> PathBuf {
+    fn history_path(&self, repo: Option<&str>, lane: &str, step: &str) -> PathBuf {
         let mut hasher = blake3::Hasher::new();
+        // Names hold no NUL, so "repo\0lane\0step" never equals a "lane\0step".
+        if let Some(repo) = repo {
+            hasher.update(repo.as_bytes());
+            hasher.update(b"\0");
+        }
         hasher.update(lane.as_bytes());
         hasher.update(b"\0");
         hasher.update(step.as_bytes());

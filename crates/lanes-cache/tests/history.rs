@@ -13,6 +13,7 @@ fn entry(lane: &str, step: &str, command: &str, status: &str) -> HistoryEntry {
     HistoryEntry {
         lane: lane.into(),
         step: step.into(),
+        repo: None,
         key: fingerprint.key(),
         fingerprint,
         status: status.into(),
@@ -24,28 +25,55 @@ fn entry(lane: &str, step: &str, command: &str, status: &str) -> HistoryEntry {
 fn history_round_trips_and_is_replaced() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalStore::open(dir.path()).expect("open");
-    assert_eq!(store.latest("test", "build").expect("latest"), None);
+    assert_eq!(store.latest(None, "test", "build").expect("latest"), None);
 
     let first = entry("test", "build", "cargo build", "failed");
     store.record_history(&first).expect("record");
-    assert_eq!(store.latest("test", "build").expect("latest"), Some(first));
+    assert_eq!(
+        store.latest(None, "test", "build").expect("latest"),
+        Some(first)
+    );
 
     let second = entry("test", "build", "cargo build --locked", "passed");
     store.record_history(&second).expect("record");
     assert_eq!(
-        store.latest("test", "build").expect("latest"),
+        store.latest(None, "test", "build").expect("latest"),
         Some(second.clone())
     );
 
     let other = entry("lint", "build", "cargo clippy", "cached");
     store.record_history(&other).expect("record");
-    assert_eq!(store.latest("lint", "build").expect("latest"), Some(other));
     assert_eq!(
-        store.latest("test", "build").expect("latest"),
+        store.latest(None, "lint", "build").expect("latest"),
+        Some(other)
+    );
+    assert_eq!(
+        store.latest(None, "test", "build").expect("latest"),
         Some(second),
         "another lane's step of the same name is another entry"
     );
-    assert_eq!(store.latest("test", "lint").expect("latest"), None);
+    assert_eq!(store.latest(None, "test", "lint").expect("latest"), None);
+
+    // A forge repository's job keeps its own entry beside the working tree's.
+    let mut forge = entry("test", "build", "cargo build --release", "passed");
+    forge.repo = Some("app".into());
+    store.record_history(&forge).expect("record");
+    assert_eq!(
+        store.latest(Some("app"), "test", "build").expect("latest"),
+        Some(forge)
+    );
+    assert_eq!(
+        store
+            .latest(Some("other"), "test", "build")
+            .expect("latest"),
+        None,
+        "another repository's lane of the same name is another entry"
+    );
+    assert_eq!(
+        store.latest(None, "test", "build").expect("latest"),
+        Some(entry("test", "build", "cargo build --locked", "passed")),
+        "the working tree's entry stays"
+    );
     assert_eq!(
         std::fs::read_dir(store.root().join("tmp"))
             .expect("ls")
@@ -66,7 +94,7 @@ fn unreadable_history_is_none() {
     let path = store.root().join("history").join(name);
     assert!(path.exists());
     std::fs::write(&path, b"{\"lane\":").expect("truncate");
-    assert_eq!(store.latest("test", "build").expect("latest"), None);
+    assert_eq!(store.latest(None, "test", "build").expect("latest"), None);
 }
 
 #[test]
@@ -84,5 +112,8 @@ fn gc_keeps_history() {
         })
         .expect("gc");
     assert!(recorded.absent(&store), "gc did evict");
-    assert_eq!(store.latest("test", "build").expect("latest"), Some(kept));
+    assert_eq!(
+        store.latest(None, "test", "build").expect("latest"),
+        Some(kept)
+    );
 }

@@ -287,6 +287,7 @@ fn in_process_run_lane(cache: &Path) {
         stream: false,
         events: Arc::new(|_| {}),
         sandbox: None,
+        history: None,
     };
     std::fs::create_dir_all(&cx.logs).expect("mkdir");
     let result = lanes_exec::run_lane(lane, &fingerprints, &NoFiles, &cx);

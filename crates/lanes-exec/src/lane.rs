@@ -189,6 +189,9 @@ pub struct LaneContext {
     pub events: Events,
     /// Hide the repository and the cache from steps; `None` runs them unsandboxed.
     pub sandbox: Option<Sandbox>,
+    /// Whose history the steps are compared with and recorded in (why a step missed): the
+    /// forge repository of an agent's job; `None` for `lanes run`.
+    pub history: Option<String>,
 }
 
 impl std::fmt::Debug for LaneContext {
@@ -537,7 +540,11 @@ impl Runner<'_> {
     fn why_missed(&self, index: usize, key: &str) -> Option<MissReason> {
         let store = &self.cx.store;
         let latest = store
-            .latest(&self.lane.name, &self.lane.steps[index].name)
+            .latest(
+                self.cx.history.as_deref(),
+                &self.lane.name,
+                &self.lane.steps[index].name,
+            )
             .ok()?;
         let explained = explain_miss(
             store,
@@ -762,6 +769,7 @@ impl Runner<'_> {
                 store.put_blob(&self.fileset.listing())?;
             }
             store.record_history(&lanes_cache::HistoryEntry {
+                repo: self.cx.history.clone(),
                 lane: self.lane.name.clone(),
                 step: self.lane.steps[index].name.clone(),
                 key: key.to_owned(),

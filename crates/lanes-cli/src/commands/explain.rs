@@ -58,7 +58,9 @@ pub(crate) fn run(dir: &Path, args: &ExplainArgs, printer: &Printer) -> Result<u
             continue;
         }
         let key = fingerprint.key();
-        let latest = store.latest(&lane.name, &step.name).map_err(cache_error)?;
+        let latest = store
+            .latest(None, &lane.name, &step.name)
+            .map_err(cache_error)?;
         let last = latest.as_ref().map(|h| Last {
             key: h.key.clone(),
             status: h.status.clone(),

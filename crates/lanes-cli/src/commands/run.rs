@@ -267,6 +267,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         let _ = events_tx.send(Message::Event(p, event));
                     }),
                     sandbox: sandbox.clone(),
+                    history: None,
                 };
                 let fileset = RepoFileset::new(
                     workspace.repo.clone(),
