@@ -92,16 +92,8 @@ impl ApiError {
 
 impl From<ForgeError> for ApiError {
     fn from(e: ForgeError) -> ApiError {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!("{e}");
-        }
-        // Something missing or taken is the caller's business, not a storage failure: say it
-        // plainly ("repository `web` not found").
-        let message = match &e {
-            ForgeError::Store(inner) if !status.is_server_error() => inner.to_string(),
-            _ => e.to_string(),
-        };
+        let (status, message) = e.reply();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError::new(status, e.code(), message)
     }
 }

@@ -65,6 +65,21 @@ impl ForgeError {
             _ => 500,
         }
     }
+
+    /// What a response (the API's JSON error, the UI's error page) says of it: its status and
+    /// message. A server error is logged; something missing or taken is the caller's business,
+    /// not a storage failure, and is said plainly ("repository `web` not found").
+    pub(crate) fn reply(&self) -> (u16, String) {
+        let status = self.status();
+        if status >= 500 {
+            tracing::error!("{self}");
+        }
+        let message = match self {
+            ForgeError::Store(inner) if status < 500 => inner.to_string(),
+            _ => self.to_string(),
+        };
+        (status, message)
+    }
 }
 
 /// The result of a forge operation.

@@ -11,6 +11,20 @@ mod ui;
 use serde_json::Value;
 use server::Forge;
 
+/// Two required lanes in the group `mac` of limit 1, each sleeping: one holds it, one waits.
+const ONE_GROUP: &str = r#"version = 1
+[group.mac]
+limit = 1
+[lane.one]
+class = "required"
+concurrency = "mac"
+step = [{ name = "hold", run = "sleep 600" }]
+[lane.two]
+class = "required"
+concurrency = "mac"
+step = [{ name = "hold", run = "sleep 600" }]
+"#;
+
 const PASSING: &str = r#"version = 1
 
 [lane.test]
@@ -261,19 +275,7 @@ fn reads_need_a_token_unless_public_and_actions_always_do() {
 
 #[test]
 fn a_job_waiting_for_a_full_group_names_the_group_and_its_holder() {
-    let catalog = r#"version = 1
-[group.mac]
-limit = 1
-[lane.one]
-class = "required"
-concurrency = "mac"
-step = [{ name = "hold", run = "sleep 600" }]
-[lane.two]
-class = "required"
-concurrency = "mac"
-step = [{ name = "hold", run = "sleep 600" }]
-"#;
-    let forge = Forge::with_args(catalog, &[], &["--agent-capacity", "2"]);
+    let forge = Forge::with_args(ONE_GROUP, &[], &["--agent-capacity", "2"]);
     let status = forge.wait_for(
         "one lane to run and the other to wait for the group",
         || {

@@ -3,7 +3,7 @@
 //! (`tests/browser/`, headless Chromium through playwright-core) driven from here.
 
 use crate::server::{Forge, PATIENCE, Response, parse_response};
-use crate::{PASSING, job};
+use crate::{ONE_GROUP, PASSING, job};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -476,19 +476,7 @@ fn missing_pages_are_html_404s_and_the_apis_stay_json() {
 
 #[test]
 fn a_lane_blocked_by_a_group_names_the_run_holding_it() {
-    let catalog = r#"version = 1
-[group.mac]
-limit = 1
-[lane.one]
-class = "required"
-concurrency = "mac"
-step = [{ name = "hold", run = "sleep 600" }]
-[lane.two]
-class = "required"
-concurrency = "mac"
-step = [{ name = "hold", run = "sleep 600" }]
-"#;
-    let forge = Forge::with_args(catalog, &[], &["--agent-capacity", "2"]);
+    let forge = Forge::with_args(ONE_GROUP, &[], &["--agent-capacity", "2"]);
     let (holder, waiter) = forge.wait_for("one lane to hold the group", || {
         let status = forge.seen_branch("main")?;
         let jobs = status["run"]["jobs"].as_array()?.clone();

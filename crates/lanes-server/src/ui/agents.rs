@@ -8,8 +8,7 @@ use super::view::{self, Link};
 use crate::agents::agent_views;
 use askama::Template;
 use jiff::Timestamp;
-use lanes_store::{CacheUse, JobId, Store};
-use std::collections::HashMap;
+use lanes_store::{CacheUse, JobRecord, Store};
 
 /// How many of the newest ended jobs the cache column adds up: fewer than the cache page, as
 /// this page updates live.
@@ -48,25 +47,18 @@ pub(crate) struct AgentsLive {
     pub(crate) jobs: u32,
 }
 
+fn job_link(job: &JobRecord) -> Link {
+    Link {
+        href: view::job_href(job),
+        text: format!("{} #{} {}", job.repo, job.run_number, job.lane),
+    }
+}
+
 /// The page.
 pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> UiResult<Rendered> {
     let now = Timestamp::now();
     let agents = agent_views(&ui.forge).await?;
     let tallies = ui.forge.store().step_tallies(JOBS).await?;
-    // Links to the jobs a host status names: the running ones are at hand.
-    let running: HashMap<JobId, Link> = agents
-        .iter()
-        .flat_map(|a| &a.running)
-        .map(|j| {
-            (
-                j.id,
-                Link {
-                    href: view::job_href(j),
-                    text: format!("{} #{} {}", j.repo, j.run_number, j.lane),
-                },
-            )
-        })
-        .collect();
     let rows = agents
         .into_iter()
         .map(|agent| {
@@ -98,18 +90,13 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                             mounts: scope.mounts.join(", "),
                             // Only jobs the forge has this agent holding: a stopped agent's
                             // last status does not keep a scope in use.
-                            jobs: scope
-                                .jobs
+                            jobs: agent
+                                .running
                                 .iter()
-                                .filter_map(|&id| {
-                                    let id = JobId(i64::try_from(id).ok()?);
-                                    agent
-                                        .running
-                                        .iter()
-                                        .any(|j| j.id == id)
-                                        .then(|| running.get(&id).cloned())
-                                        .flatten()
+                                .filter(|j| {
+                                    u64::try_from(j.id.0).is_ok_and(|id| scope.jobs.contains(&id))
                                 })
+                                .map(job_link)
                                 .collect(),
                         })
                         .collect(),
@@ -132,11 +119,7 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                 state: agent.state,
                 labels: agent.labels.join(", "),
                 capacity: agent.capacity,
-                running: agent
-                    .running
-                    .iter()
-                    .filter_map(|j| running.get(&j.id).cloned())
-                    .collect(),
+                running: agent.running.iter().map(job_link).collect(),
                 heartbeat,
                 host,
                 scopes,

@@ -142,15 +142,8 @@ impl UiError {
 
 impl From<ForgeError> for UiError {
     fn from(e: ForgeError) -> UiError {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!("{e}");
-        }
-        // As in the API: a missing repository or run is said plainly, not as a storage failure.
-        let message = match &e {
-            ForgeError::Store(inner) if !status.is_server_error() => inner.to_string(),
-            _ => e.to_string(),
-        };
+        let (status, message) = e.reply();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         UiError::new(status, message)
     }
 }
