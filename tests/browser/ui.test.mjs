@@ -161,7 +161,12 @@ async function pushFirst() {
 
 after(async () => {
   if (browser) await browser.close();
-  if (server) server.kill('SIGTERM');
+  if (server && server.exitCode === null && server.signalCode === null) {
+    // Its agent may still be writing the cache: remove the directory once the server is gone.
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGTERM');
+    await exited;
+  }
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
@@ -263,6 +268,8 @@ test('cancel from the page stops the job', async () => {
   await page.goto(`${base}/origin/runs/${run.number}/lanes/slow`);
   // The tail follows the end of the log ...
   const bottom = () => page.evaluate(() => window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 48);
+  // (Once the log is longer than the window: scrolling up a page that fits is no scroll at all.)
+  await until('the log to outgrow the window', () => page.evaluate(() => document.documentElement.scrollHeight > window.innerHeight + 200));
   await until('the page to follow the log', bottom);
   // ... until the reader scrolls up: then it stays put and offers to follow again.
   await page.evaluate(() => window.scrollTo(0, 0));
