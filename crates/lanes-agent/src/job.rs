@@ -51,6 +51,9 @@ pub struct AgentEnv {
     pub grace: Duration,
     /// The agent's running jobs and their scopes, for its host status.
     pub activity: Activity,
+    /// Limits for the steps of a repository's jobs that set none, by repository name (the
+    /// sandbox's own `limits` for the others).
+    pub limits: std::collections::BTreeMap<String, lanes_core::catalog::Limits>,
 }
 
 impl AgentEnv {
@@ -63,6 +66,7 @@ impl AgentEnv {
             sandbox,
             grace: DEFAULT_GRACE,
             activity: Activity::default(),
+            limits: Default::default(),
         })
     }
 }
@@ -249,6 +253,9 @@ async fn body<L: Link>(
                 sandbox.hide.push(dir.clone());
             }
         }
+        if let Some(limits) = env.limits.get(&assignment.repo) {
+            sandbox.limits = *limits;
+        }
         sandbox
     });
     let cx = LaneContext {
@@ -330,6 +337,10 @@ async fn body<L: Link>(
         Status::Passed | Status::Cached => (JobState::Passed, None),
         Status::Failed => (JobState::Failed, result.error.clone()),
         Status::TimedOut => (JobState::TimedOut, result.error.clone()),
+        Status::OomKilled => (
+            JobState::Failed,
+            Some("oom-killed: a step went over its memory limit".to_owned()),
+        ),
         // Only the job's own stop cancels its lane, and a stopped job is not reported.
         Status::Cancelled | Status::Skipped => (
             JobState::Error,

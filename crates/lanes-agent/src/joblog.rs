@@ -296,6 +296,9 @@ fn outcome(step: &StepResult) -> String {
             None => format!("failed after {took}"),
         },
         Status::TimedOut => format!("timed out after {took}"),
+        Status::OomKilled => {
+            format!("oom-killed: went over its memory limit and was killed after {took}")
+        }
         Status::Cancelled if never_started(step) => "cancelled".to_owned(),
         Status::Cancelled => format!("cancelled after {took}"),
         Status::Skipped => "skipped".to_owned(),
@@ -319,7 +322,7 @@ fn report_index(index: usize) -> u32 {
 pub(crate) fn step_report(index: usize, step: &StepResult) -> StepReport {
     let status = match step.status {
         Status::Passed | Status::Cached => JobState::Passed,
-        Status::Failed => JobState::Failed,
+        Status::Failed | Status::OomKilled => JobState::Failed,
         Status::TimedOut => JobState::TimedOut,
         Status::Cancelled => JobState::Cancelled,
         Status::Skipped => JobState::Skipped,

@@ -102,8 +102,7 @@ pub(crate) fn prepare(assignment: &Assignment) -> Result<Prepared, PrepareError>
     let files = Arc::new(repo.files_at(&head).map_err(git)?);
     let keys = lane_keys(&catalog, &catalog.lanes[lane], &files);
     let (digest, fingerprints) = (keys.digest, keys.fingerprints);
-    let mut repo_dirs: Vec<PathBuf> = repo.workdir().map(PathBuf::from).into_iter().collect();
-    repo_dirs.push(repo.git_dir().to_owned());
+    let repo_dirs = repo.dirs();
     let fileset = RepoFileset::new(repo, files, &catalog.lanes[lane], digest);
     Ok(Prepared {
         catalog,

@@ -327,6 +327,7 @@ fn step_command(cwd: &Path) -> StepCommand {
         env: base_env(),
         timeout: None,
         grace: Duration::from_secs(5),
+        confine: None,
     }
 }
 

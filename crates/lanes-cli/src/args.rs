@@ -83,10 +83,19 @@ pub(crate) struct ServeArgs {
     /// How long a lease lasts without a heartbeat: 30s [default: 30s]
     #[arg(long, value_name = "DURATION")]
     pub(crate) lease: Option<String>,
-    /// Let steps see the repositories and the cache directory by absolute path [default: hide
-    /// them, on Linux].
+    /// Run steps without the sandbox: they can read the forge's data, tokens and other jobs.
+    /// Only for development with trusted code [default: every step behind the sandbox; the
+    /// forge refuses to start when it cannot make one].
     #[arg(long)]
     pub(crate) no_sandbox: bool,
+    /// Who steps run as: a user name, UID or UID:GID [default when root: `lanes-step` if it
+    /// exists, else `nobody`; never the forge's own user]
+    #[arg(long, value_name = "USER")]
+    pub(crate) step_user: Option<String>,
+    /// A directory under a hidden one (the forge user's home) that steps may read and run, such
+    /// as a rustup install: `--step-expose ~/.rustup --step-expose ~/.cargo/bin` (repeatable)
+    #[arg(long, value_name = "DIR")]
+    pub(crate) step_expose: Vec<PathBuf>,
 }
 
 /// Which forge, and which of its repositories: shared by the commands that talk to `lanes serve`.

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A repository, its own cache directory and a scratch directory steps may write to
-/// (`$OUT`, passed with `pass-env`).
+/// (`$OUT`, passed with `pass-env`). The scratch directory is not under `/tmp`, which is each
+/// step's own in the sandbox.
 struct Fixture {
     repo: Repo,
     cache: tempfile::TempDir,
@@ -24,8 +25,14 @@ impl Fixture {
         Fixture {
             repo,
             cache: tempfile::tempdir().expect("tempdir"),
-            out: tempfile::tempdir().expect("tempdir"),
+            out: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"),
         }
+    }
+
+    /// A process name no other test uses.
+    fn marker(&self) -> String {
+        let dir = self.out.path().file_name().expect("a name");
+        format!("lanes-test-{}", dir.to_string_lossy())
     }
 
     fn env(&self) -> Vec<(&str, &str)> {
@@ -304,6 +311,22 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The host's processes whose command line holds `marker` (a step's own pids are those of its
+/// PID namespace, so a test finds its processes by name).
+fn processes_named(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+        .collect()
+}
+
 fn read_pid(path: &Path) -> i32 {
     let mut pid = 0;
     wait_until(&format!("{} holds a pid", path.display()), || {
@@ -323,18 +346,21 @@ fn a_timeout_kills_the_step_and_its_grandchildren() {
 [lane.slow]
 [[lane.slow.step]]
 name = "hang"
-run = "bash -c 'sleep 300 & echo $! > $OUT/grandchild; wait'"
-pass-env = ["OUT"]
+run = "bash -c '(exec -a $MARKER sleep 300) & echo $! > $OUT/grandchild; wait'"
+pass-env = ["OUT", "MARKER"]
 timeout = "1s"
 "#,
     );
     f.repo.commit("init");
-    let (run, report) = f.run(&["--all"]);
+    let marker = f.marker();
+    let (run, report) = f.run_env(&["--all"], &[("MARKER", &marker)]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(lane(&report, "slow")["status"], "timed-out");
     assert_eq!(steps(&report, "slow"), vec![pair("timed-out", "miss")]);
-    let pid = read_pid(&f.out.path().join("grandchild"));
-    wait_until("the grandchild is gone", || !alive(pid));
+    read_pid(&f.out.path().join("grandchild"));
+    wait_until("the grandchild is gone", || {
+        processes_named(&marker).is_empty()
+    });
 }
 
 #[test]
@@ -433,8 +459,8 @@ fn ctrl_c_cancels_kills_the_step_tree_and_the_next_run_works() {
 [lane.long]
 [[lane.long.step]]
 name = "wait"
-run = "bash -c 'sleep $DELAY & echo $! > $OUT/pid; wait'"
-pass-env = ["OUT", "DELAY"]
+run = "bash -c '(exec -a $MARKER sleep $DELAY) & echo $! > $OUT/pid; wait'"
+pass-env = ["OUT", "DELAY", "MARKER"]
 [lane.after]
 needs = ["long"]
 [[lane.after.step]]
@@ -445,11 +471,13 @@ pass-env = ["OUT"]
     );
     f.repo.commit("init");
     let report = f.out.path().join("cancelled.json");
+    let marker = f.marker();
     let child = f.spawn(
         &["run", "--all", "--report", report.to_str().expect("utf-8")],
-        &[("DELAY", "300")],
+        &[("DELAY", "300"), ("MARKER", &marker)],
     );
-    let pid = read_pid(&f.out.path().join("pid"));
+    read_pid(&f.out.path().join("pid"));
+    assert!(!processes_named(&marker).is_empty(), "the step runs");
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -462,7 +490,9 @@ pass-env = ["OUT"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_until("the step's process is gone", || !alive(pid));
+    wait_until("the step's process is gone", || {
+        processes_named(&marker).is_empty()
+    });
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     assert_eq!(report["status"], "cancelled");
@@ -471,7 +501,7 @@ pass-env = ["OUT"]
     assert_eq!(lane(&report, "after")["status"], "cancelled");
     assert!(f.lines("after").is_empty());
 
-    let (run, report) = f.run_env(&["--all"], &[("DELAY", "0")]);
+    let (run, report) = f.run_env(&["--all"], &[("DELAY", "0"), ("MARKER", &marker)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(report["status"], "passed");
     assert_eq!(f.lines("after"), ["after"]);

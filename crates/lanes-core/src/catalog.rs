@@ -130,6 +130,9 @@ pub struct Lane {
     pub pins: Vec<String>,
     /// Persistent, unkeyed directories shared between runs of this lane's scope.
     pub cache_mounts: Vec<String>,
+    /// Resource limits for each of its steps (a step's own limits take precedence). Not keyed:
+    /// a limit changes whether a step can pass, never what a passing step produced.
+    pub limits: Limits,
     /// Steps in order.
     pub steps: Vec<Step>,
 }
@@ -158,6 +161,58 @@ pub struct Step {
     pub network: bool,
     /// Which created or changed files are recorded; `None` means all of them.
     pub outputs: Option<Vec<Glob>>,
+    /// Resource limits; what is unset here comes from the lane, then the forge's defaults.
+    pub limits: Limits,
+}
+
+/// Resource limits of a step (`limits = { memory = "4G", pids = 4096, cpus = 2 }`), enforced
+/// with cgroups. `None` leaves a resource to the next level (lane, forge default, unlimited).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes of memory (page cache and tmpfs pages count).
+    pub memory: Option<u64>,
+    /// Processes and threads at once.
+    pub pids: Option<u64>,
+    /// CPUs' worth of time (1.5 = one and a half cores).
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// These limits, with what they leave unset taken from `fallback`.
+    pub fn or(self, fallback: Limits) -> Limits {
+        Limits {
+            memory: self.memory.or(fallback.memory),
+            pids: self.pids.or(fallback.pids),
+            cpus: self.cpus.or(fallback.cpus),
+        }
+    }
+
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.pids.is_some() || self.cpus.is_some()
+    }
+}
+
+/// A memory size: bytes, or a whole number with `K`, `M`, `G` or `T` (powers of 1024, an
+/// optional `i`/`B` after the unit: `512M`, `4GiB`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let unit = unit.strip_suffix('B').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 impl Step {

@@ -4,7 +4,9 @@
 //! `serde` derive: derive stops at the first unknown key, and users deserve every error of a
 //! broken catalog in one pass, each pointing at the exact text that is wrong.
 
-use crate::catalog::{Catalog, Group, Lane, LaneClass, Pin, SUPPORTED_VERSIONS, Step};
+use crate::catalog::{
+    Catalog, Group, Lane, LaneClass, Limits, Pin, SUPPORTED_VERSIONS, Step, parse_size,
+};
 use crate::diagnostic::{Diagnostic, Sink, Source, did_you_mean};
 use crate::glob::Glob;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -193,11 +195,12 @@ const LANE_KEYS: &[&str] = &[
     "cancel-superseded",
     "pins",
     "cache-mounts",
+    "limits",
     "step",
 ];
 
 const STEP_KEYS: &[&str] = &[
-    "name", "run", "shell", "env", "pass-env", "timeout", "cache", "network", "outputs",
+    "name", "run", "shell", "env", "pass-env", "timeout", "cache", "network", "outputs", "limits",
 ];
 
 struct Parser<'s> {
@@ -323,6 +326,73 @@ impl Parser<'_> {
                 ),
             );
         }
+    }
+
+    /// `limits = { memory = "4G", pids = 4096, cpus = 2 }`.
+    fn limits(&mut self, key: &str, value: &Value<'_>) -> Limits {
+        let mut limits = Limits::default();
+        let Some(table) = self.table(key, value) else {
+            return limits;
+        };
+        for (name, item) in table.iter() {
+            let k = name.get_ref().as_ref();
+            let path = format!("{key}.{k}");
+            let bad =
+                |what: &str, help: &str| (format!("`{path}` must be {what}"), help.to_owned());
+            let problem = match (k, item.get_ref()) {
+                ("memory", DeValue::String(s)) => match parse_size(s) {
+                    Some(bytes) if bytes >= 1 << 20 => {
+                        limits.memory = Some(bytes);
+                        None
+                    }
+                    _ => Some(bad(
+                        "a size of at least 1M",
+                        "write a size such as \"512M\" or \"4G\" (powers of 1024)",
+                    )),
+                },
+                ("memory", _) => Some(bad("a string", "write a size such as \"4G\", in quotes")),
+                ("pids", DeValue::Integer(i)) => match i.as_str().parse::<u64>() {
+                    Ok(n) if n >= 1 => {
+                        limits.pids = Some(n);
+                        None
+                    }
+                    _ => Some(bad("a whole number of at least 1", "e.g. `pids = 4096`")),
+                },
+                ("pids", _) => Some(bad("a whole number", "e.g. `pids = 4096`, without quotes")),
+                ("cpus", DeValue::Integer(i)) => match i.as_str().parse::<u32>() {
+                    Ok(n) if n >= 1 => {
+                        limits.cpus = Some(f64::from(n));
+                        None
+                    }
+                    _ => Some(bad("at least 0.01", "e.g. `cpus = 2` or `cpus = 1.5`")),
+                },
+                ("cpus", DeValue::Float(f)) => match f.as_str().parse::<f64>() {
+                    Ok(n) if n >= 0.01 && n.is_finite() => {
+                        limits.cpus = Some(n);
+                        None
+                    }
+                    _ => Some(bad("at least 0.01", "e.g. `cpus = 2` or `cpus = 1.5`")),
+                },
+                ("cpus", _) => Some(bad(
+                    "a number",
+                    "e.g. `cpus = 2` or `cpus = 1.5`, without quotes",
+                )),
+                _ => {
+                    self.unknown_key(name, &["memory", "pids", "cpus"], &format!("`{key}`"));
+                    None
+                }
+            };
+            if let Some((message, help)) = problem {
+                self.sink.push(
+                    "catalog::limits",
+                    item.span(),
+                    message,
+                    "invalid limit",
+                    Some(help),
+                );
+            }
+        }
+        limits
     }
 
     fn duration(&mut self, key: &str, value: &Value<'_>) -> Option<Duration> {
@@ -536,6 +606,7 @@ impl Parser<'_> {
             cancel_superseded: true,
             pins: Vec::new(),
             cache_mounts: Vec::new(),
+            limits: Limits::default(),
             steps: Vec::new(),
         };
         let mut refs = LaneRefs {
@@ -629,6 +700,7 @@ impl Parser<'_> {
                         lane.cache_mounts.push(mount);
                     }
                 }
+                "limits" => lane.limits = self.limits(&path, value),
                 "step" => lane.steps = self.steps(&lane_name, value, sets),
                 _ => self.unknown_key(key, LANE_KEYS, &within),
             }
@@ -694,6 +766,7 @@ impl Parser<'_> {
                 cache: true,
                 network: false,
                 outputs: None,
+                limits: Limits::default(),
             };
             let mut name_span = None;
             let mut has_run = false;
@@ -746,6 +819,7 @@ impl Parser<'_> {
                     "cache" => step.cache = self.boolean(&path, value).unwrap_or(true),
                     "network" => step.network = self.boolean(&path, value).unwrap_or(false),
                     "outputs" => step.outputs = Some(self.patterns(&path, value, sets)),
+                    "limits" => step.limits = self.limits(&path, value),
                     _ => self.unknown_key(key, STEP_KEYS, &format!("a step of lane `{lane}`")),
                 }
             }

@@ -7,8 +7,8 @@
 //! step k+1 starts from the state it would have had if 1..k had run.
 
 use crate::outputs::{self, OutputError, Snapshot};
-use crate::process::{self, Cancel, Outcome, StepCommand};
-use crate::sandbox::Sandbox;
+use crate::process::{self, Cancel, Confined, Outcome, StepCommand};
+use crate::sandbox::{Confinement, Sandbox};
 use crate::why::explain_miss;
 use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, OutputTree, RESULT_VERSION};
 use lanes_core::explain::MissReason;
@@ -34,6 +34,8 @@ pub enum Status {
     TimedOut,
     /// The run was cancelled while it ran.
     Cancelled,
+    /// The kernel killed it for going over its memory limit.
+    OomKilled,
     /// It did not run: an earlier step or a needed lane failed, or it was not selected.
     Skipped,
     /// Its recorded result was reused.
@@ -48,6 +50,7 @@ impl Status {
             Status::Failed => "failed",
             Status::TimedOut => "timed-out",
             Status::Cancelled => "cancelled",
+            Status::OomKilled => "oom-killed",
             Status::Skipped => "skipped",
             Status::Cached => "cached",
         }
@@ -322,7 +325,7 @@ fn lane_status(steps: &[StepResult]) -> Status {
     if let Some(bad) = steps.iter().find(|s| {
         matches!(
             s.status,
-            Status::Failed | Status::TimedOut | Status::Cancelled
+            Status::Failed | Status::TimedOut | Status::Cancelled | Status::OomKilled
         )
     }) {
         return bad.status;
@@ -468,16 +471,28 @@ impl Runner<'_> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(sandbox) = &self.cx.sandbox {
-            // The slot holds src/, home/ and tmp/; the held cache mounts sit beside it.
-            let mut keep = vec![self.cx.slot.clone()];
-            keep.extend(
-                self.lane
-                    .cache_mounts
-                    .iter()
-                    .map(|m| self.cx.mounts.join(m)),
-            );
-            argv = sandbox.wrap(&keep, &src, argv);
+        // The slot holds src/, home/ and tmp/; the held cache mounts sit beside it.
+        let confine = self.cx.sandbox.as_ref().map(|sandbox| Confined {
+            sandbox: sandbox.clone(),
+            confinement: Confinement {
+                keep: vec![self.cx.slot.clone()],
+                mounts: (self.lane.cache_mounts.iter())
+                    .map(|m| self.cx.mounts.join(m))
+                    .collect(),
+                cwd: src.clone(),
+                network: step.network,
+            },
+            limits: step.limits.or(self.lane.limits).or(sandbox.limits),
+        });
+        if let Some(c) = &confine
+            && c.limits.any()
+            && c.sandbox.cgroups.is_none()
+        {
+            self.warn(format!(
+                "lane {} step {}: its limits are not enforced: lanes has no cgroups on this host \
+                 (`lanes doctor` says why)",
+                self.lane.name, step.name
+            ));
         }
         let command = StepCommand {
             argv,
@@ -485,6 +500,7 @@ impl Runner<'_> {
             env,
             timeout,
             grace: self.cx.grace,
+            confine,
         };
         let writer = LogWriter {
             file: log,
@@ -514,6 +530,7 @@ impl Runner<'_> {
             Outcome::Signaled(signal) => (Status::Failed, Some(128 + signal)),
             Outcome::TimedOut => (Status::TimedOut, None),
             Outcome::Cancelled => (Status::Cancelled, None),
+            Outcome::OomKilled => (Status::OomKilled, None),
         };
         if status == Status::Passed
             && step.cache

@@ -15,6 +15,7 @@
 //!
 //! [`slot`] picks and locks the lane's directory and its cache mounts under the cache directory.
 
+pub mod cgroup;
 pub mod lane;
 pub mod outputs;
 pub mod process;
@@ -23,7 +24,7 @@ pub mod slot;
 pub mod why;
 
 pub use lane::{CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, run_lane};
-pub use process::{Cancel, ExecError, Finished, Outcome, StepCommand, run};
-pub use sandbox::Sandbox;
+pub use process::{Cancel, Confined, ExecError, Finished, Outcome, StepCommand, run};
+pub use sandbox::{Confinement, Parts, Sandbox, StepUser};
 pub use slot::{Slot, take_slot};
 pub use why::{Explained, explain_miss};

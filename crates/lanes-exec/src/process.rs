@@ -1,5 +1,7 @@
 //! One command, run to completion or killed with its whole process group.
 
+use crate::cgroup::{Limits, StepGroup};
+use crate::sandbox::{Confinement, Sandbox};
 use rustix::process::{Pid, Signal, kill_process_group};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,6 +27,19 @@ pub struct StepCommand {
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when a step is stopped.
     pub grace: Duration,
+    /// The sandbox the step runs in, its place there and its limits; `None` runs `argv` as is.
+    pub confine: Option<Confined>,
+}
+
+/// A step behind the sandbox boundary.
+#[derive(Clone, Debug)]
+pub struct Confined {
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    /// The step's place in it.
+    pub confinement: Confinement,
+    /// Its resource limits (applied when the sandbox has cgroups).
+    pub limits: Limits,
 }
 
 /// How a step ended.
@@ -38,6 +53,8 @@ pub enum Outcome {
     TimedOut,
     /// It was cancelled and killed.
     Cancelled,
+    /// The kernel killed it (or a process of it) for going over its memory limit.
+    OomKilled,
 }
 
 impl Outcome {
@@ -102,6 +119,9 @@ pub enum ExecError {
     /// Writing the log failed.
     #[error("failed to write the step log: {0}")]
     Log(std::io::Error),
+    /// The step's cgroup could not be made.
+    #[error("failed to make the step's cgroup: {0}")]
+    Cgroup(std::io::Error),
 }
 
 /// How often the waiting loop looks at the cancel flag and the deadline.
@@ -113,7 +133,34 @@ pub fn run(
     log: impl Write + Send + 'static,
     cancel: &Cancel,
 ) -> Result<Finished, ExecError> {
-    let (program, args) = command.argv.split_first().ok_or(ExecError::EmptyCommand)?;
+    if command.argv.is_empty() {
+        return Err(ExecError::EmptyCommand);
+    }
+    // The cgroup exists before the step does, so nothing it starts is ever outside it.
+    let step_group = match &command.confine {
+        Some(Confined {
+            sandbox:
+                Sandbox {
+                    cgroups: Some(hierarchy),
+                    ..
+                },
+            limits,
+            ..
+        }) => Some(StepGroup::create(hierarchy, limits).map_err(ExecError::Cgroup)?),
+        _ => None,
+    };
+    let argv = match &command.confine {
+        Some(c) => c.sandbox.wrap(
+            &c.confinement,
+            &step_group
+                .as_ref()
+                .map(StepGroup::procs_files)
+                .unwrap_or_default(),
+            command.argv.clone(),
+        ),
+        None => command.argv.clone(),
+    };
+    let (program, args) = argv.split_first().ok_or(ExecError::EmptyCommand)?;
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
@@ -154,6 +201,9 @@ pub fn run(
     // Whatever the step started and left behind dies with it; this also closes the pipes the
     // leftovers might hold, so the readers finish.
     let _ = kill_process_group(group, Signal::KILL);
+    let oom = step_group.as_ref().is_some_and(StepGroup::oom_killed);
+    // Kills what left the process group (`setsid`) and removes the cgroup.
+    drop(step_group);
     for reader in readers {
         reader
             .join()
@@ -161,6 +211,7 @@ pub fn run(
             .map_err(ExecError::Log)?;
     }
     let duration = started.elapsed();
+    let outcome = outcome.or(oom.then_some(Outcome::OomKilled));
     let outcome = outcome.unwrap_or_else(|| match status.code() {
         Some(code) => Outcome::Exited(code),
         None => Outcome::Signaled(status.signal().unwrap_or(0)),

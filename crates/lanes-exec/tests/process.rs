@@ -36,6 +36,7 @@ fn bash(dir: &Path, script: &str) -> StepCommand {
         env: BTreeMap::from([("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())]),
         timeout: None,
         grace: Duration::from_millis(500),
+        confine: None,
     }
 }
 

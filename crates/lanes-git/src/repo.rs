@@ -84,6 +84,25 @@ impl Repo {
         self.inner.common_dir()
     }
 
+    /// Every directory that holds this repository's files, for a sandbox to hide: the work tree,
+    /// the git directory and, for a linked worktree, the main work tree beside its `.git`.
+    pub fn dirs(&self) -> Vec<std::path::PathBuf> {
+        let mut dirs: Vec<std::path::PathBuf> =
+            self.workdir().map(Path::to_owned).into_iter().collect();
+        let common = self.git_dir();
+        dirs.push(common.to_owned());
+        dirs.push(self.inner.git_dir().to_owned());
+        if !self.inner.is_bare()
+            && common.file_name().is_some_and(|n| n == ".git")
+            && let Some(main) = common.parent()
+        {
+            dirs.push(main.to_owned());
+        }
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
     /// True if the repository is a shallow clone: some commits' parents were never fetched.
     pub fn is_shallow(&self) -> bool {
         // `gix` only fails here when `gitoxide.core.shallowFile` is not a representable path; such

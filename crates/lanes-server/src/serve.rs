@@ -24,7 +24,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
 /// A repository to watch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RepoConfig {
     /// Its name [default: the directory's name without `.git`].
     pub name: Option<String>,
@@ -35,6 +35,8 @@ pub struct RepoConfig {
     /// The branch merge-bases are taken against [default: the repository's `HEAD` branch,
     /// else `main`].
     pub default_branch: Option<String>,
+    /// Limits for its steps that set none [default: the agent's].
+    pub limits: Option<lanes_core::catalog::Limits>,
 }
 
 /// The built-in agent.
@@ -46,8 +48,16 @@ pub struct LocalAgentConfig {
     pub labels: Vec<String>,
     /// The step cache and lane directories (`lanes run`'s cache directory).
     pub cache_dir: PathBuf,
-    /// Hide the repositories and the cache from steps.
+    /// Run steps behind the sandbox (docs/security.md); `false` only for trusted code.
     pub sandbox: bool,
+    /// Who steps run as [default when root: [`lanes_exec::StepUser::default_for_root`]].
+    pub step_user: Option<lanes_exec::StepUser>,
+    /// Directories under hidden ones that steps may read and run (toolchains).
+    pub expose: Vec<PathBuf>,
+    /// Limits for steps that set none, unless their repository's `limits` say otherwise.
+    pub limits: lanes_core::catalog::Limits,
+    /// More directories steps may not see: the data directory, the configuration's directory.
+    pub hide: Vec<PathBuf>,
 }
 
 /// Everything `lanes serve` needs.
@@ -102,6 +112,51 @@ pub struct AgentFile {
     pub capacity: Option<u32>,
     /// Its labels [default: the OS and the architecture, `linux` and `x86_64`].
     pub labels: Option<Vec<String>>,
+    /// Run steps behind the sandbox [default: true; false only for trusted code].
+    pub sandbox: Option<bool>,
+    /// Who steps run as: a user name, UID or UID:GID.
+    pub step_user: Option<String>,
+    /// Directories under hidden ones that steps may read and run (toolchains).
+    pub step_expose: Option<Vec<PathBuf>>,
+    /// Limits for steps that set none: `{ memory = "4G", pids = 4096, cpus = 2 }`.
+    pub limits: Option<LimitsFile>,
+}
+
+/// `limits = { ... }` in the configuration file, as in the catalog.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Memory, such as `4G`.
+    pub memory: Option<String>,
+    /// Processes and threads.
+    pub pids: Option<u64>,
+    /// CPUs' worth of time.
+    pub cpus: Option<f64>,
+}
+
+impl LimitsFile {
+    /// The limits, or what is wrong with them.
+    pub fn limits(&self) -> Result<lanes_core::catalog::Limits, String> {
+        let memory = match &self.memory {
+            Some(text) => Some(
+                lanes_core::catalog::parse_size(text)
+                    .filter(|b| *b >= 1 << 20)
+                    .ok_or_else(|| format!("memory `{text}` is not a size of at least 1M"))?,
+            ),
+            None => None,
+        };
+        if self.pids == Some(0) {
+            return Err("pids must be at least 1".to_owned());
+        }
+        if self.cpus.is_some_and(|c| !(c >= 0.01 && c.is_finite())) {
+            return Err("cpus must be at least 0.01".to_owned());
+        }
+        Ok(lanes_core::catalog::Limits {
+            memory,
+            pids: self.pids,
+            cpus: self.cpus,
+        })
+    }
 }
 
 /// `[[repo]]` in the configuration file.
@@ -116,6 +171,8 @@ pub struct RepoFile {
     pub remote: Option<String>,
     /// The default branch.
     pub default_branch: Option<String>,
+    /// Limits for its steps that set none.
+    pub limits: Option<LimitsFile>,
 }
 
 impl ConfigFile {
@@ -174,6 +231,12 @@ pub enum ServeError {
         /// Why.
         message: String,
     },
+    /// Steps cannot be put behind the sandbox, and the forge was not told to run them without.
+    #[error(
+        "cannot run steps behind the sandbox: {0}\n  help: see docs/security.md for what the \
+         sandbox needs; --no-sandbox runs steps unsandboxed, only for trusted code"
+    )]
+    Sandbox(String),
     /// The forge failed.
     #[error(transparent)]
     Forge(#[from] crate::ForgeError),
@@ -376,7 +439,10 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         forge
             .agent_online(LOCAL_AGENT, labels.clone(), agent.capacity)
             .await;
-        spawn_local_agent(&mut tasks, &forge, agent, &say, stop_rx.clone())?;
+        let limits = (config.repos.iter().zip(&repos))
+            .filter_map(|(config, repo)| Some((repo.name.clone(), config.limits?)))
+            .collect();
+        spawn_local_agent(&mut tasks, &forge, agent, limits, &say, stop_rx.clone())?;
     }
 
     let app = crate::api::router(Arc::clone(&forge));
@@ -510,20 +576,26 @@ fn spawn_local_agent<S: Store + 'static>(
     tasks: &mut tokio::task::JoinSet<()>,
     forge: &Arc<Forge<S>>,
     agent: &LocalAgentConfig,
+    repo_limits: std::collections::BTreeMap<String, lanes_core::catalog::Limits>,
     say: &impl Fn(&str),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     let sandbox = if agent.sandbox {
-        sandbox(&agent.cache_dir, say)
+        Some(sandbox(agent, say)?)
     } else {
+        say(
+            "warning: steps run WITHOUT the sandbox (--no-sandbox): any step can read and \
+             change the forge's data, tokens and other jobs; use this only with trusted code\n",
+        );
         None
     };
-    let env = lanes_agent::AgentEnv::open(agent.cache_dir.clone(), sandbox).map_err(|e| {
+    let mut env = lanes_agent::AgentEnv::open(agent.cache_dir.clone(), sandbox).map_err(|e| {
         ServeError::Data {
             path: agent.cache_dir.clone(),
             message: format!("the built-in agent cannot use its cache directory: {e}"),
         }
     })?;
+    env.limits = repo_limits;
     let config = lanes_agent::AgentConfig {
         env,
         capacity: agent.capacity as usize,
@@ -540,30 +612,63 @@ fn spawn_local_agent<S: Store + 'static>(
     Ok(())
 }
 
-/// The step sandbox hiding the cache directory (each job adds its repository), or `None` with a
-/// warning when this machine cannot make one.
-fn sandbox(cache_dir: &Path, say: &impl Fn(&str)) -> Option<lanes_exec::Sandbox> {
-    let helper = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            say(&format!(
-                "warning: steps run without a sandbox: cannot find the lanes binary: {e}\n"
-            ));
-            return None;
+/// The step sandbox of the built-in agent (each job adds its repository to what it hides), or
+/// why the forge cannot make one: it does not run untrusted steps unsandboxed unless told to.
+fn sandbox(
+    agent: &LocalAgentConfig,
+    say: &impl Fn(&str),
+) -> Result<lanes_exec::Sandbox, ServeError> {
+    let refuse = |why: String| ServeError::Sandbox(why);
+    let helper = std::env::current_exe()
+        .map_err(|e| refuse(format!("cannot find the lanes binary: {e}")))?;
+    let mut hide = vec![agent.cache_dir.clone()];
+    hide.extend(agent.hide.iter().cloned());
+    // The forge user's home holds its tokens and credentials; toolchains come back through
+    // `step-expose`.
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from)
+        && home.parent().is_some()
+    {
+        hide.push(home);
+    }
+    let root = lanes_exec::sandbox::is_root();
+    let user = match agent.step_user {
+        Some(user) if !root => {
+            return Err(refuse(format!(
+                "--step-user {}:{} needs the forge to run as root",
+                user.uid, user.gid
+            )));
         }
-    };
-    let sandbox = lanes_exec::Sandbox {
-        helper,
-        hide: vec![cache_dir.to_owned()],
-    };
-    match sandbox.probe() {
-        Ok(()) => Some(sandbox),
-        Err(why) => {
-            say(&format!(
-                "warning: steps run without a sandbox ({why}): a step can read files outside \
-                 its lane's fileset by absolute path; pass --no-sandbox to silence this\n"
-            ));
+        Some(user) => Some(user),
+        None if root => Some(lanes_exec::StepUser::default_for_root()),
+        None => {
+            say(
+                "warning: steps run as the forge's own user (not root, so no --step-user), \
+                 behind namespaces only; run the forge as root with --step-user for a separate \
+                 identity (docs/security.md)\n",
+            );
             None
         }
+    };
+    if user.is_some_and(|u| u.uid == 0) {
+        return Err(refuse(
+            "the step user is root; give an unprivileged user with --step-user".to_owned(),
+        ));
     }
+    let sandbox = lanes_exec::Sandbox {
+        expose: agent.expose.clone(),
+        user,
+        limits: agent.limits,
+        ..lanes_exec::Sandbox::new(helper, hide)
+    };
+    let fitted = sandbox.fit().map_err(refuse)?;
+    for lost in &fitted.lost {
+        say(&format!("warning: the step sandbox has {lost}\n"));
+    }
+    if let Some(why) = &fitted.cgroups {
+        say(&format!(
+            "warning: no cgroups for steps ({why}): `limits` are not enforced and no step ends \
+             oom-killed\n"
+        ));
+    }
+    Ok(fitted.sandbox)
 }

@@ -20,7 +20,7 @@ use lanes_exec::{Cancel, Event, LaneContext, LaneResult, Sandbox, Status, StepRe
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,17 +63,17 @@ fn sandbox(workspace: &Workspace, cache_root: &Path, printer: &Printer) -> Optio
             return None;
         }
     };
-    let mut hide: Vec<PathBuf> = workspace
-        .repo
-        .workdir()
-        .map(Path::to_owned)
-        .into_iter()
-        .collect();
-    hide.push(workspace.repo.git_dir().to_owned());
+    let mut hide = workspace.repo.dirs();
     hide.push(cache_root.to_owned());
-    let sandbox = Sandbox { helper, hide };
-    match sandbox.probe() {
-        Ok(()) => Some(sandbox),
+    // `lanes run` runs the user's own code as the user: no step identity, the same namespaces,
+    // limits and restore rules as the forge.
+    match Sandbox::new(helper, hide).fit() {
+        Ok(fitted) => {
+            for lost in &fitted.lost {
+                printer.err(&format!("warning: the step sandbox has {lost}\n"));
+            }
+            Some(fitted.sandbox)
+        }
         Err(why) => {
             printer.err(&format!(
                 "warning: steps run without a sandbox ({why}): a step can read files outside \
@@ -401,7 +401,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         l.class == LaneClass::Required
             && (matches!(
                 l.status,
-                Status::Failed | Status::TimedOut | Status::Cancelled
+                Status::Failed | Status::TimedOut | Status::Cancelled | Status::OomKilled
             ) || l
                 .reasons
                 .iter()
@@ -598,7 +598,10 @@ fn show_event(progress: &mut Progress, p: usize, lane: &lanes_core::Lane, event:
         }
         Event::StepFinished { index, result } => {
             progress.line(&step_line(lane, result));
-            if matches!(result.status, Status::Failed | Status::TimedOut) {
+            if matches!(
+                result.status,
+                Status::Failed | Status::TimedOut | Status::OomKilled
+            ) {
                 progress.raw(&tail(&result.log, 50));
             }
             if let Some(next) = lane.steps.get(index + 1) {
@@ -654,6 +657,11 @@ fn step_line(lane: &lanes_core::Lane, step: &StepResult) -> String {
         },
         Status::TimedOut => format!(
             "{name}: TIMED OUT after {}; log: {}",
+            seconds(step.duration_ms),
+            step.log.display()
+        ),
+        Status::OomKilled => format!(
+            "{name}: OOM-KILLED (over its memory limit) after {}; log: {}",
             seconds(step.duration_ms),
             step.log.display()
         ),

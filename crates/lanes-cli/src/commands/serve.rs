@@ -7,11 +7,21 @@ use crate::error::CliError;
 use crate::printer::Printer;
 use lanes_core::parse::parse_duration;
 use lanes_core::schedule;
+use lanes_exec::StepUser;
 use lanes_server::serve::{
-    ConfigFile, DEFAULT_LISTEN, DEFAULT_POLL, LocalAgentConfig, RepoConfig, ServeConfig,
-    host_labels,
+    ConfigFile, DEFAULT_LISTEN, DEFAULT_POLL, LimitsFile, LocalAgentConfig, RepoConfig,
+    ServeConfig, host_labels,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+fn limits(file: &LimitsFile) -> Result<lanes_core::catalog::Limits, CliError> {
+    file.limits().map_err(|why| {
+        CliError::usage(
+            format!("invalid limits in the configuration file: {why}"),
+            "write limits = { memory = \"4G\", pids = 4096, cpus = 2 }".to_owned(),
+        )
+    })
+}
 use std::time::Duration;
 
 fn duration(flag: &str, text: &str) -> Result<Duration, CliError> {
@@ -79,18 +89,22 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
     let mut repos: Vec<RepoConfig> = file
         .repo
         .into_iter()
-        .map(|r| RepoConfig {
-            name: r.name,
-            path: r.path,
-            remote: r.remote,
-            default_branch: r.default_branch,
+        .map(|r| {
+            Ok(RepoConfig {
+                limits: r.limits.as_ref().map(limits).transpose()?,
+                name: r.name,
+                path: r.path,
+                remote: r.remote,
+                default_branch: r.default_branch,
+            })
         })
-        .collect();
+        .collect::<Result<_, CliError>>()?;
     repos.extend(args.repos.iter().map(|path| RepoConfig {
         name: None,
         path: path.clone(),
         remote: None,
         default_branch: None,
+        limits: None,
     }));
     let local_agent = if args.no_local_agent || agent.enabled == Some(false) {
         None
@@ -106,7 +120,39 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
                 .max(1),
             labels: agent.labels.unwrap_or_else(host_labels),
             cache_dir: cache_dir()?,
-            sandbox: !args.no_sandbox,
+            sandbox: !args.no_sandbox && agent.sandbox != Some(false),
+            step_user: match args.step_user.as_deref().or(agent.step_user.as_deref()) {
+                Some(text) => Some(StepUser::parse(text).map_err(|why| {
+                    CliError::usage(
+                        format!("bad step user: {why}"),
+                        "give a user name, a UID or UID:GID, e.g. --step-user lanes-step"
+                            .to_owned(),
+                    )
+                })?),
+                None => None,
+            },
+            expose: args
+                .step_expose
+                .iter()
+                .chain(agent.step_expose.iter().flatten())
+                .cloned()
+                .collect(),
+            limits: agent
+                .limits
+                .as_ref()
+                .map(limits)
+                .transpose()?
+                .unwrap_or_default(),
+            hide: [
+                Some(data_dir.clone()),
+                args.config
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .map(Path::to_owned),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         })
     };
     Ok(ServeConfig {

@@ -106,7 +106,8 @@ fn rerun_and_cancel_from_the_cli() {
          step = [{{ name = \"slow\", run = \"sleep 600\" }}]\n",
         m = marker.display()
     );
-    let forge = Forge::with_args(&catalog, &[], &["--agent-capacity", "2"]);
+    // The step keeps a marker outside its lane between runs: only without the sandbox.
+    let forge = Forge::with_args(&catalog, &[], &["--agent-capacity", "2", "--no-sandbox"]);
     forge.wait_for("flaky to fail", || {
         let status = forge.seen_branch("main")?;
         let flaky = status["run"]["jobs"]

@@ -1,6 +1,7 @@
 //! `lanes serve` end to end: a real server process over a real bare repository, pushes from a
 //! real clone, jobs run by the built-in agent with real processes, state in a real SQLite file.
 
+mod boundary;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
@@ -334,7 +335,8 @@ fn a_rerun_that_passes_turns_the_branch_green_and_records_what_it_reruns() {
          \"test -e {m} || {{ touch {m}; exit 1; }}\" }}]\n",
         m = marker.display()
     );
-    let forge = Forge::new(&catalog, &[]);
+    // The step keeps a marker outside its lane between runs: only without the sandbox.
+    let forge = Forge::with_args(&catalog, &[], &["--no-sandbox"]);
     let head = forge.git(&["rev-parse", "HEAD"]);
     let status = forge.wait_done("main", &head);
     assert_eq!(status["status"], "failed", "{status:#}");
@@ -369,7 +371,12 @@ fn cancelling_a_running_job_stops_its_steps_at_once() {
         p = pid.display()
     );
     // Heartbeats far apart: only the forge telling the agent can stop the step in time.
-    let forge = Forge::with_args(&catalog, &[], &["--heartbeat", "10m", "--lease", "30m"]);
+    // The step writes its pid outside its lane: only without the sandbox.
+    let forge = Forge::with_args(
+        &catalog,
+        &[],
+        &["--heartbeat", "10m", "--lease", "30m", "--no-sandbox"],
+    );
     let id = forge.wait_for("the job to run", || {
         let status = forge.seen_branch("main")?;
         let j = job(&status, "slow");
@@ -622,7 +629,8 @@ fn sigterm_stops_the_running_steps_and_the_job_runs_again_after_restart() {
         m = marker.display(),
         p = pid.display()
     );
-    let mut forge = Forge::new(&catalog, &[]);
+    // The step writes a marker and its pid outside its lane: only without the sandbox.
+    let mut forge = Forge::with_args(&catalog, &[], &["--no-sandbox"]);
     let head = forge.git(&["rev-parse", "HEAD"]);
     let step_pid = forge.wait_for("the step to start", || {
         std::fs::read_to_string(&pid)
@@ -816,7 +824,8 @@ fn a_lane_may_need_a_lane_defined_after_it_also_in_a_rerun() {
          \"build\", run = \"test -e {m} || {{ touch {m}; exit 1; }}\" }}]\n",
         m = marker.display()
     );
-    let forge = Forge::new(&catalog, &[]);
+    // The step keeps a marker outside its lane between runs: only without the sandbox.
+    let forge = Forge::with_args(&catalog, &[], &["--no-sandbox"]);
     let head = forge.git(&["rev-parse", "HEAD"]);
     let status = forge.wait_done("main", &head);
     assert_eq!(job(&status, "build")["status"], "failed", "{status:#}");

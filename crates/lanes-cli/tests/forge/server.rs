@@ -233,6 +233,11 @@ impl Forge {
         self.server = Some(child);
     }
 
+    /// The running server's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(Child::id)
+    }
+
     /// Everything the server wrote on stderr so far.
     pub(crate) fn server_log(&self) -> String {
         self.stderr.lock().expect("log lock").clone()
