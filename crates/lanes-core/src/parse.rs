@@ -1536,4 +1536,72 @@ run = "cargo bench"
             .collect();
         insta::assert_snapshot!(rendered);
     }
+
+    #[test]
+    fn limits_are_read_for_lanes_and_steps() {
+        let catalog = ok(r#"
+version = 1
+[lane.t]
+limits = { memory = "4G", pids = 4096, cpus = 2 }
+[[lane.t.step]]
+name = "s"
+run = "true"
+limits = { memory = "512M", cpus = 1.5 }
+"#);
+        let lane = &catalog.lanes[0];
+        assert_eq!(
+            lane.limits,
+            Limits {
+                memory: Some(4 << 30),
+                pids: Some(4096),
+                cpus: Some(2.0)
+            }
+        );
+        let step = lane.steps[0].limits.or(lane.limits);
+        assert_eq!(
+            step,
+            Limits {
+                memory: Some(512 << 20),
+                pids: Some(4096),
+                cpus: Some(1.5)
+            }
+        );
+    }
+
+    #[test]
+    fn bad_limits_are_reported_each_with_its_reason() {
+        let diagnostics = errors(
+            r#"
+version = 1
+[lane.t]
+limits = { memory = "4X", pids = 0, cpus = "2", swap = 1 }
+step = [{ name = "s", run = "true", limits = { memory = 64 } }]
+"#,
+        );
+        let codes: Vec<&str> = diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "catalog::limits",
+                "catalog::limits",
+                "catalog::limits",
+                "catalog::unknown-key",
+                "catalog::limits"
+            ],
+            "{diagnostics:#?}"
+        );
+        assert!(diagnostics[0].message.contains("lane.t.limits.memory"));
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        use crate::catalog::parse_size;
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("4X"), None);
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("99999999999T"), None);
+    }
 }

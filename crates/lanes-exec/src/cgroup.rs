@@ -126,7 +126,8 @@ impl Hierarchy {
                 }
                 let dir = entry.path();
                 kill_all_in(&dir);
-                if std::fs::remove_dir(&dir).is_ok() {
+                remove_tree(&dir);
+                if !dir.exists() {
                     removed += 1;
                 }
             }
@@ -269,9 +270,23 @@ impl Drop for StepGroup {
     fn drop(&mut self) {
         self.kill_all();
         for dir in &self.dirs {
-            let _ = std::fs::remove_dir(dir);
+            remove_tree(dir);
         }
     }
+}
+
+/// Remove a cgroup and the ones a step made under it (a `lanes` run inside a step makes its own),
+/// deepest first; a cgroup directory holds only control files, which go with it.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                kill_all_in(&entry.path());
+                remove_tree(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 const PERIOD_US: u64 = 100_000;

@@ -324,3 +324,58 @@ fn a_forge_killed_mid_step_leaves_no_step_process_and_the_rerun_is_alone() {
         kill_all_with(&format!("{marker}-daemon"));
     }
 }
+
+#[test]
+fn cargo_steps_pass_as_the_step_user_with_a_rustup_install_exposed_read_only() {
+    if !can_run() {
+        return;
+    }
+    let home = std::env::var("HOME").expect("HOME");
+    let rustup = std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup"));
+    let cargo_home = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
+    // The forge user's home (here, the one holding the rustup install) is hidden from steps; the
+    // install comes back read-only, as docs/security.md tells an operator to do.
+    let forge_home = std::path::Path::new(&rustup)
+        .parent()
+        .expect("RUSTUP_HOME has a parent")
+        .display()
+        .to_string();
+    let catalog = format!(
+        r#"version = 1
+[lane.rust]
+[[lane.rust.step]]
+name = "test"
+cache = false
+run = "id -u; cargo test --offline --quiet 2>&1; test ! -e {cargo_home}/credentials.toml; ls {forge_home}"
+env = {{ PATH = "{cargo_home}/bin:/usr/local/bin:/usr/bin:/bin", RUSTUP_HOME = "{rustup}" }}
+"#
+    );
+    let mut forge = Forge::with_args(
+        "version = 1\n[lane.idle]\nstep = [{ name = \"idle\", run = \"true\" }]\n",
+        &[],
+        &[
+            "--step-expose",
+            &rustup,
+            "--step-expose",
+            &format!("{cargo_home}/bin"),
+        ],
+    );
+    forge.stop();
+    forge.env.push(("HOME".to_owned(), forge_home.clone()));
+    forge.start();
+    forge.write(
+        "Cargo.toml",
+        "[package]\nname = \"probe\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    );
+    forge.write(
+        "src/lib.rs",
+        "pub fn two() -> u32 { 2 }\n#[test]\nfn adds() { assert_eq!(two(), 2); }\n",
+    );
+    let status = run(&forge, &catalog);
+    let text = log(&forge, &status, "rust");
+    assert_eq!(job(&status, "rust")["status"], "passed", "{text}");
+    assert!(
+        !text.contains("\n0\n") && !text.contains("] 0\n"),
+        "not run as root:\n{text}"
+    );
+}

@@ -20,6 +20,8 @@ pub(crate) struct Forge {
     pub(crate) data: PathBuf,
     pub(crate) cache: PathBuf,
     pub(crate) extra: Vec<String>,
+    /// Environment variables `lanes serve` gets besides the test's own.
+    pub(crate) env: Vec<(String, String)>,
     server: Option<Child>,
     pub(crate) addr: String,
     pub(crate) token: String,
@@ -111,6 +113,7 @@ impl Forge {
             origin,
             work,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            env: Vec::new(),
             root,
             server: None,
             addr: String::new(),
@@ -198,6 +201,7 @@ impl Forge {
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
