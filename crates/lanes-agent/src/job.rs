@@ -57,6 +57,24 @@ pub struct AgentEnv {
 }
 
 impl AgentEnv {
+    /// The secrets `lane` of a job of `repo` asks for. The forge does not hand secrets to agents
+    /// yet, so each is refused with that reason and the lane fails before it runs.
+    fn secrets_for(
+        &self,
+        repo: &str,
+        lane: &lanes_core::Lane,
+    ) -> std::collections::BTreeMap<String, Result<String, String>> {
+        lane.secrets
+            .iter()
+            .map(|name| {
+                let why = format!("the forge holds no secret `{name}` for the repository `{repo}`");
+                (name.clone(), Err(why))
+            })
+            .collect()
+    }
+}
+
+impl AgentEnv {
     /// The environment over the cache directory `cache_root`, with [`DEFAULT_GRACE`].
     pub fn open(cache_root: PathBuf, sandbox: Option<Sandbox>) -> Result<AgentEnv, CacheError> {
         let store = LocalStore::open(&cache_root)?;
@@ -274,6 +292,7 @@ async fn body<L: Link>(
         events: Arc::new(|_| {}),
         sandbox,
         history: Some(assignment.repo.clone()),
+        secrets: env.secrets_for(&assignment.repo, setup.prepared.lane()),
     };
     let head = assignment.head.clone();
     let lane_thread = tokio::task::spawn_blocking(move || run_lane(setup, cx, &head, tx));

@@ -288,6 +288,7 @@ fn in_process_run_lane(cache: &Path) {
         events: Arc::new(|_| {}),
         sandbox: None,
         history: None,
+        secrets: Default::default(),
     };
     std::fs::create_dir_all(&cx.logs).expect("mkdir");
     let result = lanes_exec::run_lane(lane, &fingerprints, &NoFiles, &cx);
@@ -328,6 +329,7 @@ fn step_command(cwd: &Path) -> StepCommand {
         timeout: None,
         grace: Duration::from_secs(5),
         confine: None,
+        mask: Default::default(),
     }
 }
 

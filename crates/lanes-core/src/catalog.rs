@@ -130,6 +130,9 @@ pub struct Lane {
     pub pins: Vec<String>,
     /// Persistent, unkeyed directories shared between runs of this lane's scope.
     pub cache_mounts: Vec<String>,
+    /// Names of the secrets its steps get as environment variables (values from the forge's
+    /// configuration, or `lanes run`'s environment). Never keyed, masked in logs.
+    pub secrets: Vec<String>,
     /// Resource limits for each of its steps (a step's own limits take precedence). Not keyed:
     /// a limit changes whether a step can pass, never what a passing step produced.
     pub limits: Limits,

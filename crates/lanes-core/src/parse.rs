@@ -196,6 +196,7 @@ const LANE_KEYS: &[&str] = &[
     "pins",
     "cache-mounts",
     "limits",
+    "secrets",
     "step",
 ];
 
@@ -607,6 +608,7 @@ impl Parser<'_> {
             pins: Vec::new(),
             cache_mounts: Vec::new(),
             limits: Limits::default(),
+            secrets: Vec::new(),
             steps: Vec::new(),
         };
         let mut refs = LaneRefs {
@@ -701,6 +703,12 @@ impl Parser<'_> {
                     }
                 }
                 "limits" => lane.limits = self.limits(&path, value),
+                "secrets" => {
+                    for (name, span) in self.strings(&path, value) {
+                        self.env_name(&name, span);
+                        lane.secrets.push(name);
+                    }
+                }
                 "step" => lane.steps = self.steps(&lane_name, value, sets),
                 _ => self.unknown_key(key, LANE_KEYS, &within),
             }

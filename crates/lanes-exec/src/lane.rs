@@ -6,6 +6,7 @@
 //! materialized from the fileset, the outputs of steps 1..k are restored onto it in order, and
 //! step k+1 starts from the state it would have had if 1..k had run.
 
+use crate::mask::Masker;
 use crate::outputs::{self, OutputError, Snapshot};
 use crate::process::{self, Cancel, Confined, Outcome, StepCommand};
 use crate::sandbox::{Confinement, Sandbox};
@@ -195,6 +196,9 @@ pub struct LaneContext {
     /// Whose history the steps are compared with and recorded in (why a step missed): the
     /// forge repository of an agent's job; `None` for `lanes run`.
     pub history: Option<String>,
+    /// The secrets the lane asks for (`secrets = [...]`): each value, or why this run may not
+    /// have it. A lane missing one fails before anything runs or is restored.
+    pub secrets: BTreeMap<String, Result<String, String>>,
 }
 
 impl std::fmt::Debug for LaneContext {
@@ -236,6 +240,30 @@ pub fn run_lane(
     let mut steps: Vec<StepResult> = Vec::new();
     let mut error = None;
     let mut index = 0;
+    // Fail fast rather than run without a secret: nothing runs, nothing is restored.
+    if let Some(why) = lane
+        .secrets
+        .iter()
+        .find_map(|name| match cx.secrets.get(name) {
+            Some(Ok(_)) => None,
+            Some(Err(why)) => Some(format!("the secret `{name}` is not available: {why}")),
+            None => Some(format!("the secret `{name}` is not available")),
+        })
+        && !lane.steps.is_empty()
+    {
+        let result = StepResult {
+            status: Status::Failed,
+            ..runner.skipped(0)
+        };
+        let _ = std::fs::write(&result.log, format!("lanes: {why}\n"));
+        (cx.events)(Event::StepFinished {
+            index: 0,
+            result: result.clone(),
+        });
+        steps.push(result);
+        error = Some(why);
+        index = 1;
+    }
     // Steps whose recorded outputs could not be restored: they run instead.
     let mut no_lookup = vec![false; lane.steps.len()];
     while index < lane.steps.len() {
@@ -464,6 +492,11 @@ impl Runner<'_> {
             }
         }
         env.extend(step.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let secrets: Vec<(&String, &String)> = (self.lane.secrets.iter())
+            .filter_map(|name| Some((name, self.cx.secrets.get(name)?.as_ref().ok()?)))
+            .collect();
+        env.extend(secrets.iter().map(|(k, v)| ((*k).clone(), (*v).clone())));
+        let mask = Masker::new(secrets.iter().map(|(_, v)| v.as_str()));
         env.insert("LANES_LANE".into(), self.lane.name.clone());
         env.insert("LANES_STEP".into(), step.name.clone());
         let lane_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -501,6 +534,7 @@ impl Runner<'_> {
             timeout,
             grace: self.cx.grace,
             confine,
+            mask,
         };
         let writer = LogWriter {
             file: log,

@@ -17,6 +17,7 @@
 
 pub mod cgroup;
 pub mod lane;
+pub mod mask;
 pub mod outputs;
 pub mod process;
 pub mod sandbox;

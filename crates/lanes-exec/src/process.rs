@@ -1,6 +1,7 @@
 //! One command, run to completion or killed with its whole process group.
 
 use crate::cgroup::{Limits, StepGroup};
+use crate::mask::Masker;
 use crate::sandbox::{Confinement, Sandbox};
 use rustix::process::{Pid, Signal, kill_process_group};
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub struct StepCommand {
     pub grace: Duration,
     /// The sandbox the step runs in, its place there and its limits; `None` runs `argv` as is.
     pub confine: Option<Confined>,
+    /// Secret values masked in every line of the log before it is written.
+    pub mask: Masker,
 }
 
 /// A step behind the sandbox boundary.
@@ -193,7 +196,8 @@ pub fn run(
     .flatten()
     .map(|stream| {
         let log = Arc::clone(&log);
-        thread::spawn(move || copy_lines(stream, &log, started))
+        let mask = command.mask.clone();
+        thread::spawn(move || copy_lines(stream, &log, &mask, started))
     })
     .collect();
 
@@ -270,10 +274,12 @@ fn wait(
     }
 }
 
-/// Copy `stream` into `log`, prefixing each line with the time since the step started.
+/// Copy `stream` into `log`, prefixing each line with the time since the step started and
+/// masking secrets.
 fn copy_lines(
     stream: Box<dyn Read + Send>,
     log: &Mutex<impl Write>,
+    mask: &Masker,
     started: Instant,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
@@ -285,6 +291,9 @@ fn copy_lines(
         }
         if line.last() != Some(&b'\n') {
             line.push(b'\n');
+        }
+        if !mask.is_empty() {
+            line = mask.apply(&line);
         }
         let t = started.elapsed();
         let stamp = format!("[{:>4}.{:03}s] ", t.as_secs(), t.subsec_millis());

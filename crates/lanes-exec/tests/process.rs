@@ -37,6 +37,7 @@ fn bash(dir: &Path, script: &str) -> StepCommand {
         timeout: None,
         grace: Duration::from_millis(500),
         confine: None,
+        mask: Default::default(),
     }
 }
 

@@ -87,6 +87,20 @@ fn sandbox(workspace: &Workspace, cache_root: &Path, printer: &Printer) -> Optio
     }
 }
 
+/// `lanes run` takes a lane's secrets from its own environment, by name.
+fn secrets_from_env(lane: &lanes_core::Lane) -> BTreeMap<String, Result<String, String>> {
+    lane.secrets
+        .iter()
+        .map(|name| {
+            let value = std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("`{name}` is not set in the environment of `lanes run`"));
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 enum Message {
     Event(usize, Event),
     Done(usize, LaneResult, Option<Slot>),
@@ -268,6 +282,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     }),
                     sandbox: sandbox.clone(),
                     history: None,
+                    secrets: secrets_from_env(lane),
                 };
                 let fileset = RepoFileset::new(
                     workspace.repo.clone(),
