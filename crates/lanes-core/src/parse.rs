@@ -974,13 +974,15 @@ fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin>
         };
         let mut command = None;
         let mut expect = None;
+        let mut ensure = None;
         for (key, value) in fields.iter() {
             let slot = match key.get_ref().as_ref() {
                 "command" => &mut command,
                 "expect" => &mut expect,
+                "ensure" => &mut ensure,
                 other => {
-                    let help = did_you_mean(other, ["command", "expect"], || {
-                        "a pin has `command` and `expect`".into()
+                    let help = did_you_mean(other, ["command", "expect", "ensure"], || {
+                        "a pin has `command`, `expect` and optionally `ensure`".into()
                     });
                     sink.push(
                         "catalog::unknown-key",
@@ -1009,7 +1011,14 @@ fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin>
         }
         match (command, expect) {
             (Some(command), Some(expect)) => {
-                pins.insert(name_str, Pin { command, expect });
+                pins.insert(
+                    name_str,
+                    Pin {
+                        command,
+                        expect,
+                        ensure,
+                    },
+                );
             }
             (command, _) => sink.push(
                 "catalog::pin",
@@ -1279,6 +1288,24 @@ run = "cargo bench"
             Some("did you mean `expect`?")
         );
         assert_eq!(err.sources.len(), 2);
+    }
+
+    #[test]
+    fn a_pin_may_carry_an_ensure_command() {
+        let c = ok(
+            "version = 1\n[pins]\nsim = { command = \"sim --version\", expect = \"17.2\", \
+                    ensure = \" sim install 17.2 \" }\nplain = { command = \"p\", expect = \"1\" }\n",
+        );
+        assert_eq!(c.pins["sim"].ensure.as_deref(), Some("sim install 17.2"));
+        assert_eq!(c.pins["plain"].ensure, None);
+        let d = errors(
+            "version = 1\n[pins]\nsim = { command = \"s\", expect = \"1\", ensur = \"i\" }\n",
+        );
+        assert_eq!(d[0].code, "catalog::unknown-key");
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `ensure`?"));
+        let d =
+            errors("version = 1\n[pins]\nsim = { command = \"s\", expect = \"1\", ensure = 1 }\n");
+        assert_eq!(d[0].code, "catalog::type");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Status {
     Skipped,
     /// Its recorded result was reused.
     Cached,
+    /// A lane that could not run on this host at all (a pin does not match); never a step's.
+    Error,
 }
 
 impl Status {
@@ -50,6 +52,7 @@ impl Status {
             Status::Cancelled => "cancelled",
             Status::Skipped => "skipped",
             Status::Cached => "cached",
+            Status::Error => "error",
         }
     }
 

@@ -229,6 +229,11 @@ pub(crate) fn job_reason(reason: &Value) -> String {
         JobReason::Superseded { by } => format!("superseded by #{by}"),
         JobReason::CancelledByUser => "cancelled by a user".to_owned(),
         JobReason::RunAborted { message } => format!("run aborted: {message}"),
+        JobReason::PinMismatch {
+            pin,
+            expected,
+            found,
+        } => format!("pin {pin} mismatch: expected {expected}, found {found}"),
     }
 }
 
