@@ -5,6 +5,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod hook;
+mod pins;
 mod server;
 mod ui;
 
