@@ -266,12 +266,6 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let lane = &catalog.lanes[planned[p].lane];
                 if let Some(check) = mismatched.remove(&planned[p].lane) {
                     errors[p] = Some(check.reason());
-                    progress.line(&format!(
-                        "{}: help: install what the pin expects (`lanes doctor` checks this \
-                         host, `lanes doctor --ensure` runs a pin's `ensure`), or change its \
-                         `expect`",
-                        lane.name
-                    ));
                     let result = LaneResult {
                         status: Status::Error,
                         duration: Duration::ZERO,
@@ -349,6 +343,14 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let lane = &catalog.lanes[planned[p].lane];
                 progress.lane_done(p);
                 progress.line(&lane_line(lane, &result));
+                if result.status == Status::Error {
+                    progress.line(&format!(
+                        "{}: help: install what the pin expects (`lanes doctor` checks this \
+                         host, `lanes doctor --ensure` runs a pin's `ensure`), or change its \
+                         `expect`",
+                        lane.name
+                    ));
+                }
                 let passed = result.status.is_success();
                 for skip in plan.finish(p, passed) {
                     let need = &catalog.lanes[planned[skip.need].lane].name;
