@@ -166,7 +166,7 @@ pub fn check_pin(name: &str, pin: &Pin, cached: bool) -> PinCheck {
     let found = match known {
         Some(found) => found,
         None => {
-            let found = match run_pin_command(&pin.command) {
+            let found = match run_pin_command(&pin.command, PIN_TIMEOUT) {
                 Ok(printed) => printed,
                 Err(why) => format!("({why})"),
             };
@@ -246,9 +246,9 @@ fn path_string(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Runs `sh -c command` in a scratch directory with [`PIN_TIMEOUT`]; its stdout, trimmed, or
+/// Runs `sh -c command` in a scratch directory for at most `timeout`; its stdout, trimmed, or
 /// why it gave none.
-fn run_pin_command(command: &str) -> Result<String, String> {
+fn run_pin_command(command: &str, timeout: Duration) -> Result<String, String> {
     let scratch = Scratch::new().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let mut child = Command::new("sh")
         .arg("-c")
@@ -293,7 +293,7 @@ fn run_pin_command(command: &str) -> Result<String, String> {
         });
     }
     drop(tx);
-    let deadline = Instant::now() + PIN_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
@@ -312,7 +312,7 @@ fn run_pin_command(command: &str) -> Result<String, String> {
         Ok(status) => status,
         Err(()) => {
             let _ = child.wait();
-            return Err(format!("no answer within {} s", PIN_TIMEOUT.as_secs()));
+            return Err(format!("no answer within {timeout:?}"));
         }
     };
     let mut outputs = [Vec::new(), Vec::new()];
@@ -375,6 +375,41 @@ mod tests {
             "pin-mismatch",
             "the job reason of the lane it stops"
         );
+    }
+
+    /// Whether process `pid` is gone (or a zombie waiting for its parent to reap it).
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_pin_command_that_does_not_answer_in_time_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("pid");
+        let command = format!("sleep 600 & echo $! > '{}'; sleep 600", pid_file.display());
+        let found = run_pin_command(&command, Duration::from_millis(300));
+        assert_eq!(found, Err("no answer within 300ms".to_owned()));
+        let pid = std::fs::read_to_string(&pid_file).expect("the command wrote its child's pid");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !gone(pid.trim()) {
+            assert!(
+                Instant::now() < deadline,
+                "the background sleep {pid} survived"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn what_a_pin_command_leaves_running_does_not_hold_its_answer() {
+        // The background sleep keeps stdout open after `sh` exits; the group is killed.
+        let found = run_pin_command("echo tool 1.0; sleep 600 &", PIN_TIMEOUT);
+        assert_eq!(found, Ok("tool 1.0".to_owned()));
     }
 
     #[test]
