@@ -166,7 +166,7 @@ pub fn check_pin(name: &str, pin: &Pin, cached: bool) -> PinCheck {
     let found = match known {
         Some(found) => found,
         None => {
-            let found = match run_pin_command(&pin.command, PIN_TIMEOUT) {
+            let found = match run_pin_command(&pin.command, &pin.pass_env, PIN_TIMEOUT) {
                 Ok(printed) => printed,
                 Err(why) => format!("({why})"),
             };
@@ -226,7 +226,8 @@ impl Scratch {
     }
 
     /// A step's environment without the run's own variables (they would make one host's
-    /// answer differ from run to run): `PATH`, `LANG`, `CI`, `HOME`, `TMPDIR`.
+    /// answer differ from run to run): `PATH`, `LANG`, `CI`, `HOME`, `TMPDIR`; the pin's
+    /// `pass-env` is added by the caller.
     fn env(&self) -> BTreeMap<String, String> {
         let mut env = base_env("", "");
         env.retain(|name, _| !name.starts_with("LANES_"));
@@ -248,14 +249,24 @@ fn path_string(path: &Path) -> String {
 
 /// Runs `sh -c command` in a scratch directory for at most `timeout`; its stdout, trimmed, or
 /// why it gave none.
-fn run_pin_command(command: &str, timeout: Duration) -> Result<String, String> {
+fn run_pin_command(
+    command: &str,
+    pass_env: &[String],
+    timeout: Duration,
+) -> Result<String, String> {
     let scratch = Scratch::new().map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let mut env = scratch.env();
+    for name in pass_env {
+        if let Ok(value) = std::env::var(name) {
+            env.insert(name.clone(), value);
+        }
+    }
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .current_dir(&scratch.0)
         .env_clear()
-        .envs(scratch.env())
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -347,6 +358,7 @@ mod tests {
             command: command.to_owned(),
             expect: expect.to_owned(),
             ensure: None,
+            pass_env: Vec::new(),
         }
     }
 
@@ -392,7 +404,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pid_file = dir.path().join("pid");
         let command = format!("sleep 600 & echo $! > '{}'; sleep 600", pid_file.display());
-        let found = run_pin_command(&command, Duration::from_millis(300));
+        let found = run_pin_command(&command, &[], Duration::from_millis(300));
         assert_eq!(found, Err("no answer within 300ms".to_owned()));
         let pid = std::fs::read_to_string(&pid_file).expect("the command wrote its child's pid");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -408,7 +420,7 @@ mod tests {
     #[test]
     fn what_a_pin_command_leaves_running_does_not_hold_its_answer() {
         // The background sleep keeps stdout open after `sh` exits; the group is killed.
-        let found = run_pin_command("echo tool 1.0; sleep 600 &", PIN_TIMEOUT);
+        let found = run_pin_command("echo tool 1.0; sleep 600 &", &[], PIN_TIMEOUT);
         assert_eq!(found, Ok("tool 1.0".to_owned()));
     }
 
@@ -422,5 +434,13 @@ mod tests {
         assert_eq!(check.found, "C.UTF-8 true unset");
         let home = check_pin("home", &pin("ls -A \"$HOME\" | wc -l", "0"), false);
         assert!(home.ok, "HOME is an empty directory: {home:?}");
+        let mut passed = pin(
+            "echo ${CARGO_MANIFEST_DIR-unset}",
+            env!("CARGO_MANIFEST_DIR"),
+        );
+        assert_eq!(check_pin("unpassed", &passed, false).found, "unset");
+        passed.pass_env = vec!["CARGO_MANIFEST_DIR".to_owned()];
+        let check = check_pin("passed", &passed, false);
+        assert!(check.ok, "pass-env reaches the command: {check:?}");
     }
 }

@@ -19,15 +19,15 @@ struct Host {
 impl Host {
     fn new() -> Host {
         let outside = tempfile::tempdir().expect("tempdir");
-        let version = outside.path().join("tool-version");
         let repo = Repo::new();
+        // The command finds the file through `pass-env`, as a rustup proxy finds its toolchains
+        // through RUSTUP_HOME.
         repo.write(
             "lanes.toml",
-            &format!(
-                r#"version = 1
+            r#"version = 1
 
 [pins]
-tool = {{ command = "cat '{}'", expect = "tool 1.0" }}
+tool = { command = "cat \"$OUT/tool-version\"", expect = "tool 1.0", pass-env = ["OUT"] }
 
 [lane.build]
 class = "required"
@@ -37,8 +37,6 @@ name = "compile"
 run = "echo compiled >> \"$OUT/runs.txt\"; echo compiled > out.txt"
 pass-env = ["OUT"]
 "#,
-                version.display()
-            ),
         )
         .write("src/main.c", "int main() {}\n");
         repo.commit("initial");

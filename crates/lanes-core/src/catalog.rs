@@ -53,6 +53,9 @@ pub struct Pin {
     /// for a pin that does not match. Never run by `lanes run` or an agent on their own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ensure: Option<String>,
+    /// Variables of the invoking environment the command sees (as a step's `pass-env`): a
+    /// rustup proxy needs `RUSTUP_HOME` to find the toolchain a step would find.
+    pub pass_env: Vec<String>,
 }
 
 /// A fleet-wide semaphore.
