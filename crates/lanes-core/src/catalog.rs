@@ -55,6 +55,7 @@ pub struct Pin {
     pub ensure: Option<String>,
     /// Variables of the invoking environment the command sees (as a step's `pass-env`): a
     /// rustup proxy needs `RUSTUP_HOME` to find the toolchain a step would find.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
 }
 
