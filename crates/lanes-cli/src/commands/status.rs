@@ -392,6 +392,13 @@ mod tests {
             reason(json!({"kind": "run-aborted", "message": "the catalog failed"})),
             "run aborted: the catalog failed"
         );
+        assert_eq!(
+            reason(
+                json!({"kind": "pin-mismatch", "pin": "tool", "expected": "tool 1.0",
+                "found": "tool 2.0"})
+            ),
+            "pin tool mismatch: expected tool 1.0, found tool 2.0"
+        );
     }
 
     #[test]
