@@ -201,3 +201,44 @@ fn a_pin_whose_command_fails_is_a_mismatch_that_says_why() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(host.runs(), 0);
 }
+
+#[test]
+fn a_pin_command_runs_once_per_process_however_many_lanes_use_it() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::new();
+    // Each run of the command leaves a line in calls.txt.
+    repo.write(
+        "lanes.toml",
+        r#"version = 1
+
+[pins]
+tool = { command = "echo called >> \"$OUT/calls.txt\"; echo tool 1.0", expect = "tool 1.0", pass-env = ["OUT"] }
+
+[lane.one]
+pins = ["tool"]
+step = [{ name = "s", run = "true" }]
+
+[lane.two]
+pins = ["tool"]
+step = [{ name = "s", run = "true" }]
+
+[lane.three]
+pins = ["tool"]
+step = [{ name = "s", run = "true" }]
+"#,
+    );
+    repo.commit("initial");
+    let env = [
+        ("LANES_CACHE_DIR", cache.path().to_str().expect("utf-8")),
+        ("OUT", outside.path().to_str().expect("utf-8")),
+    ];
+    let run = lanes_in(&repo.path, &["run", "one", "two", "three"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    let calls = std::fs::read_to_string(outside.path().join("calls.txt")).unwrap_or_default();
+    assert_eq!(
+        calls.lines().count(),
+        1,
+        "three lanes, one check: {calls:?}"
+    );
+}
