@@ -16,7 +16,7 @@ use crate::prepare::{Prepared, prepare};
 use crate::report::{BATCH_BYTES, Control, LogStream, Reporter, Stop};
 use crate::status::Activity;
 use lanes_cache::{CacheError, LocalStore, RunRegistration};
-use lanes_core::job::JobState;
+use lanes_core::job::{JobReason, JobState};
 use lanes_exec::lane::millis;
 use lanes_exec::slot::{Slot, mounts_dir, take_slot};
 use lanes_exec::{Cancel, LaneContext, LaneResult, Sandbox, Status};
@@ -192,9 +192,28 @@ struct Setup {
     logs: PathBuf,
 }
 
+/// Why a job could not start its lane: the `error` it ends with.
+#[derive(Debug)]
+struct SetupFailed {
+    message: String,
+    reason: Option<JobReason>,
+}
+
+impl From<String> for SetupFailed {
+    fn from(message: String) -> SetupFailed {
+        SetupFailed {
+            message,
+            reason: None,
+        }
+    }
+}
+
 /// Reads the lane at the commit and takes what it runs in. Blocking.
-fn set_up(assignment: &Assignment, env: &AgentEnv) -> Result<Setup, String> {
-    let prepared = prepare(assignment).map_err(|e| e.to_string())?;
+fn set_up(assignment: &Assignment, env: &AgentEnv) -> Result<Setup, SetupFailed> {
+    let prepared = prepare(assignment).map_err(|e| SetupFailed {
+        message: e.to_string(),
+        reason: e.reason(),
+    })?;
     let registration = env
         .store
         .register_run(&format!("job-{}-{}", assignment.job, assignment.token))
@@ -249,10 +268,12 @@ async fn body<L: Link>(
     };
     let setup = match setup {
         Ok(Ok(setup)) => setup,
-        Ok(Err(why)) => return finish_error(reporter, &mut stream, why).await,
+        Ok(Err(failed)) => {
+            return finish_error(reporter, &mut stream, failed.message, failed.reason).await;
+        }
         Err(e) => {
             let why = format!("internal error: reading the lane failed: {e}");
-            return finish_error(reporter, &mut stream, why).await;
+            return finish_error(reporter, &mut stream, why, None).await;
         }
     };
 
@@ -349,7 +370,7 @@ async fn body<L: Link>(
     }
     let Some(result) = result.filter(|_| !panicked) else {
         let why = "internal error: the lane's thread panicked".to_owned();
-        return finish_error(reporter, &mut stream, why).await;
+        return finish_error(reporter, &mut stream, why, None).await;
     };
 
     let (state, message) = match result.status {
@@ -360,8 +381,9 @@ async fn body<L: Link>(
             JobState::Failed,
             Some("oom-killed: a step went over its memory limit".to_owned()),
         ),
-        // Only the job's own stop cancels its lane, and a stopped job is not reported.
-        Status::Cancelled | Status::Skipped => (
+        // Only the job's own stop cancels its lane, and a stopped job is not reported; pins
+        // were checked before the lane started.
+        Status::Cancelled | Status::Skipped | Status::Error => (
             JobState::Error,
             Some(format!(
                 "internal error: the lane ended {}",
@@ -372,6 +394,7 @@ async fn body<L: Link>(
     let report = FinishReport {
         state,
         message,
+        reason: None,
         steps: steps.into_iter().flatten().collect(),
         lock_wait_ms: millis(result.lock_wait),
         materialize_ms: millis(materialize),
@@ -439,17 +462,19 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
     }
 }
 
-/// Ends the job `error`: `why` in the log, then in the finish report.
+/// Ends the job `error`: `why` in the log, then in the finish report with `reason`.
 async fn finish_error<L: Link>(
     reporter: &Reporter<'_, L>,
     stream: &mut LogStream,
     why: String,
+    reason: Option<JobReason>,
 ) -> Option<FinishReport> {
     stream.push(format!("lanes: {why}\n").as_bytes());
     stream.flush(reporter).await;
     let report = FinishReport {
         state: JobState::Error,
         message: Some(why),
+        reason,
         steps: Vec::new(),
         lock_wait_ms: 0,
         materialize_ms: 0,

@@ -302,6 +302,7 @@ fn outcome(step: &StepResult) -> String {
         Status::Cancelled if never_started(step) => "cancelled".to_owned(),
         Status::Cancelled => format!("cancelled after {took}"),
         Status::Skipped => "skipped".to_owned(),
+        Status::Error => "error".to_owned(),
     }
 }
 
@@ -326,6 +327,7 @@ pub(crate) fn step_report(index: usize, step: &StepResult) -> StepReport {
         Status::TimedOut => JobState::TimedOut,
         Status::Cancelled => JobState::Cancelled,
         Status::Skipped => JobState::Skipped,
+        Status::Error => JobState::Error,
     };
     let cache = match step.cache {
         CacheUse::Hit => StepCache::Hit,

@@ -7,7 +7,7 @@
 
 use crate::status::HostStatus;
 use lanes_core::explain::MissReason;
-use lanes_core::job::JobState;
+use lanes_core::job::{JobReason, JobState};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::path::PathBuf;
@@ -79,10 +79,14 @@ pub struct StepReport {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinishReport {
     /// `passed`, `failed`, `timed-out` or `error` (the agent could not run the lane at all:
-    /// the commit or the catalog could not be read).
+    /// the commit or the catalog could not be read, a pin does not match its host).
     pub state: JobState,
     /// For `error`, what went wrong.
     pub message: Option<String>,
+    /// For `error`, the job's reason when there is one (`pin-mismatch`); absent from agents
+    /// that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<JobReason>,
     /// Every step, in order.
     pub steps: Vec<StepReport>,
     /// Time spent waiting for cache mounts or a scope.

@@ -2,12 +2,15 @@
 //! the catalog at that commit (its pins file included), the lane, its files and its keys.
 //!
 //! Everything is read at the assignment's commit, never from a working tree, and the keys are
-//! made by [`crate::host`] exactly as `lanes run --head <commit>` makes them. A failure here is
-//! the job's `error` state; this module only reads, it runs nothing and reports nothing.
+//! made by [`crate::host`] exactly as `lanes run --head <commit>` makes them, after the lane's
+//! pins were held against this host ([`crate::host::check_lane_pins`]). A failure here is the
+//! job's `error` state; this module reads and runs pin commands, nothing else, and reports
+//! nothing.
 
 use crate::fileset::RepoFileset;
-use crate::host::lane_keys;
+use crate::host::{PinCheck, check_lane_pins, lane_keys};
 use crate::link::Assignment;
+use lanes_core::job::JobReason;
 use lanes_core::{Catalog, CatalogError, Lane, Source, StepFingerprint};
 use lanes_git::{CommitId, GitError, Repo};
 use std::fmt::Write as _;
@@ -62,6 +65,20 @@ pub enum PrepareError {
         /// The lanes it has.
         known: Vec<String>,
     },
+    /// A pin the lane uses does not match this host: nothing may run, be restored or be
+    /// recorded under keys that say otherwise.
+    #[error("{}", .0.message())]
+    PinMismatch(PinCheck),
+}
+
+impl PrepareError {
+    /// The job's reason when this error ends it, for the errors that have one.
+    pub fn reason(&self) -> Option<JobReason> {
+        match self {
+            PrepareError::PinMismatch(check) => Some(check.reason()),
+            _ => None,
+        }
+    }
 }
 
 /// A lane ready to run.
@@ -99,6 +116,8 @@ pub(crate) fn prepare(assignment: &Assignment) -> Result<Prepared, PrepareError>
             known: catalog.lanes.iter().map(|l| l.name.clone()).collect(),
         });
     };
+    // Before anything is read for the keys: a host that does not match has no keys.
+    check_lane_pins(&catalog, &catalog.lanes[lane]).map_err(PrepareError::PinMismatch)?;
     let files = Arc::new(repo.files_at(&head).map_err(git)?);
     let keys = lane_keys(&catalog, &catalog.lanes[lane], &files);
     let (digest, fingerprints) = (keys.digest, keys.fingerprints);

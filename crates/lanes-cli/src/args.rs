@@ -27,6 +27,8 @@ pub(crate) enum Command {
     Run(RunArgs),
     /// Say, step by step, whether a lane's steps would hit the cache, and why not.
     Explain(ExplainArgs),
+    /// Check this host against the catalog: its pins, the step sandbox, cgroups, free disk.
+    Doctor(DoctorArgs),
     /// Look after the step cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -224,6 +226,18 @@ pub(crate) struct HookNotifyArgs {
     /// The repository's name on the forge.
     #[arg(long, value_name = "NAME")]
     pub(crate) repo: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) revision: RevisionArgs,
+    /// Run the `ensure` command of each pin that does not match, then check it again.
+    #[arg(long)]
+    pub(crate) ensure: bool,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

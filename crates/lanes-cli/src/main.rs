@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         args::Command::Fingerprint(a) => commands::fingerprint::run(&dir, a, &printer),
         args::Command::Run(a) => commands::run::run(&dir, a, &printer),
         args::Command::Explain(a) => commands::explain::run(&dir, a, &printer),
+        args::Command::Doctor(a) => commands::doctor::run(&dir, a, &printer),
         args::Command::Cache(c) => commands::cache::run(c, &printer),
         args::Command::Status(a) => commands::status::run(&dir, a, &printer),
         args::Command::Wait(a) => commands::wait::run(&dir, a, &printer),

@@ -46,8 +46,17 @@ impl Catalog {
 pub struct Pin {
     /// The command that prints the asset's version.
     pub command: String,
-    /// The exact expected output (trimmed). This value, not the host's, goes into step keys.
+    /// The exact expected output (trimmed). A lane that uses the pin runs only on a host whose
+    /// `command` prints exactly this, so it is also the host's value that step keys carry.
     pub expect: String,
+    /// What makes a host match (installs the pinned runtime), run by `lanes doctor --ensure`
+    /// for a pin that does not match. Never run by `lanes run` or an agent on their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensure: Option<String>,
+    /// Variables of the invoking environment the command sees (as a step's `pass-env`): a
+    /// rustup proxy needs `RUSTUP_HOME` to find the toolchain a step would find.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
 }
 
 /// A fleet-wide semaphore.

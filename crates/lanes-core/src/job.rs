@@ -27,7 +27,8 @@ pub enum JobState {
     Cancelled,
     /// Never ran: a need failed, or it was not selected.
     Skipped,
-    /// The forge could not run it: retries used up after lost agents, a catalog error.
+    /// The forge could not run it: retries used up after lost agents, a catalog error, a pin
+    /// that does not match the agent's host.
     Error,
 }
 
@@ -195,6 +196,16 @@ pub enum JobReason {
         /// What happened.
         message: String,
     },
+    /// Error: a pin the lane uses does not match the host that was to run it, so nothing ran,
+    /// was restored or was recorded.
+    PinMismatch {
+        /// The pin.
+        pin: String,
+        /// Its `expect`.
+        expected: String,
+        /// What its command printed on the host, or why it printed nothing usable.
+        found: String,
+    },
 }
 
 impl JobReason {
@@ -212,6 +223,7 @@ impl JobReason {
             JobReason::Superseded { .. } => "superseded",
             JobReason::CancelledByUser => "cancelled-by-user",
             JobReason::RunAborted { .. } => "run-aborted",
+            JobReason::PinMismatch { .. } => "pin-mismatch",
         }
     }
 }
@@ -252,6 +264,22 @@ mod tests {
         for p in Priority::ALL {
             assert_eq!(Priority::parse(p.as_str()), Some(p));
         }
+    }
+
+    #[test]
+    fn a_pin_mismatch_carries_the_pin_and_both_values() {
+        let reason = JobReason::PinMismatch {
+            pin: "rustc".into(),
+            expected: "rustc 1.95.0".into(),
+            found: "rustc 1.96.0".into(),
+        };
+        let json = serde_json::to_value(&reason).ok();
+        assert_eq!(
+            json,
+            Some(serde_json::json!({"kind": "pin-mismatch", "pin": "rustc",
+                "expected": "rustc 1.95.0", "found": "rustc 1.96.0"}))
+        );
+        assert_eq!(reason.kind(), "pin-mismatch");
     }
 
     #[test]

@@ -1035,6 +1035,8 @@ impl Parser<'_> {
     }
 }
 
+const PIN_KEYS: &[&str] = &["command", "expect", "ensure", "pass-env"];
+
 fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin> {
     let mut pins = BTreeMap::new();
     for (name, value) in table.iter() {
@@ -1056,13 +1058,40 @@ fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin>
         };
         let mut command = None;
         let mut expect = None;
+        let mut ensure = None;
+        let mut pass_env = Vec::new();
         for (key, value) in fields.iter() {
             let slot = match key.get_ref().as_ref() {
                 "command" => &mut command,
                 "expect" => &mut expect,
+                "ensure" => &mut ensure,
+                "pass-env" => {
+                    let items = match value.get_ref() {
+                        DeValue::Array(items) => items.iter().collect(),
+                        _ => vec![value],
+                    };
+                    for item in items {
+                        match item.get_ref() {
+                            DeValue::String(s) => pass_env.push(s.to_string()),
+                            other => sink.push(
+                                "catalog::type",
+                                item.span(),
+                                format!(
+                                    "`pass-env` of pin `{name_str}` must be an array of strings, \
+                                     not {}",
+                                    kind(other)
+                                ),
+                                "expected an array of strings",
+                                None,
+                            ),
+                        }
+                    }
+                    continue;
+                }
                 other => {
-                    let help = did_you_mean(other, ["command", "expect"], || {
-                        "a pin has `command` and `expect`".into()
+                    let help = did_you_mean(other, PIN_KEYS.iter().copied(), || {
+                        "a pin has `command`, `expect` and optionally `ensure` and `pass-env`"
+                            .into()
                     });
                     sink.push(
                         "catalog::unknown-key",
@@ -1091,7 +1120,15 @@ fn pins_table(sink: &mut Sink<'_>, table: &DeTable<'_>) -> BTreeMap<String, Pin>
         }
         match (command, expect) {
             (Some(command), Some(expect)) => {
-                pins.insert(name_str, Pin { command, expect });
+                pins.insert(
+                    name_str,
+                    Pin {
+                        command,
+                        expect,
+                        ensure,
+                        pass_env,
+                    },
+                );
             }
             (command, _) => sink.push(
                 "catalog::pin",
@@ -1361,6 +1398,34 @@ run = "cargo bench"
             Some("did you mean `expect`?")
         );
         assert_eq!(err.sources.len(), 2);
+    }
+
+    #[test]
+    fn a_pin_may_carry_an_ensure_command() {
+        let c = ok(
+            "version = 1\n[pins]\nsim = { command = \"sim --version\", expect = \"17.2\", \
+                    ensure = \" sim install 17.2 \" }\nplain = { command = \"p\", expect = \"1\" }\n",
+        );
+        assert_eq!(c.pins["sim"].ensure.as_deref(), Some("sim install 17.2"));
+        assert_eq!(c.pins["plain"].ensure, None);
+        assert!(c.pins["plain"].pass_env.is_empty());
+        let c = ok(
+            "version = 1\n[pins]\nrustc = { command = \"rustc -V\", expect = \"1\", \
+                    pass-env = [\"RUSTUP_HOME\", \"CARGO_HOME\"] }\n",
+        );
+        assert_eq!(c.pins["rustc"].pass_env, ["RUSTUP_HOME", "CARGO_HOME"]);
+        let d = errors(
+            "version = 1\n[pins]\nr = { command = \"r\", expect = \"1\", pass-env = [1] }\n",
+        );
+        assert_eq!(d[0].code, "catalog::type");
+        let d = errors(
+            "version = 1\n[pins]\nsim = { command = \"s\", expect = \"1\", ensur = \"i\" }\n",
+        );
+        assert_eq!(d[0].code, "catalog::unknown-key");
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `ensure`?"));
+        let d =
+            errors("version = 1\n[pins]\nsim = { command = \"s\", expect = \"1\", ensure = 1 }\n");
+        assert_eq!(d[0].code, "catalog::type");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub enum Status {
     Skipped,
     /// Its recorded result was reused.
     Cached,
+    /// A lane that could not run on this host at all (a pin does not match); never a step's.
+    Error,
 }
 
 impl Status {
@@ -54,6 +56,7 @@ impl Status {
             Status::OomKilled => "oom-killed",
             Status::Skipped => "skipped",
             Status::Cached => "cached",
+            Status::Error => "error",
         }
     }
 

@@ -450,6 +450,7 @@ fn passed() -> FinishReport {
     FinishReport {
         state: JobState::Passed,
         message: None,
+        reason: None,
         steps: vec![StepReport {
             index: 0,
             name: "s".into(),

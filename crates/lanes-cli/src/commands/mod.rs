@@ -3,6 +3,7 @@
 pub(crate) mod cache;
 pub(crate) mod cancel;
 pub(crate) mod check;
+pub(crate) mod doctor;
 pub(crate) mod explain;
 pub(crate) mod fingerprint;
 pub(crate) mod hook;

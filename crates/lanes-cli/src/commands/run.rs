@@ -9,8 +9,9 @@ use crate::progress::Progress;
 use crate::workspace::{CATALOG_PATH, Workspace};
 use lanes_agent::DEFAULT_GRACE;
 use lanes_agent::fileset::RepoFileset;
-use lanes_agent::host::{base_env, step_fingerprints};
+use lanes_agent::host::{PinCheck, base_env, check_lane_pins, step_fingerprints};
 use lanes_cache::{LocalStore, RunEvent};
+use lanes_core::job::JobReason;
 use lanes_core::plan::{Plan, PlanLane};
 use lanes_core::select::LaneSelection;
 use lanes_core::{Catalog, LaneClass, Reason, StepFingerprint, Trigger, fileset};
@@ -49,6 +50,9 @@ struct LaneReport {
     duration_ms: u64,
     lock_wait_ms: u64,
     steps: Vec<StepResult>,
+    /// Why a lane ended `error`: the forge's job reason for the same case (`pin-mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<JobReason>,
 }
 
 /// The sandbox that hides the repository and the cache from steps, or `None` with a warning
@@ -175,6 +179,16 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         .selected()
         .map(|l| index[l.name.as_str()])
         .collect();
+    // Pins before anything else: a lane whose pin does not match this host gets no keys, so
+    // it restores and records nothing under keys that claim the pinned value.
+    let mut mismatched: BTreeMap<usize, PinCheck> = run_set
+        .iter()
+        .filter_map(|&i| {
+            check_lane_pins(&catalog, &catalog.lanes[i])
+                .err()
+                .map(|check| (i, check))
+        })
+        .collect();
     let files = Arc::new(if run_set.is_empty() {
         Vec::new()
     } else {
@@ -186,7 +200,11 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         .iter()
         .map(|&i| Planned {
             lane: i,
-            fingerprints: step_fingerprints(&catalog, &catalog.lanes[i], &digests[i]),
+            fingerprints: if mismatched.contains_key(&i) {
+                Vec::new()
+            } else {
+                step_fingerprints(&catalog, &catalog.lanes[i], &digests[i])
+            },
         })
         .collect();
 
@@ -241,6 +259,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     let mut results: Vec<Option<LaneResult>> = vec![None; run_set.len()];
     let mut extra: Vec<Vec<Reason>> = vec![Vec::new(); run_set.len()];
     let mut cancelled: Vec<bool> = vec![false; run_set.len()];
+    let mut errors: Vec<Option<JobReason>> = vec![None; run_set.len()];
     let (tx, rx) = mpsc::channel::<Message>();
     let mut stopped = false;
     let mut abandoned_on_cancel = false;
@@ -259,6 +278,18 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         if !stopped && !cancel.is_cancelled() {
             while let Some(p) = plan.start() {
                 let lane = &catalog.lanes[planned[p].lane];
+                if let Some(check) = mismatched.remove(&planned[p].lane) {
+                    errors[p] = Some(check.reason());
+                    let result = LaneResult {
+                        status: Status::Error,
+                        duration: Duration::ZERO,
+                        lock_wait: Duration::ZERO,
+                        steps: Vec::new(),
+                        error: Some(check.message()),
+                    };
+                    let _ = tx.send(Message::Done(p, result, None));
+                    continue;
+                }
                 progress.lane_status(p, &lane.name, "starting");
                 let slot = match take_slot(&cache_root, &lane.name) {
                     Ok(slot) => slot,
@@ -327,6 +358,14 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                 let lane = &catalog.lanes[planned[p].lane];
                 progress.lane_done(p);
                 progress.line(&lane_line(lane, &result));
+                if result.status == Status::Error {
+                    progress.line(&format!(
+                        "{}: help: install what the pin expects (`lanes doctor` checks this \
+                         host, `lanes doctor --ensure` runs a pin's `ensure`), or change its \
+                         `expect`",
+                        lane.name
+                    ));
+                }
                 let passed = result.status.is_success();
                 for skip in plan.finish(p, passed) {
                     let need = &catalog.lanes[planned[skip.need].lane].name;
@@ -381,9 +420,11 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     duration_ms: 0,
                     lock_wait_ms: 0,
                     steps: Vec::new(),
+                    error: None,
                 };
             };
             reasons.append(&mut extra[p]);
+            let error = errors[p].take();
             match results[p].take() {
                 Some(result) => LaneReport {
                     name: lane.name.clone(),
@@ -393,6 +434,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     duration_ms: millis(result.duration),
                     lock_wait_ms: millis(result.lock_wait),
                     steps: result.steps,
+                    error,
                 },
                 None => LaneReport {
                     name: lane.name.clone(),
@@ -406,6 +448,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     duration_ms: 0,
                     lock_wait_ms: 0,
                     steps: Vec::new(),
+                    error,
                 },
             }
         })
@@ -416,7 +459,11 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         l.class == LaneClass::Required
             && (matches!(
                 l.status,
-                Status::Failed | Status::TimedOut | Status::Cancelled | Status::OomKilled
+                Status::Failed
+                    | Status::TimedOut
+                    | Status::Cancelled
+                    | Status::OomKilled
+                    | Status::Error
             ) || l
                 .reasons
                 .iter()
@@ -682,6 +729,7 @@ fn step_line(lane: &lanes_core::Lane, step: &StepResult) -> String {
         ),
         Status::Cancelled => format!("{name}: cancelled after {}", seconds(step.duration_ms)),
         Status::Skipped => format!("{name}: skipped"),
+        Status::Error => format!("{name}: error"),
     }
 }
 
@@ -765,7 +813,18 @@ fn summary(report: &Report, report_path: &Path) -> String {
             format!("{ran}/{cached}"),
             seconds(saved),
         );
-        if lane.steps.is_empty()
+        if let Some(JobReason::PinMismatch {
+            pin,
+            expected,
+            found,
+        }) = &lane.error
+        {
+            let _ = writeln!(
+                out,
+                "{:width$}  (pin {pin}: expected `{expected}`, found `{found}`)",
+                ""
+            );
+        } else if lane.steps.is_empty()
             && let Some(reason) = lane.reasons.last()
         {
             let _ = writeln!(out, "{:width$}  ({})", "", describe(reason));

@@ -229,6 +229,11 @@ pub(crate) fn job_reason(reason: &Value) -> String {
         JobReason::Superseded { by } => format!("superseded by #{by}"),
         JobReason::CancelledByUser => "cancelled by a user".to_owned(),
         JobReason::RunAborted { message } => format!("run aborted: {message}"),
+        JobReason::PinMismatch {
+            pin,
+            expected,
+            found,
+        } => format!("pin {pin} mismatch: expected {expected}, found {found}"),
     }
 }
 
@@ -386,6 +391,13 @@ mod tests {
         assert_eq!(
             reason(json!({"kind": "run-aborted", "message": "the catalog failed"})),
             "run aborted: the catalog failed"
+        );
+        assert_eq!(
+            reason(
+                json!({"kind": "pin-mismatch", "pin": "tool", "expected": "tool 1.0",
+                "found": "tool 2.0"})
+            ),
+            "pin tool mismatch: expected tool 1.0, found tool 2.0"
         );
     }
 

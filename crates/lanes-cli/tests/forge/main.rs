@@ -6,6 +6,7 @@ mod cli;
 #[path = "../common/mod.rs"]
 mod common;
 mod hook;
+mod pins;
 mod server;
 mod ui;
 

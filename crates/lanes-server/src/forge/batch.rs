@@ -204,7 +204,11 @@ impl<S: Store + 'static> Forge<S> {
                                 token,
                                 finish: JobFinish {
                                     state: report.state,
-                                    reason: None,
+                                    // Only an agent that could not run the lane says why.
+                                    reason: report
+                                        .reason
+                                        .clone()
+                                        .filter(|_| report.state == JobState::Error),
                                     at: now,
                                     steps: report.steps.iter().map(super::step_record).collect(),
                                     lock_wait_ms: Some(report.lock_wait_ms),
@@ -476,6 +480,7 @@ mod tests {
         FinishReport {
             state: JobState::Passed,
             message: None,
+            reason: None,
             steps: Vec::new(),
             lock_wait_ms: 0,
             materialize_ms: 0,

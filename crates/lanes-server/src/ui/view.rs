@@ -167,6 +167,11 @@ pub(crate) fn reason_text(reason: &JobReason) -> String {
         JobReason::Superseded { by } => format!("superseded by run #{by}"),
         JobReason::CancelledByUser => "cancelled by a user".to_owned(),
         JobReason::RunAborted { message } => format!("run aborted: {message}"),
+        JobReason::PinMismatch {
+            pin,
+            expected,
+            found,
+        } => format!("pin {pin} does not match its agent: expected {expected}, found {found}"),
     }
 }
 
