@@ -116,7 +116,7 @@ p() {{ if eval "$2" >/dev/null 2>&1; then echo "PROBE $1: allowed"; else echo "P
 p read-db "head -c 15 {data}/lanes.db | grep -q SQLite"
 p write-db ": >> {data}/lanes.db"
 p write-data "touch {data}/planted"
-p read-logs "find {data} -name '*.log' | grep -q . && cat $(find {data} -name '*.log' | head -1)"
+p read-logs "find {data} -name '*.log' | grep -q . && head -c 64 $(find {data} -name '*.log' | head -1)"
 p environ "tr '\0' '\n' < /proc/{pid}/environ | grep -q LANES_CACHE_DIR"
 p signal-forge "kill -0 {pid}"
 p other-slot "timeout 20 bash -c 'until cat {cache}/work/other/*/src/held-secret.txt; do sleep 0.1; done'"
