@@ -13,10 +13,12 @@
 //! knows is told that job's state by the caller ([`Need::state`]).
 
 mod ready;
+mod supersede;
 
 use crate::job::{Holder, JobReason, JobState, Priority};
 use ready::{GroupIx, Key, LabelSetIx, Labels, Ready, subset};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+pub use supersede::{OpenJob, Superseded, SupersedingCatalog, on_superseded};
 
 /// A job's database id. Ids only grow, so id order is arrival order: FIFO within a priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -812,12 +814,14 @@ impl Scheduler {
     }
 
     /// The queued jobs whose reason changed since it was last handed out, in id order, as
-    /// transitions (queued to queued) to persist.
+    /// transitions (queued to queued) to persist. A job that went back to the queue keeps why
+    /// (`agent-lost`, `requeued`) until it is leased again: that is what its watchers need to
+    /// see, and it would otherwise be gone within a tick.
     pub fn update_reasons(&mut self) -> Vec<Transition> {
         let mut by_part: HashMap<(Option<GroupIx>, LabelSetIx), JobReason> = HashMap::new();
         let mut changed = Vec::new();
         for (&id, job) in &self.jobs {
-            if job.state != JobState::Queued {
+            if job.state != JobState::Queued || job.reason.as_ref().is_some_and(went_back) {
                 continue;
             }
             let reason = if job.unmet > 0 {
@@ -1103,6 +1107,11 @@ impl Scheduler {
         }
         JobReason::WaitingForCapacity
     }
+}
+
+/// A reason that says why a job went back to the queue rather than why it waits.
+fn went_back(reason: &JobReason) -> bool {
+    matches!(reason, JobReason::AgentLost { .. } | JobReason::Requeued)
 }
 
 enum Linked {

@@ -16,7 +16,8 @@ use jiff::Timestamp;
 use lanes_agent::{Assignment, FinishReport, HostStatus, StepCache, StepReport};
 use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::schedule::{
-    self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Token, Transition,
+    self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Superseded, SupersedingCatalog,
+    Token, Transition, on_superseded,
 };
 use lanes_git::Repo;
 use lanes_store::{
@@ -180,12 +181,12 @@ impl<S: Store + 'static> Forge<S> {
                 .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(LOCAL_AGENT))
                 .map(|j| core_id(j.id))
                 .collect();
+            forge.finish_superseding(&mut state).await?;
             for job in orphans {
                 if let Some(t) = state.sched.requeue(job) {
                     forge.persist(&mut state, vec![t]).await?;
                 }
             }
-            forge.finish_superseding(&mut state).await?;
             forge.refresh_reasons(&mut state).await?;
             // A status left behind by a crash between a job's end and its run's update.
             for run in forge.unfinished_runs().await? {
@@ -213,9 +214,9 @@ impl<S: Store + 'static> Forge<S> {
     }
 
     /// Cancels the open jobs of superseded runs that a crash left between the run being marked
-    /// superseded and its jobs cancelled. Jobs of lanes that set `cancel-superseded = false` at
-    /// the superseding head are left to run, queued or held (a built-in agent's job requeued at
-    /// start included).
+    /// superseded and its jobs cancelled, by the rule a push applies
+    /// ([`lanes_core::schedule::on_superseded`]). Runs before the built-in agent's jobs are
+    /// requeued, so the rule sees them as they were when the forge stopped.
     async fn finish_superseding(&self, state: &mut Sched) -> ForgeResult<()> {
         for run in self.unfinished_runs().await? {
             let Some(by) = run.superseded_by else {
@@ -230,18 +231,31 @@ impl<S: Store + 'static> Forge<S> {
             if open.is_empty() {
                 continue;
             }
-            let keep = match (
+            let read = match (
                 self.store.repo(&run.repo).await,
                 self.store.run(&run.repo, by).await,
             ) {
                 (Ok(record), Ok(newer)) => {
-                    trigger::keep_running_at(&record, &newer.run.head).unwrap_or_default()
+                    trigger::catalog_at(&record, &newer.run.head).map_err(|e| e.to_string())
                 }
-                _ => BTreeSet::new(),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            };
+            let newer = match &read {
+                Ok(Some(catalog)) => SupersedingCatalog::Read(catalog),
+                Ok(None) => SupersedingCatalog::Unknown,
+                Err(e) => {
+                    tracing::warn!(
+                        "the catalog of run #{by} of {} cannot be read ({e}): the started jobs \
+                         of run #{} it superseded are left to run",
+                        run.repo,
+                        run.number
+                    );
+                    SupersedingCatalog::Unknown
+                }
             };
             let cancel: Vec<schedule::JobId> = open
                 .iter()
-                .filter(|j| !keep.contains(&j.lane))
+                .filter(|j| on_superseded(trigger::open_job(j), newer) == Superseded::Cancel)
                 .map(|j| core_id(j.id))
                 .collect();
             if cancel.is_empty() {
@@ -982,6 +996,7 @@ impl<S: Store + 'static> Forge<S> {
             head,
             git_dir,
             heartbeat_ms: self.config.schedule.heartbeat,
+            lease_ms: self.config.schedule.lease,
             log_offset,
         })
     }
@@ -1031,23 +1046,38 @@ impl<S: Store + 'static> Forge<S> {
         let end = offset.checked_add(bytes.len() as u64).ok_or_else(|| {
             ForgeError::BadRequest(format!("log offset {offset} is out of range"))
         })?;
-        if end <= acked {
-            return Ok(acked);
-        }
         if offset > acked {
             return Err(ForgeError::BadRequest(format!(
                 "log append at byte {offset} of job {job} leaves a gap: {acked} bytes are \
                  acknowledged"
             )));
         }
-        let skip = usize::try_from(acked - offset).unwrap_or(0);
+        // The bytes before `acked` were acknowledged already: a resend (an answer that got lost)
+        // must carry the same bytes, or the log would no longer say what the agent saw.
+        let overlap = usize::try_from(end.min(acked) - offset).unwrap_or(usize::MAX);
         let data_dir = self.config.data_dir.clone();
-        let new_len = tokio::task::spawn_blocking(move || {
+        let appended = tokio::task::spawn_blocking(move || {
             let mut file = LogFile::open(&data_dir, id, acked)?;
-            file.append(&bytes[skip..])
+            if overlap > 0 && file.read_at(offset, overlap)? != bytes[..overlap] {
+                return Ok(None);
+            }
+            if end <= acked {
+                return Ok(Some(acked));
+            }
+            file.append(&bytes[overlap..]).map(Some)
         })
         .await
-        .map_err(|e| ForgeError::Internal(format!("the log writer panicked: {e}")))??;
+        .map_err(|e| ForgeError::Internal(format!("the log writer panicked: {e}")))?
+        .map_err(ForgeError::Store)?;
+        let Some(new_len) = appended else {
+            return Err(ForgeError::Conflict(format!(
+                "log append at byte {offset} of job {job} differs from the bytes acknowledged \
+                 there: a resend must repeat them"
+            )));
+        };
+        if new_len == acked {
+            return Ok(acked);
+        }
         self.store.ack_log(id, token, acked, new_len).await?;
         let _ = self.events.send(JobEvent::Log {
             job: id,
@@ -1345,7 +1375,10 @@ impl From<ForgeError> for lanes_agent::LinkError {
             ForgeError::Store(StoreError::StaleToken { .. }) => {
                 lanes_agent::LinkError::Rejected(e.to_string())
             }
-            ForgeError::BadRequest(_) => lanes_agent::LinkError::Rejected(e.to_string()),
+            // A gap or a resend that differs: sending it again cannot help.
+            ForgeError::BadRequest(_) | ForgeError::Conflict(_) => {
+                lanes_agent::LinkError::Rejected(e.to_string())
+            }
             _ => lanes_agent::LinkError::Unavailable(e.to_string()),
         }
     }

@@ -1,6 +1,7 @@
 //! `lanes serve` end to end: a real server process over a real bare repository, pushes from a
 //! real clone, jobs run by the built-in agent with real processes, state in a real SQLite file.
 
+mod agents;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
@@ -530,8 +531,9 @@ step = [{ name = "test", run = "true" }]
         let j = forge.get(&format!("/api/v1/jobs/{job}"));
         (j["status"] == "queued").then_some(j)
     });
-    // The requeue's own reason, agent-lost, is replaced at once by why it waits now; the
-    // attempt count and the expiry counter keep what happened.
+    // Why it went back stays until it is leased again (agents.rs polls it); the attempt count
+    // and the expiry counter keep what happened.
+    assert_eq!(requeued["reason"]["kind"], "agent-lost", "{requeued:#}");
     assert_eq!(requeued["attempts"], 1, "{requeued:#}");
     let metrics = forge.request("GET", "/metrics", None).text();
     assert!(

@@ -268,22 +268,14 @@ impl Forge {
         body: Option<&str>,
         token: Option<&str>,
     ) -> Response {
-        let mut stream = TcpStream::connect(&self.addr).expect("the forge accepts connections");
-        let body = body.unwrap_or("");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
+        http(
+            &self.addr,
+            method,
+            path,
+            body.unwrap_or("").as_bytes(),
+            token,
         )
-        .expect("send request");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read response");
-        parse_response(&raw)
+        .expect("the forge answers")
     }
 
     /// GET a JSON document with the token; panics unless 200.
@@ -353,6 +345,34 @@ impl Drop for Forge {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One HTTP/1.1 request to `addr`, with `token` if given; an error when the forge cannot be
+/// reached or hangs up.
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    token: Option<&str>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::other("the forge hung up before answering"));
+    }
+    Ok(parse_response(&raw))
 }
 
 /// A whole HTTP/1.1 response as read off a connection, its chunked body joined.

@@ -219,6 +219,32 @@ fn stale_tokens_are_rejected_after_expiry_requeue_release_and_cancel() {
 }
 
 #[test]
+fn a_job_that_went_back_keeps_why_until_it_is_leased_again() {
+    let mut s = sched(1);
+    add(&mut s, spec(1, "x", Priority::Required));
+    add(&mut s, spec(2, "y", Priority::Required));
+    s.update_reasons();
+    assert_eq!(leased(&mut s, "a", 0), Some(JobId(1)));
+    let lost = s.tick(LEASE);
+    assert_eq!(kinds(&lost), [(1, JobState::Queued, Some("agent-lost"))]);
+    assert!(
+        s.update_reasons().is_empty(),
+        "agent-lost is not replaced by why it waits now"
+    );
+    assert_eq!(s.attempts(JobId(1)), Some(1));
+    // Leased again: the lease clears it. A user's requeue is kept the same way.
+    assert_eq!(leased(&mut s, "a", LEASE), Some(JobId(1)));
+    let requeued = s.requeue(JobId(1)).expect("held");
+    assert_eq!(requeued.reason, Some(JobReason::Requeued));
+    s.agent_offline(&agent("a"));
+    assert_eq!(
+        kinds(&s.update_reasons()),
+        [(2, JobState::Queued, Some("waiting-for-agent"))],
+        "only the job that did not go back says why it waits now"
+    );
+}
+
+#[test]
 fn lost_agents_requeue_at_most_retries_times_then_error() {
     let mut s = sched(1);
     add(&mut s, spec(1, "x", Priority::Required));
