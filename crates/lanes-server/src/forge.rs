@@ -145,8 +145,9 @@ fn store_id(job: schedule::JobId) -> JobId {
 
 impl<S: Store + 'static> Forge<S> {
     /// Builds the forge over `store` and rebuilds the scheduler from the jobs the database holds
-    /// open. Jobs the built-in agent held when the server stopped are put back in the queue at
-    /// once: that agent lived in the process that stopped.
+    /// open. Jobs the built-in agent still held (the server stopped without handing them back)
+    /// are put back in the queue at once as an attempt, or end `error` past their retries: that
+    /// agent lived in the process that stopped.
     pub async fn open(store: S, config: ForgeConfig) -> ForgeResult<Arc<Forge<S>>> {
         let (events, _) = broadcast::channel(1024);
         let forge = Arc::new(Forge {
@@ -182,9 +183,16 @@ impl<S: Store + 'static> Forge<S> {
                 .map(|j| core_id(j.id))
                 .collect();
             forge.finish_superseding(&mut state).await?;
+            // Still held: the forge stopped without handing them back (a clean stop does), so it
+            // crashed or was killed, perhaps by the job itself. That uses an attempt.
             for job in orphans {
-                if let Some(t) = state.sched.requeue(job) {
-                    forge.persist(&mut state, vec![t]).await?;
+                let transitions = state.sched.restarted(job);
+                if !transitions.is_empty() {
+                    tracing::warn!(
+                        "job {job} was running on the built-in agent when the forge stopped \
+                         uncleanly: requeued as an attempt"
+                    );
+                    forge.persist(&mut state, transitions).await?;
                 }
             }
             forge.refresh_reasons(&mut state).await?;
@@ -1176,6 +1184,20 @@ impl<S: Store + 'static> Forge<S> {
         self.persist(&mut state, transitions).await?;
         self.refresh_reasons(&mut state).await?;
         self.refresh_run(repo, number).await
+    }
+
+    /// A clean stop: the jobs `agent` (the built-in one, whose steps were stopped) holds go back
+    /// to the queue without using an attempt. Returns how many.
+    pub async fn hand_back(&self, agent: &str) -> ForgeResult<usize> {
+        let mut state = self.locked().await;
+        let held = state.sched.held_by(&AgentId(agent.to_owned()));
+        let transitions: Vec<Transition> = held
+            .into_iter()
+            .filter_map(|job| state.sched.hand_back(job))
+            .collect();
+        let count = transitions.len();
+        self.persist(&mut state, transitions).await?;
+        Ok(count)
     }
 
     /// A held job goes back to the queue.

@@ -399,6 +399,18 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         Err(_) => tracing::warn!("stopping with connections still open"),
     }
     while tasks.join_next().await.is_some() {}
+    // The built-in agent stopped its steps: its jobs go back to the queue now, without using an
+    // attempt, so the next start can tell this stop from a crash.
+    if config.local_agent.is_some() {
+        match forge.hand_back(LOCAL_AGENT).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{n} running jobs handed back to the queue"),
+            Err(e) => tracing::warn!(
+                "the running jobs could not be handed back ({e}): the next start requeues them \
+                 as attempts"
+            ),
+        }
+    }
     if let Err(e) = store.close().await {
         tracing::warn!("the database's log was not folded into its file on closing: {e}");
     }

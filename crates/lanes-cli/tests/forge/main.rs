@@ -645,8 +645,44 @@ fn sigterm_stops_the_running_steps_and_the_job_runs_again_after_restart() {
     let status = forge.wait_done("main", &head);
     let slow = job(&status, "slow");
     assert_eq!(slow["status"], "passed", "{status:#}");
-    assert_eq!(slow["attempts"], 1, "{slow:#}");
+    assert_eq!(
+        slow["attempts"], 0,
+        "a clean stop hands the job back without using an attempt: {slow:#}"
+    );
     assert!(log_of(&forge, slow).contains("second attempt"));
+}
+
+#[test]
+fn a_job_that_kills_the_forge_three_times_ends_in_error() {
+    let catalog = r#"version = 1
+[lane.crash]
+class = "required"
+step = [{ name = "crash", run = "echo killing the forge; kill -9 $FORGE_PID; sleep 1", pass-env = ["FORGE_PID"] }]
+"#;
+    let mut forge = Forge::exporting_pid(catalog);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    for kill in 1..=3 {
+        let status = forge.wait_exit();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "kill {kill}: the step killed the forge ({status:?})"
+        );
+        forge.start();
+    }
+    let status = forge.wait_done("main", &head);
+    let crash = job(&status, "crash");
+    assert_eq!(crash["status"], "error", "{status:#}");
+    assert_eq!(
+        crash["reason"],
+        serde_json::json!({"kind": "retries-exhausted", "retries": 2}),
+        "{crash:#}"
+    );
+    assert!(
+        forge.server_log().contains("stopped uncleanly"),
+        "{}",
+        forge.server_log()
+    );
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub(crate) struct Forge {
     pub(crate) data: PathBuf,
     pub(crate) cache: PathBuf,
     pub(crate) extra: Vec<String>,
+    /// Start the server with its own pid in `FORGE_PID`, for steps that kill it.
+    pub(crate) export_pid: bool,
     server: Option<Child>,
     pub(crate) addr: String,
     pub(crate) token: String,
@@ -71,6 +73,15 @@ impl Forge {
         forge
     }
 
+    /// [`Forge::new`], the server started with its own pid in `FORGE_PID` (a step may kill it).
+    pub(crate) fn exporting_pid(catalog: &str) -> Forge {
+        let mut forge = Forge::unstarted(catalog, &[], &[], "main");
+        forge.export_pid = true;
+        forge.push("main");
+        forge.start();
+        forge
+    }
+
     /// A forge started on a bare origin with nothing pushed yet, whose `HEAD` names
     /// `origin_head`; `main` holds `catalog` and `files` in the clone, not pushed.
     pub(crate) fn on_empty_origin(
@@ -111,6 +122,7 @@ impl Forge {
             origin,
             work,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            export_pid: false,
             root,
             server: None,
             addr: String::new(),
@@ -175,7 +187,15 @@ impl Forge {
 
     /// Starts `lanes serve` (again, after a stop or a kill) and waits until it listens.
     pub(crate) fn start(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        let mut cmd = if self.export_pid {
+            // `exec` keeps the shell's pid, which is the server's then.
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "FORGE_PID=$$ exec \"$0\" \"$@\""])
+                .arg(env!("CARGO_BIN_EXE_lanes"));
+            sh
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_lanes"))
+        };
         // A restart keeps the address, so clients following the forge can reconnect.
         let listen = if self.addr.is_empty() {
             "127.0.0.1:0".to_owned()
@@ -243,6 +263,24 @@ impl Forge {
         if let Some(mut child) = self.server.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Waits until the server exits on its own (or is killed by someone else); returns how.
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        let child = self.server.as_mut().expect("a running server");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                self.server = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit:\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

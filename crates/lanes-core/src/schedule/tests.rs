@@ -245,6 +245,54 @@ fn a_job_that_went_back_keeps_why_until_it_is_leased_again() {
 }
 
 #[test]
+fn restarts_after_a_crash_use_the_retries_and_a_clean_stop_does_not() {
+    let mut s = sched(1);
+    add(&mut s, spec(1, "x", Priority::Required));
+    for _ in 0..5 {
+        assert_eq!(leased(&mut s, "a", 0), Some(JobId(1)));
+        let back = s.hand_back(JobId(1)).expect("held");
+        assert_eq!(back.reason, Some(JobReason::HandedBack));
+        assert_eq!(s.attempts(JobId(1)), Some(0), "a clean stop is no attempt");
+    }
+    assert_eq!(s.held_by(&agent("a")), []);
+    let mut ends = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(leased(&mut s, "a", 0), Some(JobId(1)));
+        assert_eq!(s.held_by(&agent("a")), [JobId(1)]);
+        ends.extend(
+            s.restarted(JobId(1))
+                .into_iter()
+                .map(|t| (t.from, t.to, t.reason)),
+        );
+    }
+    let restarted = |attempt| {
+        (
+            JobState::Leased,
+            JobState::Queued,
+            Some(JobReason::ForgeRestarted { attempt }),
+        )
+    };
+    assert_eq!(
+        ends,
+        [
+            restarted(1),
+            restarted(2),
+            restarted(3),
+            (
+                JobState::Queued,
+                JobState::Error,
+                Some(JobReason::RetriesExhausted { retries: 2 })
+            ),
+        ]
+    );
+    assert_eq!(s.state(JobId(1)), None);
+    assert!(
+        s.restarted(JobId(1)).is_empty(),
+        "an ended job is left alone"
+    );
+}
+
+#[test]
 fn lost_agents_requeue_at_most_retries_times_then_error() {
     let mut s = sched(1);
     add(&mut s, spec(1, "x", Priority::Required));
