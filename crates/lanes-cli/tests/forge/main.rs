@@ -104,6 +104,11 @@ fn a_forge_started_on_an_empty_repository_whose_head_names_master_takes_main_whe
     forge.push("main");
     let main = forge.wait_done("main", &head);
     assert_eq!(main["status"], "passed", "{main:#}");
+    // The forge looked at the empty repository at start (refs, nightly slots): nothing there is
+    // an error worth a log line.
+    let log = forge.server_log();
+    assert!(!log.contains("unknown revision"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
     let repos = forge.request("GET", "/api/v1/repos", None).json();
     assert_eq!(repos[0]["default_branch"], "main", "{repos:#}");
 
