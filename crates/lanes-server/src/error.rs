@@ -66,12 +66,20 @@ impl ForgeError {
         }
     }
 
+    /// True when the data directory's disk is full (the forge says so once, not per call).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ForgeError::Store(e) | ForgeError::Trigger(TriggerError::Store(e)) => e.is_disk_full(),
+            _ => false,
+        }
+    }
+
     /// What a response (the API's JSON error, the UI's error page) says of it: its status and
     /// message. A server error is logged; something missing or taken is the caller's business,
     /// not a storage failure, and is said plainly ("repository `web` not found").
     pub(crate) fn reply(&self) -> (u16, String) {
         let status = self.status();
-        if status >= 500 {
+        if status >= 500 && !self.is_disk_full() {
             tracing::error!("{self}");
         }
         let message = match self {

@@ -118,8 +118,14 @@ pub struct Forge<S> {
     /// Each agent's newest host status and when it came (memory only: a restart forgets them
     /// until the agents report again, within `lanes_agent::status::EVERY`).
     hosts: std::sync::Mutex<HashMap<String, (HostStatus, Timestamp)>>,
+    /// Set while the data directory's disk is full: since when, and what showed it.
+    disk_full: std::sync::Mutex<Option<(Timestamp, String)>>,
     metrics: Metrics,
 }
+
+/// Below this much free space in the data directory the forge counts its disk as full: a
+/// SQLite commit or a log append may need that much, and failing halfway helps nobody.
+const LOW_SPACE: u64 = 1 << 20;
 
 mod batch;
 
@@ -167,6 +173,7 @@ impl<S: Store + 'static> Forge<S> {
             appends: std::sync::Mutex::new(HashMap::new()),
             places: std::sync::Mutex::new(HashMap::new()),
             hosts: std::sync::Mutex::new(HashMap::new()),
+            disk_full: std::sync::Mutex::new(None),
             asks: std::sync::Mutex::new(Vec::new()),
             watched: std::sync::RwLock::new(None),
             metrics: Metrics::default(),
@@ -310,6 +317,66 @@ impl<S: Store + 'static> Forge<S> {
         self.events.subscribe()
     }
 
+    /// Since when the data directory's disk is full, and what showed it; `None` while there is
+    /// room. Meanwhile the forge takes no new leases.
+    pub fn disk_full(&self) -> Option<(Timestamp, String)> {
+        self.disk_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes a failure: a full disk puts the forge in the disk-full state, said once at WARN.
+    /// True when it was a full disk, which the caller then need not log again.
+    pub(crate) fn full_disk(&self, e: &ForgeError) -> bool {
+        if !e.is_disk_full() {
+            return false;
+        }
+        self.set_disk_full(e.to_string());
+        true
+    }
+
+    fn set_disk_full(&self, why: String) {
+        let mut full = self
+            .disk_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if full.is_none() {
+            tracing::warn!(
+                "the disk of the data directory {} is full ({why}): no new jobs start until \
+                 space returns",
+                self.config.data_dir.display()
+            );
+            *full = Some((Timestamp::now(), why));
+        }
+    }
+
+    /// Looks at the data directory's free space: below [`LOW_SPACE`] the disk is full; above
+    /// it a full disk is over.
+    fn check_space(&self) {
+        let free = match rustix::fs::statvfs(&self.config.data_dir) {
+            Ok(stat) => stat.f_bavail.saturating_mul(stat.f_frsize),
+            Err(e) => {
+                tracing::debug!("statvfs of the data directory failed: {e}");
+                return;
+            }
+        };
+        if free < LOW_SPACE {
+            self.set_disk_full(format!("{free} bytes free"));
+            return;
+        }
+        let mut full = self
+            .disk_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((since, _)) = full.take() {
+            tracing::info!(
+                "the data directory has room again ({free} bytes free; full since {since}): \
+                 jobs start again"
+            );
+        }
+    }
+
     /// The scheduling lock, with the scheduler rebuilt first if it may be ahead of the database.
     async fn locked(&self) -> tokio::sync::MutexGuard<'_, Sched> {
         let mut state = self.sched.lock().await;
@@ -431,7 +498,9 @@ impl<S: Store + 'static> Forge<S> {
     /// from the database so it never runs ahead of it.
     async fn persist(&self, state: &mut Sched, transitions: Vec<Transition>) -> ForgeResult<()> {
         if let Err(e) = self.write(&transitions).await {
-            tracing::warn!("a scheduler write failed, rebuilding from the database: {e}");
+            if !self.full_disk(&e) {
+                tracing::warn!("a scheduler write failed, rebuilding from the database: {e}");
+            }
             self.rebuild(state).await?;
             return Err(e);
         }
@@ -579,7 +648,9 @@ impl<S: Store + 'static> Forge<S> {
                 Ok(Some(number)) => created.push(number),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("branch {} of {repo}: {e}", branch.name);
+                    if !self.full_disk(&e) {
+                        tracing::warn!("branch {} of {repo}: {e}", branch.name);
+                    }
                     failed.get_or_insert(e);
                 }
             }
@@ -912,6 +983,15 @@ impl<S: Store + 'static> Forge<S> {
         let deadline = tokio::time::Instant::now() + wait;
         let id = AgentId(agent.to_owned());
         loop {
+            if self.disk_full().is_some() {
+                // A job started now could not write its log or its end; it waits in the queue.
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
+                continue;
+            }
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -1076,7 +1156,11 @@ impl<S: Store + 'static> Forge<S> {
         })
         .await
         .map_err(|e| ForgeError::Internal(format!("the log writer panicked: {e}")))?
-        .map_err(ForgeError::Store)?;
+        .map_err(|e| {
+            let e = ForgeError::Store(e);
+            self.full_disk(&e);
+            e
+        })?;
         let Some(new_len) = appended else {
             return Err(ForgeError::Conflict(format!(
                 "log append at byte {offset} of job {job} differs from the bytes acknowledged \
@@ -1113,6 +1197,7 @@ impl<S: Store + 'static> Forge<S> {
     /// Ends every lease that expired and writes the queue's reasons; returns when the next
     /// lease expires.
     pub async fn tick(&self) -> ForgeResult<Option<u64>> {
+        self.check_space();
         let mut state = self.locked().await;
         let now = millis(Timestamp::now());
         let quiet = self.config.schedule.lease + AGENT_QUIET_MS;

@@ -458,7 +458,9 @@ async fn watch_refs<S: Store + 'static>(
                     tracing::warn!("git fetch of {name} failed: {e}");
                 }
             }
-            if let Err(e) = forge.poll_repo(name).await {
+            if let Err(e) = forge.poll_repo(name).await
+                && !forge.full_disk(&e)
+            {
                 tracing::warn!("reading the refs of {name} failed: {e}");
             }
         }
@@ -478,7 +480,9 @@ async fn tick<S: Store + 'static>(
         let next = match forge.tick().await {
             Ok(next) => next,
             Err(e) => {
-                tracing::warn!("the lease ticker failed: {e}");
+                if !forge.full_disk(&e) {
+                    tracing::warn!("the lease ticker failed: {e}");
+                }
                 None
             }
         };

@@ -5,6 +5,7 @@ mod agents;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod disk;
 mod hook;
 mod server;
 mod ui;

@@ -94,7 +94,7 @@ impl Forge {
         forge
     }
 
-    fn unstarted(
+    pub(crate) fn unstarted(
         catalog: &str,
         files: &[(&str, &str)],
         extra: &[&str],
