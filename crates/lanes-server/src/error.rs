@@ -33,6 +33,16 @@ pub enum ForgeError {
     /// Reading a repository failed.
     #[error("failed to read the repository: {0}")]
     Git(#[from] lanes_git::GitError),
+    /// The machine refused a file operation (out of file descriptors, a permission).
+    #[error("failed to {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, phrased to follow "failed to".
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 impl ForgeError {
@@ -52,7 +62,7 @@ impl ForgeError {
                 ErrorClass::Input => "bad-request",
                 ErrorClass::Environment | ErrorClass::Internal => "internal",
             },
-            ForgeError::Trigger(_) | ForgeError::Git(_) => "internal",
+            ForgeError::Trigger(_) | ForgeError::Git(_) | ForgeError::Io { .. } => "internal",
         }
     }
 

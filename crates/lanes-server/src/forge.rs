@@ -632,7 +632,7 @@ impl<S: Store + 'static> Forge<S> {
             Arc::clone(polls.entry(repo.to_owned()).or_default())
         };
         let _serial = lock.lock().await;
-        let git = Repo::discover(&record.path)?;
+        let git = open_repo(&record.path)?;
         let mut branches = git.branches()?;
         let record = self.find_default_branch(record, &git, &branches).await?;
         branches.sort_by_key(|b| b.name != record.default_branch);
@@ -769,7 +769,7 @@ impl<S: Store + 'static> Forge<S> {
             // gix's handle is not `Sync`: the git part runs on a blocking thread.
             let ticked = tokio::task::spawn_blocking(move || {
                 handle.block_on(async {
-                    let git = Repo::discover(&repo.path)?;
+                    let git = open_repo(&repo.path)?;
                     // A slot from before the forge knew the repository is not run.
                     let first_seen = repo.created_at;
                     let tick = nightly::create_nightly_run(
@@ -854,9 +854,17 @@ impl<S: Store + 'static> Forge<S> {
                 }
                 match state.sched.add_job(spec_of(job, needs)) {
                     Ok(t) => transitions.extend(t),
+                    // A rebuild from the database since the run was written (after a write that
+                    // failed: a lock timeout, a full disk) scheduled it already. Nothing is
+                    // wrong.
+                    Err(schedule::InvalidJob::Duplicate { .. }) => {}
                     Err(e) => {
                         // The database has the job: a rebuild from it will schedule it.
-                        tracing::error!("job {} could not be scheduled now: {e}", job.id);
+                        tracing::warn!(
+                            "job {} could not be scheduled now ({e}); the scheduler is rebuilt \
+                             from the database",
+                            job.id
+                        );
                         state.dirty = true;
                     }
                 }
@@ -1434,6 +1442,24 @@ impl<S: Store + 'static> Forge<S> {
     /// Waits until a job may be leasable, or `wait` passed.
     pub async fn wait_for_work(&self, wait: Duration) {
         let _ = tokio::time::timeout(wait, self.work.notified()).await;
+    }
+}
+
+/// The repository at `path`. gix reports any failure to open its files as "not a git
+/// repository", out of file descriptors included: such a failure is checked by reading the
+/// directory, and said as what it is.
+pub(crate) fn open_repo(path: &std::path::Path) -> ForgeResult<Repo> {
+    match Repo::discover(path) {
+        Ok(repo) => Ok(repo),
+        Err(e @ lanes_git::GitError::NotARepository { .. }) => match std::fs::read_dir(path) {
+            Err(source) => Err(ForgeError::Io {
+                action: "open the repository",
+                path: path.to_owned(),
+                source,
+            }),
+            Ok(_) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -442,6 +442,8 @@ async fn watch_refs<S: Store + 'static>(
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Per repository, the failure last logged.
+    let mut failing: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     loop {
         for name in &watched {
             let repo = match forge.store().repo(name).await {
@@ -458,10 +460,22 @@ async fn watch_refs<S: Store + 'static>(
                     tracing::warn!("git fetch of {name} failed: {e}");
                 }
             }
-            if let Err(e) = forge.poll_repo(name).await
-                && !forge.full_disk(&e)
-            {
-                tracing::warn!("reading the refs of {name} failed: {e}");
+            match forge.poll_repo(name).await {
+                Ok(_) => {
+                    if failing.remove(name).is_some() {
+                        tracing::info!("reading the refs of {name} works again");
+                    }
+                }
+                Err(e) if forge.full_disk(&e) => {}
+                Err(e) => {
+                    // Said once, and again only when it changes: the same failure at every
+                    // poll would bury everything else in the log.
+                    let said = e.to_string();
+                    if failing.get(name) != Some(&said) {
+                        tracing::warn!("reading the refs of {name} failed: {said}");
+                        failing.insert(name.clone(), said);
+                    }
+                }
             }
         }
         tokio::select! {

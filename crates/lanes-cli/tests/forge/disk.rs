@@ -47,6 +47,10 @@ fn fill(path: &Path) {
 }
 
 #[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says why where the test runner shows it"
+)]
 fn a_full_disk_holds_new_jobs_back_and_the_forge_recovers_by_itself() {
     if !is_root() {
         eprintln!("skipped: mounting a tmpfs as the data directory needs root (CI runs as root)");

@@ -965,3 +965,40 @@ fn a_branch_pushed_back_to_an_older_head_shows_that_heads_run() {
         "no new run: {runs:#}"
     );
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_said_as_such_once() {
+    let mut forge = Forge::with_args(PASSING, &[("src/lib.txt", "one\n")], &[]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &first);
+    forge.stop();
+    forge.nofile = Some(96);
+    forge.start();
+    // Idle connections take the server's descriptors until it has none left for the
+    // repository's files.
+    let mut held = Vec::new();
+    let log = forge.wait_for("the ref watcher to run out of file descriptors", || {
+        for _ in 0..16 {
+            held.extend(std::net::TcpStream::connect(&forge.addr).ok());
+        }
+        let log = forge.server_log();
+        log.contains("reading the refs of origin failed")
+            .then_some(log)
+    });
+    assert!(log.contains("Too many open files"), "{log}");
+    assert!(!log.contains("not a git repository"), "{log}");
+    // More polls fail the same way while the connections stay.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop(held);
+    forge.write("src/lib.txt", "two\n");
+    let second = forge.commit("second");
+    forge.git_push("main");
+    assert_eq!(forge.wait_done("main", &second)["status"], "passed");
+    let log = forge.server_log();
+    assert_eq!(
+        log.matches("reading the refs of origin failed").count(),
+        1,
+        "said once:\n{log}"
+    );
+    assert!(!log.contains("not a git repository"), "{log}");
+}

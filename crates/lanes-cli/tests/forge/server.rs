@@ -22,6 +22,8 @@ pub(crate) struct Forge {
     pub(crate) extra: Vec<String>,
     /// Start the server with its own pid in `FORGE_PID`, for steps that kill it.
     pub(crate) export_pid: bool,
+    /// Start the server with at most this many open files.
+    pub(crate) nofile: Option<u32>,
     server: Option<Child>,
     pub(crate) addr: String,
     pub(crate) token: String,
@@ -123,6 +125,7 @@ impl Forge {
             work,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             export_pid: false,
+            nofile: None,
             root,
             server: None,
             addr: String::new(),
@@ -187,11 +190,18 @@ impl Forge {
 
     /// Starts `lanes serve` (again, after a stop or a kill) and waits until it listens.
     pub(crate) fn start(&mut self) {
-        let mut cmd = if self.export_pid {
-            // `exec` keeps the shell's pid, which is the server's then.
+        let mut cmd = if self.export_pid || self.nofile.is_some() {
+            // `exec` keeps the shell's pid, which is the server's then, and its limits.
+            let mut script = String::new();
+            if let Some(n) = self.nofile {
+                script.push_str(&format!("ulimit -n {n}; "));
+            }
+            if self.export_pid {
+                script.push_str("export FORGE_PID=$$; ");
+            }
+            script.push_str("exec \"$0\" \"$@\"");
             let mut sh = Command::new("sh");
-            sh.args(["-c", "FORGE_PID=$$ exec \"$0\" \"$@\""])
-                .arg(env!("CARGO_BIN_EXE_lanes"));
+            sh.args(["-c", &script]).arg(env!("CARGO_BIN_EXE_lanes"));
             sh
         } else {
             Command::new(env!("CARGO_BIN_EXE_lanes"))
