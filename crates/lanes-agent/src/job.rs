@@ -26,8 +26,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// How many heartbeat intervals a lease lasts, as the forge's scheduler grants them (heartbeat
-/// every 10 s, lease 30 s): an agent that could not heartbeat for that long has lost the job.
+/// How many heartbeat intervals a lease lasts when the assignment does not say
+/// ([`Assignment::lease_ms`] is 0: a forge from before it was sent), as the forge's defaults
+/// grant them (heartbeat every 10 s, lease 30 s).
 pub const LEASE_PER_HEARTBEAT: u32 = 3;
 
 /// Time between SIGTERM and SIGKILL when a step is stopped, as in `lanes run`.
@@ -117,7 +118,9 @@ pub async fn run_job<L: Link>(
         control: &control,
     };
     let interval = Duration::from_millis(assignment.heartbeat_ms.max(1));
-    let lease = interval * LEASE_PER_HEARTBEAT;
+    // The forge's lease, not a multiple of the interval: `--lease` is set apart from
+    // `--heartbeat`, and a guess gives a job up too early or keeps it after it was requeued.
+    let lease = assignment.lease();
     let body = async {
         let finished = body(&reporter, &assignment, env, cancel, leased_at + lease).await;
         control.set_done();

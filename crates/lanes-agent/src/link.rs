@@ -32,6 +32,11 @@ pub struct Assignment {
     pub git_dir: PathBuf,
     /// How often to heartbeat, in milliseconds.
     pub heartbeat_ms: u64,
+    /// How long the lease lasts after it was granted or last heartbeated, in milliseconds: an
+    /// agent that could not heartbeat for that long has lost the job. 0 (a forge that does not
+    /// send it) means [`crate::LEASE_PER_HEARTBEAT`] heartbeats.
+    #[serde(default)]
+    pub lease_ms: u64,
     /// Where this attempt's log starts: the bytes an earlier attempt (requeued after its agent
     /// was lost) left in the job's log stay, and this attempt appends after them.
     #[serde(default)]
@@ -95,6 +100,17 @@ pub struct FinishReport {
     pub materialize_ms: u64,
 }
 
+impl Assignment {
+    /// How long the lease lasts without a heartbeat.
+    pub fn lease(&self) -> Duration {
+        if self.lease_ms > 0 {
+            Duration::from_millis(self.lease_ms)
+        } else {
+            Duration::from_millis(self.heartbeat_ms.max(1)) * crate::LEASE_PER_HEARTBEAT
+        }
+    }
+}
+
 /// A report the forge did not take.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -127,7 +143,7 @@ pub trait Link: Send + Sync + 'static {
     /// Appends `bytes` to the job's log at byte `offset` (the length acknowledged so far);
     /// returns the new acknowledged length. An `offset` behind the acknowledged length (a resend
     /// after a lost answer) is answered with the acknowledged length and nothing is written
-    /// twice.
+    /// twice; a resend whose bytes differ from the acknowledged ones is rejected.
     fn append_log(
         &self,
         job: u64,

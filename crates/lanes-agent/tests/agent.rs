@@ -262,6 +262,7 @@ fn assignment(git: &Git, head: &str, lane: &str) -> Assignment {
         head: head.into(),
         git_dir: git.path().to_owned(),
         heartbeat_ms: 10_000,
+        lease_ms: 30_000,
         log_offset: 0,
     }
 }
@@ -557,6 +558,7 @@ async fn a_rejected_heartbeat_stops_the_running_step_and_nothing_more_is_reporte
     };
     let mut job = assignment(&git, &head, "slow");
     job.heartbeat_ms = 50;
+    job.lease_ms = 150;
     let end = run(&forge, job, cache.path()).await;
 
     assert_eq!(end, JobEnd::Stopped(Stop::Rejected("stale token".into())));
@@ -905,6 +907,7 @@ async fn an_unavailable_heartbeat_is_tried_again_and_the_job_goes_on() {
     let mut job = assignment(&git, &head, "wait");
     // A lease of 3 s leaves room for two retries (100 ms, then 200 ms).
     job.heartbeat_ms = 1000;
+    job.lease_ms = 3000;
     let end = run(&forge, job, cache.path()).await;
 
     let beats: Vec<Call> = forge
@@ -941,6 +944,7 @@ async fn a_forge_unavailable_for_longer_than_the_lease_stops_the_job_unreported(
     };
     let mut job = assignment(&git, &head, "slow");
     job.heartbeat_ms = 50;
+    job.lease_ms = 150;
     let end = run(&forge, job, cache.path()).await;
 
     assert!(

@@ -110,6 +110,7 @@ outputs = ["out/**"]
         head: head.clone(),
         git_dir: repo.path.clone(),
         heartbeat_ms: 10_000,
+        lease_ms: 30_000,
         log_offset: 0,
     };
     run_job(&forge, assignment, &env, &Shutdown::new()).await;

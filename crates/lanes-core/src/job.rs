@@ -173,7 +173,17 @@ pub enum JobReason {
     },
     /// Queued again by a user (`requeue`).
     Requeued,
-    /// Error: it was requeued `retries` times after lost agents and lost its agent again.
+    /// Queued again: the forge stopped without handing it back (a crash, a kill) while its
+    /// built-in agent held it. Counts as an attempt, as a lost agent does.
+    ForgeRestarted {
+        /// How many times it has been requeued so far (this one included).
+        attempt: u32,
+    },
+    /// Queued again: the forge was stopped cleanly (SIGTERM) while its built-in agent held it.
+    /// Not an attempt: the job did nothing wrong.
+    HandedBack,
+    /// Error: it was requeued `retries` times after lost agents (or forge restarts) and lost
+    /// its agent again.
     RetriesExhausted {
         /// How many times it was requeued.
         retries: u32,
@@ -218,6 +228,8 @@ impl JobReason {
             JobReason::WaitingForCapacity => "waiting-for-capacity",
             JobReason::AgentLost { .. } => "agent-lost",
             JobReason::Requeued => "requeued",
+            JobReason::ForgeRestarted { .. } => "forge-restarted",
+            JobReason::HandedBack => "handed-back",
             JobReason::RetriesExhausted { .. } => "retries-exhausted",
             JobReason::NeedFailed { .. } => "need-failed",
             JobReason::Superseded { .. } => "superseded",

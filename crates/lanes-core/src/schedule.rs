@@ -13,10 +13,12 @@
 //! knows is told that job's state by the caller ([`Need::state`]).
 
 mod ready;
+mod supersede;
 
 use crate::job::{Holder, JobReason, JobState, Priority};
 use ready::{GroupIx, Key, LabelSetIx, Labels, Ready, subset};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+pub use supersede::{OpenJob, Superseded, SupersedingCatalog, on_superseded};
 
 /// A job's database id. Ids only grow, so id order is arrival order: FIFO within a priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -698,6 +700,56 @@ impl Scheduler {
         out
     }
 
+    /// The forge restarted after an unclean stop while its built-in agent held `job` (that
+    /// agent died with it): the job goes back to the queue with `forge-restarted`, counting an
+    /// attempt, and once that exceeds its retries it ends `error` (`retries-exhausted`), as
+    /// with a lost agent: a job that kills the forge must not be retried forever. Held jobs
+    /// only; the others are left alone.
+    pub fn restarted(&mut self, job: JobId) -> Vec<Transition> {
+        let Some(j) = self.jobs.get(&job).filter(|j| j.state.is_held()) else {
+            return Vec::new();
+        };
+        let (attempts, retries) = (j.attempts, j.retries);
+        let reason = JobReason::ForgeRestarted {
+            attempt: attempts + 1,
+        };
+        let mut out: Vec<Transition> = self.requeue_held(job, reason).into_iter().collect();
+        if attempts >= retries {
+            // From the queue, not from the lease: the lease did not expire, the holder died.
+            let reason = JobReason::RetriesExhausted { retries };
+            self.end_all(
+                VecDeque::from([(job, JobState::Error, Some(reason))]),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// The forge stops cleanly and hands `job`, held by its built-in agent, back to the queue
+    /// (`handed-back`) without counting an attempt. Held jobs only.
+    pub fn hand_back(&mut self, job: JobId) -> Option<Transition> {
+        if !self.jobs.get(&job)?.state.is_held() {
+            return None;
+        }
+        let t = self.requeue_held(job, JobReason::HandedBack)?;
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.attempts = j.attempts.saturating_sub(1);
+        }
+        Some(t)
+    }
+
+    /// The jobs `agent` holds, in id order.
+    pub fn held_by(&self, agent: &AgentId) -> Vec<JobId> {
+        let mut held: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.lease.as_ref().is_some_and(|l| &l.agent == agent))
+            .map(|(&id, _)| id)
+            .collect();
+        held.sort_unstable();
+        held
+    }
+
     /// When the next lease expires: the latest time to call [`Scheduler::tick`] again.
     pub fn next_expiry(&self) -> Option<u64> {
         self.expiries.first().map(|&(at, _)| at)
@@ -812,12 +864,14 @@ impl Scheduler {
     }
 
     /// The queued jobs whose reason changed since it was last handed out, in id order, as
-    /// transitions (queued to queued) to persist.
+    /// transitions (queued to queued) to persist. A job that went back to the queue keeps why
+    /// (`agent-lost`, `requeued`) until it is leased again: that is what its watchers need to
+    /// see, and it would otherwise be gone within a tick.
     pub fn update_reasons(&mut self) -> Vec<Transition> {
         let mut by_part: HashMap<(Option<GroupIx>, LabelSetIx), JobReason> = HashMap::new();
         let mut changed = Vec::new();
         for (&id, job) in &self.jobs {
-            if job.state != JobState::Queued {
+            if job.state != JobState::Queued || job.reason.as_ref().is_some_and(went_back) {
                 continue;
             }
             let reason = if job.unmet > 0 {
@@ -1103,6 +1157,17 @@ impl Scheduler {
         }
         JobReason::WaitingForCapacity
     }
+}
+
+/// A reason that says why a job went back to the queue rather than why it waits.
+fn went_back(reason: &JobReason) -> bool {
+    matches!(
+        reason,
+        JobReason::AgentLost { .. }
+            | JobReason::Requeued
+            | JobReason::ForgeRestarted { .. }
+            | JobReason::HandedBack
+    )
 }
 
 enum Linked {

@@ -60,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/agent/jobs/{id}/steps"),
     ("POST", "/api/v1/agent/jobs/{id}/finish"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/health"),
     ("GET", "/metrics"),
 ];
 
@@ -159,6 +160,7 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
             ("POST", "/api/v1/agent/jobs/{id}/steps") => post(agent_api::step::<S>),
             ("POST", "/api/v1/agent/jobs/{id}/finish") => post(agent_api::finish::<S>),
             ("GET", "/api/v1/openapi.json") => get(openapi),
+            ("GET", "/api/v1/health") => get(health::<S>),
             ("GET", "/metrics") => get(metrics::<S>),
             _ => unreachable!("every route in ROUTES has a handler"),
         };
@@ -851,6 +853,18 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// `GET /api/v1/health`: whether the forge can take work now.
+async fn health<S: Store + 'static>(State(forge): Shared<S>) -> axum::Json<Value> {
+    let full = forge.disk_full();
+    axum::Json(json!({
+        "disk_full": full.is_some(),
+        "disk_full_since": full.as_ref().map(|(since, _)| since.to_string()),
+        "message": full.map(|(_, why)| format!(
+            "the data directory's disk is full ({why}): no new jobs start until space returns"
+        )),
+    }))
+}
+
 async fn metrics<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Response> {
     let (queued, running) = forge.queue_counts().await;
     let groups = forge
@@ -863,6 +877,7 @@ async fn metrics<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Respo
         queued,
         running,
         groups,
+        disk_full: forge.disk_full().is_some(),
     };
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -33,6 +33,16 @@ pub enum ForgeError {
     /// Reading a repository failed.
     #[error("failed to read the repository: {0}")]
     Git(#[from] lanes_git::GitError),
+    /// The machine refused a file operation (out of file descriptors, a permission).
+    #[error("failed to {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, phrased to follow "failed to".
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
 }
 
 impl ForgeError {
@@ -52,7 +62,7 @@ impl ForgeError {
                 ErrorClass::Input => "bad-request",
                 ErrorClass::Environment | ErrorClass::Internal => "internal",
             },
-            ForgeError::Trigger(_) | ForgeError::Git(_) => "internal",
+            ForgeError::Trigger(_) | ForgeError::Git(_) | ForgeError::Io { .. } => "internal",
         }
     }
 
@@ -66,12 +76,20 @@ impl ForgeError {
         }
     }
 
+    /// True when the data directory's disk is full (the forge says so once, not per call).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            ForgeError::Store(e) | ForgeError::Trigger(TriggerError::Store(e)) => e.is_disk_full(),
+            _ => false,
+        }
+    }
+
     /// What a response (the API's JSON error, the UI's error page) says of it: its status and
     /// message. A server error is logged; something missing or taken is the caller's business,
     /// not a storage failure, and is said plainly ("repository `web` not found").
     pub(crate) fn reply(&self) -> (u16, String) {
         let status = self.status();
-        if status >= 500 {
+        if status >= 500 && !self.is_disk_full() {
             tracing::error!("{self}");
         }
         let message = match self {

@@ -16,7 +16,8 @@ use jiff::Timestamp;
 use lanes_agent::{Assignment, FinishReport, HostStatus, StepCache, StepReport};
 use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::schedule::{
-    self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Token, Transition,
+    self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Superseded, SupersedingCatalog,
+    Token, Transition, on_superseded,
 };
 use lanes_git::Repo;
 use lanes_store::{
@@ -117,8 +118,14 @@ pub struct Forge<S> {
     /// Each agent's newest host status and when it came (memory only: a restart forgets them
     /// until the agents report again, within `lanes_agent::status::EVERY`).
     hosts: std::sync::Mutex<HashMap<String, (HostStatus, Timestamp)>>,
+    /// Set while the data directory's disk is full: since when, and what showed it.
+    disk_full: std::sync::Mutex<Option<(Timestamp, String)>>,
     metrics: Metrics,
 }
+
+/// Below this much free space in the data directory the forge counts its disk as full: a
+/// SQLite commit or a log append may need that much, and failing halfway helps nobody.
+const LOW_SPACE: u64 = 1 << 20;
 
 mod batch;
 
@@ -144,8 +151,9 @@ fn store_id(job: schedule::JobId) -> JobId {
 
 impl<S: Store + 'static> Forge<S> {
     /// Builds the forge over `store` and rebuilds the scheduler from the jobs the database holds
-    /// open. Jobs the built-in agent held when the server stopped are put back in the queue at
-    /// once: that agent lived in the process that stopped.
+    /// open. Jobs the built-in agent still held (the server stopped without handing them back)
+    /// are put back in the queue at once as an attempt, or end `error` past their retries: that
+    /// agent lived in the process that stopped.
     pub async fn open(store: S, config: ForgeConfig) -> ForgeResult<Arc<Forge<S>>> {
         let (events, _) = broadcast::channel(1024);
         let forge = Arc::new(Forge {
@@ -165,6 +173,7 @@ impl<S: Store + 'static> Forge<S> {
             appends: std::sync::Mutex::new(HashMap::new()),
             places: std::sync::Mutex::new(HashMap::new()),
             hosts: std::sync::Mutex::new(HashMap::new()),
+            disk_full: std::sync::Mutex::new(None),
             asks: std::sync::Mutex::new(Vec::new()),
             watched: std::sync::RwLock::new(None),
             metrics: Metrics::default(),
@@ -180,12 +189,19 @@ impl<S: Store + 'static> Forge<S> {
                 .filter(|j| j.state.is_held() && j.agent.as_deref() == Some(LOCAL_AGENT))
                 .map(|j| core_id(j.id))
                 .collect();
+            forge.finish_superseding(&mut state).await?;
+            // Still held: the forge stopped without handing them back (a clean stop does), so it
+            // crashed or was killed, perhaps by the job itself. That uses an attempt.
             for job in orphans {
-                if let Some(t) = state.sched.requeue(job) {
-                    forge.persist(&mut state, vec![t]).await?;
+                let transitions = state.sched.restarted(job);
+                if !transitions.is_empty() {
+                    tracing::warn!(
+                        "job {job} was running on the built-in agent when the forge stopped \
+                         uncleanly: requeued as an attempt"
+                    );
+                    forge.persist(&mut state, transitions).await?;
                 }
             }
-            forge.finish_superseding(&mut state).await?;
             forge.refresh_reasons(&mut state).await?;
             // A status left behind by a crash between a job's end and its run's update.
             for run in forge.unfinished_runs().await? {
@@ -213,9 +229,9 @@ impl<S: Store + 'static> Forge<S> {
     }
 
     /// Cancels the open jobs of superseded runs that a crash left between the run being marked
-    /// superseded and its jobs cancelled. Jobs of lanes that set `cancel-superseded = false` at
-    /// the superseding head are left to run, queued or held (a built-in agent's job requeued at
-    /// start included).
+    /// superseded and its jobs cancelled, by the rule a push applies
+    /// ([`lanes_core::schedule::on_superseded`]). Runs before the built-in agent's jobs are
+    /// requeued, so the rule sees them as they were when the forge stopped.
     async fn finish_superseding(&self, state: &mut Sched) -> ForgeResult<()> {
         for run in self.unfinished_runs().await? {
             let Some(by) = run.superseded_by else {
@@ -230,18 +246,31 @@ impl<S: Store + 'static> Forge<S> {
             if open.is_empty() {
                 continue;
             }
-            let keep = match (
+            let read = match (
                 self.store.repo(&run.repo).await,
                 self.store.run(&run.repo, by).await,
             ) {
                 (Ok(record), Ok(newer)) => {
-                    trigger::keep_running_at(&record, &newer.run.head).unwrap_or_default()
+                    trigger::catalog_at(&record, &newer.run.head).map_err(|e| e.to_string())
                 }
-                _ => BTreeSet::new(),
+                (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            };
+            let newer = match &read {
+                Ok(Some(catalog)) => SupersedingCatalog::Read(catalog),
+                Ok(None) => SupersedingCatalog::Unknown,
+                Err(e) => {
+                    tracing::warn!(
+                        "the catalog of run #{by} of {} cannot be read ({e}): the started jobs \
+                         of run #{} it superseded are left to run",
+                        run.repo,
+                        run.number
+                    );
+                    SupersedingCatalog::Unknown
+                }
             };
             let cancel: Vec<schedule::JobId> = open
                 .iter()
-                .filter(|j| !keep.contains(&j.lane))
+                .filter(|j| on_superseded(trigger::open_job(j), newer) == Superseded::Cancel)
                 .map(|j| core_id(j.id))
                 .collect();
             if cancel.is_empty() {
@@ -286,6 +315,66 @@ impl<S: Store + 'static> Forge<S> {
     /// Live job events.
     pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.events.subscribe()
+    }
+
+    /// Since when the data directory's disk is full, and what showed it; `None` while there is
+    /// room. Meanwhile the forge takes no new leases.
+    pub fn disk_full(&self) -> Option<(Timestamp, String)> {
+        self.disk_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes a failure: a full disk puts the forge in the disk-full state, said once at WARN.
+    /// True when it was a full disk, which the caller then need not log again.
+    pub(crate) fn full_disk(&self, e: &ForgeError) -> bool {
+        if !e.is_disk_full() {
+            return false;
+        }
+        self.set_disk_full(e.to_string());
+        true
+    }
+
+    fn set_disk_full(&self, why: String) {
+        let mut full = self
+            .disk_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if full.is_none() {
+            tracing::warn!(
+                "the disk of the data directory {} is full ({why}): no new jobs start until \
+                 space returns",
+                self.config.data_dir.display()
+            );
+            *full = Some((Timestamp::now(), why));
+        }
+    }
+
+    /// Looks at the data directory's free space: below [`LOW_SPACE`] the disk is full; above
+    /// it a full disk is over.
+    fn check_space(&self) {
+        let free = match rustix::fs::statvfs(&self.config.data_dir) {
+            Ok(stat) => stat.f_bavail.saturating_mul(stat.f_frsize),
+            Err(e) => {
+                tracing::debug!("statvfs of the data directory failed: {e}");
+                return;
+            }
+        };
+        if free < LOW_SPACE {
+            self.set_disk_full(format!("{free} bytes free"));
+            return;
+        }
+        let mut full = self
+            .disk_full
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((since, _)) = full.take() {
+            tracing::info!(
+                "the data directory has room again ({free} bytes free; full since {since}): \
+                 jobs start again"
+            );
+        }
     }
 
     /// The scheduling lock, with the scheduler rebuilt first if it may be ahead of the database.
@@ -409,7 +498,9 @@ impl<S: Store + 'static> Forge<S> {
     /// from the database so it never runs ahead of it.
     async fn persist(&self, state: &mut Sched, transitions: Vec<Transition>) -> ForgeResult<()> {
         if let Err(e) = self.write(&transitions).await {
-            tracing::warn!("a scheduler write failed, rebuilding from the database: {e}");
+            if !self.full_disk(&e) {
+                tracing::warn!("a scheduler write failed, rebuilding from the database: {e}");
+            }
             self.rebuild(state).await?;
             return Err(e);
         }
@@ -541,7 +632,7 @@ impl<S: Store + 'static> Forge<S> {
             Arc::clone(polls.entry(repo.to_owned()).or_default())
         };
         let _serial = lock.lock().await;
-        let git = Repo::discover(&record.path)?;
+        let git = open_repo(&record.path)?;
         let mut branches = git.branches()?;
         let record = self.find_default_branch(record, &git, &branches).await?;
         branches.sort_by_key(|b| b.name != record.default_branch);
@@ -557,7 +648,9 @@ impl<S: Store + 'static> Forge<S> {
                 Ok(Some(number)) => created.push(number),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!("branch {} of {repo}: {e}", branch.name);
+                    if !self.full_disk(&e) {
+                        tracing::warn!("branch {} of {repo}: {e}", branch.name);
+                    }
                     failed.get_or_insert(e);
                 }
             }
@@ -676,7 +769,7 @@ impl<S: Store + 'static> Forge<S> {
             // gix's handle is not `Sync`: the git part runs on a blocking thread.
             let ticked = tokio::task::spawn_blocking(move || {
                 handle.block_on(async {
-                    let git = Repo::discover(&repo.path)?;
+                    let git = open_repo(&repo.path)?;
                     // A slot from before the forge knew the repository is not run.
                     let first_seen = repo.created_at;
                     let tick = nightly::create_nightly_run(
@@ -761,9 +854,17 @@ impl<S: Store + 'static> Forge<S> {
                 }
                 match state.sched.add_job(spec_of(job, needs)) {
                     Ok(t) => transitions.extend(t),
+                    // A rebuild from the database since the run was written (after a write that
+                    // failed: a lock timeout, a full disk) scheduled it already. Nothing is
+                    // wrong.
+                    Err(schedule::InvalidJob::Duplicate { .. }) => {}
                     Err(e) => {
                         // The database has the job: a rebuild from it will schedule it.
-                        tracing::error!("job {} could not be scheduled now: {e}", job.id);
+                        tracing::warn!(
+                            "job {} could not be scheduled now ({e}); the scheduler is rebuilt \
+                             from the database",
+                            job.id
+                        );
                         state.dirty = true;
                     }
                 }
@@ -890,6 +991,15 @@ impl<S: Store + 'static> Forge<S> {
         let deadline = tokio::time::Instant::now() + wait;
         let id = AgentId(agent.to_owned());
         loop {
+            if self.disk_full().is_some() {
+                // A job started now could not write its log or its end; it waits in the queue.
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
+                continue;
+            }
             let notified = self.work.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -982,6 +1092,7 @@ impl<S: Store + 'static> Forge<S> {
             head,
             git_dir,
             heartbeat_ms: self.config.schedule.heartbeat,
+            lease_ms: self.config.schedule.lease,
             log_offset,
         })
     }
@@ -1031,23 +1142,42 @@ impl<S: Store + 'static> Forge<S> {
         let end = offset.checked_add(bytes.len() as u64).ok_or_else(|| {
             ForgeError::BadRequest(format!("log offset {offset} is out of range"))
         })?;
-        if end <= acked {
-            return Ok(acked);
-        }
         if offset > acked {
             return Err(ForgeError::BadRequest(format!(
                 "log append at byte {offset} of job {job} leaves a gap: {acked} bytes are \
                  acknowledged"
             )));
         }
-        let skip = usize::try_from(acked - offset).unwrap_or(0);
+        // The bytes before `acked` were acknowledged already: a resend (an answer that got lost)
+        // must carry the same bytes, or the log would no longer say what the agent saw.
+        let overlap = usize::try_from(end.min(acked) - offset).unwrap_or(usize::MAX);
         let data_dir = self.config.data_dir.clone();
-        let new_len = tokio::task::spawn_blocking(move || {
+        let appended = tokio::task::spawn_blocking(move || {
             let mut file = LogFile::open(&data_dir, id, acked)?;
-            file.append(&bytes[skip..])
+            if overlap > 0 && file.read_at(offset, overlap)? != bytes[..overlap] {
+                return Ok(None);
+            }
+            if end <= acked {
+                return Ok(Some(acked));
+            }
+            file.append(&bytes[overlap..]).map(Some)
         })
         .await
-        .map_err(|e| ForgeError::Internal(format!("the log writer panicked: {e}")))??;
+        .map_err(|e| ForgeError::Internal(format!("the log writer panicked: {e}")))?
+        .map_err(|e| {
+            let e = ForgeError::Store(e);
+            self.full_disk(&e);
+            e
+        })?;
+        let Some(new_len) = appended else {
+            return Err(ForgeError::Conflict(format!(
+                "log append at byte {offset} of job {job} differs from the bytes acknowledged \
+                 there: a resend must repeat them"
+            )));
+        };
+        if new_len == acked {
+            return Ok(acked);
+        }
         self.store.ack_log(id, token, acked, new_len).await?;
         let _ = self.events.send(JobEvent::Log {
             job: id,
@@ -1075,6 +1205,7 @@ impl<S: Store + 'static> Forge<S> {
     /// Ends every lease that expired and writes the queue's reasons; returns when the next
     /// lease expires.
     pub async fn tick(&self) -> ForgeResult<Option<u64>> {
+        self.check_space();
         let mut state = self.locked().await;
         let now = millis(Timestamp::now());
         let quiet = self.config.schedule.lease + AGENT_QUIET_MS;
@@ -1146,6 +1277,20 @@ impl<S: Store + 'static> Forge<S> {
         self.persist(&mut state, transitions).await?;
         self.refresh_reasons(&mut state).await?;
         self.refresh_run(repo, number).await
+    }
+
+    /// A clean stop: the jobs `agent` (the built-in one, whose steps were stopped) holds go back
+    /// to the queue without using an attempt. Returns how many.
+    pub async fn hand_back(&self, agent: &str) -> ForgeResult<usize> {
+        let mut state = self.locked().await;
+        let held = state.sched.held_by(&AgentId(agent.to_owned()));
+        let transitions: Vec<Transition> = held
+            .into_iter()
+            .filter_map(|job| state.sched.hand_back(job))
+            .collect();
+        let count = transitions.len();
+        self.persist(&mut state, transitions).await?;
+        Ok(count)
     }
 
     /// A held job goes back to the queue.
@@ -1300,6 +1445,24 @@ impl<S: Store + 'static> Forge<S> {
     }
 }
 
+/// The repository at `path`. gix reports any failure to open its files as "not a git
+/// repository", out of file descriptors included: such a failure is checked by reading the
+/// directory, and said as what it is.
+pub(crate) fn open_repo(path: &std::path::Path) -> ForgeResult<Repo> {
+    match Repo::discover(path) {
+        Ok(repo) => Ok(repo),
+        Err(e @ lanes_git::GitError::NotARepository { .. }) => match std::fs::read_dir(path) {
+            Err(source) => Err(ForgeError::Io {
+                action: "open the repository",
+                path: path.to_owned(),
+                source,
+            }),
+            Ok(_) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn is_queued(jobs: &[JobRecord], id: JobId) -> bool {
     jobs.iter()
         .any(|j| j.id == id && j.state == JobState::Queued)
@@ -1345,7 +1508,10 @@ impl From<ForgeError> for lanes_agent::LinkError {
             ForgeError::Store(StoreError::StaleToken { .. }) => {
                 lanes_agent::LinkError::Rejected(e.to_string())
             }
-            ForgeError::BadRequest(_) => lanes_agent::LinkError::Rejected(e.to_string()),
+            // A gap or a resend that differs: sending it again cannot help.
+            ForgeError::BadRequest(_) | ForgeError::Conflict(_) => {
+                lanes_agent::LinkError::Rejected(e.to_string())
+            }
             _ => lanes_agent::LinkError::Unavailable(e.to_string()),
         }
     }

@@ -40,6 +40,8 @@ pub struct Gauges {
     pub running: u64,
     /// Per group: (holders, limit).
     pub groups: BTreeMap<String, (u64, u32)>,
+    /// The data directory's disk is full: no new leases.
+    pub disk_full: bool,
 }
 
 impl Metrics {
@@ -91,7 +93,12 @@ impl Metrics {
 
     /// The Prometheus text exposition of these counters and `gauges`.
     pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::from(
+        let mut out = format!(
+            "# HELP lanes_disk_full 1 while the data directory's disk is full (no new leases).\n\
+             # TYPE lanes_disk_full gauge\nlanes_disk_full {}\n",
+            u8::from(gauges.disk_full)
+        );
+        out.push_str(
             "# HELP lanes_queue_jobs Queued jobs by waiting reason.\n\
              # TYPE lanes_queue_jobs gauge\n",
         );

@@ -296,6 +296,18 @@ pub async fn create_nightly_run(
     first_seen: impl Fn(&str) -> Timestamp,
     now: Timestamp,
 ) -> Result<NightlyTick, TriggerError> {
+    // Nothing pushed to the default branch yet (a fresh bare repository): nothing can be due,
+    // and that is no error to log at every tick.
+    if !git
+        .branches()?
+        .iter()
+        .any(|b| b.name == repo.default_branch)
+    {
+        return Ok(NightlyTick {
+            outcome: NightlyOutcome::NothingDue,
+            next: None,
+        });
+    }
     let head = git.resolve(&format!("refs/heads/{}", repo.default_branch))?;
     let Ok(catalog) = read_catalog(git, &head)? else {
         return Ok(NightlyTick {

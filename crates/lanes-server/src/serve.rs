@@ -465,6 +465,18 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
         Err(_) => tracing::warn!("stopping with connections still open"),
     }
     while tasks.join_next().await.is_some() {}
+    // The built-in agent stopped its steps: its jobs go back to the queue now, without using an
+    // attempt, so the next start can tell this stop from a crash.
+    if config.local_agent.is_some() {
+        match forge.hand_back(LOCAL_AGENT).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{n} running jobs handed back to the queue"),
+            Err(e) => tracing::warn!(
+                "the running jobs could not be handed back ({e}): the next start requeues them \
+                 as attempts"
+            ),
+        }
+    }
     if let Err(e) = store.close().await {
         tracing::warn!("the database's log was not folded into its file on closing: {e}");
     }
@@ -496,6 +508,8 @@ async fn watch_refs<S: Store + 'static>(
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Per repository, the failure last logged.
+    let mut failing: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     loop {
         for name in &watched {
             let repo = match forge.store().repo(name).await {
@@ -512,8 +526,22 @@ async fn watch_refs<S: Store + 'static>(
                     tracing::warn!("git fetch of {name} failed: {e}");
                 }
             }
-            if let Err(e) = forge.poll_repo(name).await {
-                tracing::warn!("reading the refs of {name} failed: {e}");
+            match forge.poll_repo(name).await {
+                Ok(_) => {
+                    if failing.remove(name).is_some() {
+                        tracing::info!("reading the refs of {name} works again");
+                    }
+                }
+                Err(e) if forge.full_disk(&e) => {}
+                Err(e) => {
+                    // Said once, and again only when it changes: the same failure at every
+                    // poll would bury everything else in the log.
+                    let said = e.to_string();
+                    if failing.get(name) != Some(&said) {
+                        tracing::warn!("reading the refs of {name} failed: {said}");
+                        failing.insert(name.clone(), said);
+                    }
+                }
             }
         }
         tokio::select! {
@@ -532,7 +560,9 @@ async fn tick<S: Store + 'static>(
         let next = match forge.tick().await {
             Ok(next) => next,
             Err(e) => {
-                tracing::warn!("the lease ticker failed: {e}");
+                if !forge.full_disk(&e) {
+                    tracing::warn!("the lease ticker failed: {e}");
+                }
                 None
             }
         };

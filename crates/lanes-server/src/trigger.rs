@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 use lanes_core::job::{JobState, Priority};
+use lanes_core::schedule::{OpenJob, Superseded, SupersedingCatalog, on_superseded};
 use lanes_core::{Catalog, LaneClass, Source, Trigger};
 use lanes_git::{CommitId, GitError, Repo};
 use lanes_store::{
@@ -45,9 +46,10 @@ pub struct Created {
     pub run: RunDetail,
     /// The numbers of the older runs on the branch it superseded.
     pub superseded: Vec<u64>,
-    /// Their open jobs for the scheduler to cancel with reason `superseded`: every queued one,
-    /// and every leased or running one unless its lane sets `cancel-superseded = false` in the
-    /// catalog at the new head (those run to the end).
+    /// Their open jobs for the scheduler to cancel with reason `superseded`, by the one rule
+    /// ([`on_superseded`]): every job that never started, and every started one unless its lane
+    /// sets `cancel-superseded = false` in the catalog at the new head or that catalog does not
+    /// validate (those run to the end).
     pub to_cancel: Vec<JobRecord>,
     /// The concurrency groups of the catalog at the new head, with their limits.
     pub groups: Vec<(String, u32)>,
@@ -115,16 +117,10 @@ pub async fn on_branch_head(
     };
 
     let mut groups = Vec::new();
-    let mut keep_running = Vec::new();
-    let (status, diagnostics, jobs) = match read_catalog(git, head)? {
+    let read = read_catalog(git, head)?;
+    let (status, diagnostics, jobs) = match &read {
         Ok(catalog) => {
-            groups = group_limits(&catalog);
-            keep_running = catalog
-                .lanes
-                .iter()
-                .filter(|l| !l.cancel_superseded)
-                .map(|l| l.name.clone())
-                .collect();
+            groups = group_limits(catalog);
             let changed = match &base {
                 Some(base) => Some(git.changed_paths(base, head)?),
                 None => None,
@@ -136,10 +132,14 @@ pub async fn on_branch_head(
                 },
                 None => Trigger::All,
             };
-            let selection = lanes_core::select(&catalog, trigger);
-            (RunStatus::Pending, None, jobs_for(&catalog, &selection))
+            let selection = lanes_core::select(catalog, trigger);
+            (RunStatus::Pending, None, jobs_for(catalog, &selection))
         }
-        Err(diagnostics) => (RunStatus::Error, Some(diagnostics), Vec::new()),
+        Err(diagnostics) => (RunStatus::Error, Some(diagnostics.clone()), Vec::new()),
+    };
+    let newer = match &read {
+        Ok(catalog) => SupersedingCatalog::Read(catalog),
+        Err(_) => SupersedingCatalog::Unknown,
     };
 
     let new_run = NewRun {
@@ -163,11 +163,11 @@ pub async fn on_branch_head(
             let Some(earlier) = push_run_of(store, &repo.name, branch, head.as_str()).await? else {
                 return Ok(Outcome::AlreadySeen);
             };
-            let (superseded, mut to_cancel) = supersede(store, &earlier).await?;
+            let (superseded, open) = supersede(store, &earlier).await?;
             if superseded.is_empty() {
                 return Ok(Outcome::AlreadySeen);
             }
-            to_cancel.retain(|j| !(j.state.is_held() && keep_running.contains(&j.lane)));
+            let to_cancel = to_cancel(open, newer);
             return Ok(Outcome::Returned(Created {
                 run: earlier,
                 superseded,
@@ -180,8 +180,8 @@ pub async fn on_branch_head(
     store
         .record_ref(&repo.name, branch, head.as_str(), now)
         .await?;
-    let (superseded, mut to_cancel) = supersede(store, &run).await?;
-    to_cancel.retain(|j| !(j.state.is_held() && keep_running.contains(&j.lane)));
+    let (superseded, open) = supersede(store, &run).await?;
+    let to_cancel = to_cancel(open, newer);
     Ok(Outcome::Created(Created {
         run,
         superseded,
@@ -209,23 +209,29 @@ pub fn group_limits_at(repo: &RepoRecord, head: &str) -> Result<Vec<(String, u32
     })
 }
 
-/// The lanes of the catalog at `head` that set `cancel-superseded = false` (none when the
-/// catalog does not validate).
-pub fn keep_running_at(
-    repo: &RepoRecord,
-    head: &str,
-) -> Result<std::collections::BTreeSet<String>, GitError> {
+/// The catalog at `head` of `repo`; `Ok(None)` when it does not validate there.
+pub fn catalog_at(repo: &RepoRecord, head: &str) -> Result<Option<Catalog>, GitError> {
     let git = Repo::discover(&repo.path)?;
     let head = git.resolve(head)?;
-    Ok(match read_catalog(&git, &head)? {
-        Ok(catalog) => catalog
-            .lanes
-            .iter()
-            .filter(|l| !l.cancel_superseded)
-            .map(|l| l.name.clone())
-            .collect(),
-        Err(_) => std::collections::BTreeSet::new(),
-    })
+    Ok(read_catalog(&git, &head)?.ok())
+}
+
+/// What the superseding rule ([`on_superseded`]) sees of a stored job.
+pub(crate) fn open_job(job: &JobRecord) -> OpenJob<'_> {
+    OpenJob {
+        lane: &job.lane,
+        state: job.state,
+        // Held before: counted as an attempt, or it wrote to its log (a clean stop hands a job
+        // back without counting an attempt, but its log stays).
+        ran_before: job.attempts > 0 || job.log_len > 0,
+    }
+}
+
+/// The open jobs of superseded runs that the rule cancels, given the newer head's catalog.
+pub(crate) fn to_cancel(open: Vec<JobRecord>, newer: SupersedingCatalog<'_>) -> Vec<JobRecord> {
+    open.into_iter()
+        .filter(|j| on_superseded(open_job(j), newer) == Superseded::Cancel)
+        .collect()
 }
 
 /// The catalog at `head`, or the diagnostics JSON to store when it does not validate.

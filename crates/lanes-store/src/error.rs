@@ -128,6 +128,23 @@ impl StoreError {
             StoreError::Corrupt { .. } => ErrorClass::Internal,
         }
     }
+
+    /// True when the data directory's disk (or the database's size limit) is full: SQLite's
+    /// `SQLITE_FULL`, or `ENOSPC` from a log file.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                // SQLITE_FULL (13), possibly extended.
+                e.code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    .is_some_and(|c| c & 0xff == 13)
+            }
+            StoreError::Database(sqlx::Error::Io(e)) | StoreError::Io { source: e, .. } => {
+                e.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -122,7 +122,8 @@ pub struct JobRecord {
 /// - to `leased`: `token` (fresh: never handed out before), `agent` and `expires_at` are
 ///   required; `leased_at` and the queue wait are set;
 /// - to `running`: `started_at`;
-/// - to `queued`: `queued_at`; the lease is cleared; from a held state `attempts` grows;
+/// - to `queued`: `queued_at`; the lease is cleared; from a held state `attempts` grows, but
+///   with reason [`JobReason::HandedBack`] (a clean stop);
 /// - to a terminal state: `finished_at`; the lease stops (no expiry), agent and token are kept;
 /// - `from == to`: only the reason, and the expiry when given (a scheduler-side heartbeat).
 ///

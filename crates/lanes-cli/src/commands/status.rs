@@ -219,6 +219,8 @@ pub(crate) fn job_reason(reason: &Value) -> String {
         JobReason::WaitingForCapacity => "waiting for capacity".to_owned(),
         JobReason::AgentLost { attempt, .. } => format!("agent lost (attempt {attempt})"),
         JobReason::Requeued => "requeued by a user".to_owned(),
+        JobReason::ForgeRestarted { attempt } => format!("forge restarted (attempt {attempt})"),
+        JobReason::HandedBack => "handed back at a forge stop".to_owned(),
         JobReason::RetriesExhausted { retries } => {
             format!(
                 "agent lost again after {retries} retr{}",

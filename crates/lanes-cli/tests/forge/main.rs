@@ -1,10 +1,12 @@
 //! `lanes serve` end to end: a real server process over a real bare repository, pushes from a
 //! real clone, jobs run by the built-in agent with real processes, state in a real SQLite file.
 
+mod agents;
 mod boundary;
 mod cli;
 #[path = "../common/mod.rs"]
 mod common;
+mod disk;
 mod hook;
 mod pins;
 mod server;
@@ -105,6 +107,11 @@ fn a_forge_started_on_an_empty_repository_whose_head_names_master_takes_main_whe
     forge.push("main");
     let main = forge.wait_done("main", &head);
     assert_eq!(main["status"], "passed", "{main:#}");
+    // The forge looked at the empty repository at start (refs, nightly slots): nothing there is
+    // an error worth a log line.
+    let log = forge.server_log();
+    assert!(!log.contains("unknown revision"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
     let repos = forge.request("GET", "/api/v1/repos", None).json();
     assert_eq!(repos[0]["default_branch"], "main", "{repos:#}");
 
@@ -538,8 +545,9 @@ step = [{ name = "test", run = "true" }]
         let j = forge.get(&format!("/api/v1/jobs/{job}"));
         (j["status"] == "queued").then_some(j)
     });
-    // The requeue's own reason, agent-lost, is replaced at once by why it waits now; the
-    // attempt count and the expiry counter keep what happened.
+    // Why it went back stays until it is leased again (agents.rs polls it); the attempt count
+    // and the expiry counter keep what happened.
+    assert_eq!(requeued["reason"]["kind"], "agent-lost", "{requeued:#}");
     assert_eq!(requeued["attempts"], 1, "{requeued:#}");
     let metrics = forge.request("GET", "/metrics", None).text();
     assert!(
@@ -652,8 +660,44 @@ fn sigterm_stops_the_running_steps_and_the_job_runs_again_after_restart() {
     let status = forge.wait_done("main", &head);
     let slow = job(&status, "slow");
     assert_eq!(slow["status"], "passed", "{status:#}");
-    assert_eq!(slow["attempts"], 1, "{slow:#}");
+    assert_eq!(
+        slow["attempts"], 0,
+        "a clean stop hands the job back without using an attempt: {slow:#}"
+    );
     assert!(log_of(&forge, slow).contains("second attempt"));
+}
+
+#[test]
+fn a_job_that_kills_the_forge_three_times_ends_in_error() {
+    let catalog = r#"version = 1
+[lane.crash]
+class = "required"
+step = [{ name = "crash", run = "echo killing the forge; kill -9 $FORGE_PID; sleep 1", pass-env = ["FORGE_PID"] }]
+"#;
+    let mut forge = Forge::exporting_pid(catalog);
+    let head = forge.git(&["rev-parse", "HEAD"]);
+    for kill in 1..=3 {
+        let status = forge.wait_exit();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "kill {kill}: the step killed the forge ({status:?})"
+        );
+        forge.start();
+    }
+    let status = forge.wait_done("main", &head);
+    let crash = job(&status, "crash");
+    assert_eq!(crash["status"], "error", "{status:#}");
+    assert_eq!(
+        crash["reason"],
+        serde_json::json!({"kind": "retries-exhausted", "retries": 2}),
+        "{crash:#}"
+    );
+    assert!(
+        forge.server_log().contains("stopped uncleanly"),
+        "{}",
+        forge.server_log()
+    );
 }
 
 #[test]
@@ -930,4 +974,41 @@ fn a_branch_pushed_back_to_an_older_head_shows_that_heads_run() {
         Some(2),
         "no new run: {runs:#}"
     );
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_said_as_such_once() {
+    let mut forge = Forge::with_args(PASSING, &[("src/lib.txt", "one\n")], &[]);
+    let first = forge.git(&["rev-parse", "HEAD"]);
+    forge.wait_done("main", &first);
+    forge.stop();
+    forge.nofile = Some(96);
+    forge.start();
+    // Idle connections take the server's descriptors until it has none left for the
+    // repository's files.
+    let mut held = Vec::new();
+    let log = forge.wait_for("the ref watcher to run out of file descriptors", || {
+        for _ in 0..16 {
+            held.extend(std::net::TcpStream::connect(&forge.addr).ok());
+        }
+        let log = forge.server_log();
+        log.contains("reading the refs of origin failed")
+            .then_some(log)
+    });
+    assert!(log.contains("Too many open files"), "{log}");
+    assert!(!log.contains("not a git repository"), "{log}");
+    // More polls fail the same way while the connections stay.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop(held);
+    forge.write("src/lib.txt", "two\n");
+    let second = forge.commit("second");
+    forge.git_push("main");
+    assert_eq!(forge.wait_done("main", &second)["status"], "passed");
+    let log = forge.server_log();
+    assert_eq!(
+        log.matches("reading the refs of origin failed").count(),
+        1,
+        "said once:\n{log}"
+    );
+    assert!(!log.contains("not a git repository"), "{log}");
 }

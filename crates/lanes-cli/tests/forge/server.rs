@@ -22,6 +22,10 @@ pub(crate) struct Forge {
     pub(crate) extra: Vec<String>,
     /// Environment variables `lanes serve` gets besides the test's own.
     pub(crate) env: Vec<(String, String)>,
+    /// Start the server with its own pid in `FORGE_PID`, for steps that kill it.
+    pub(crate) export_pid: bool,
+    /// Start the server with at most this many open files.
+    pub(crate) nofile: Option<u32>,
     server: Option<Child>,
     pub(crate) addr: String,
     pub(crate) token: String,
@@ -73,6 +77,15 @@ impl Forge {
         forge
     }
 
+    /// [`Forge::new`], the server started with its own pid in `FORGE_PID` (a step may kill it).
+    pub(crate) fn exporting_pid(catalog: &str) -> Forge {
+        let mut forge = Forge::unstarted(catalog, &[], &[], "main");
+        forge.export_pid = true;
+        forge.push("main");
+        forge.start();
+        forge
+    }
+
     /// A forge started on a bare origin with nothing pushed yet, whose `HEAD` names
     /// `origin_head`; `main` holds `catalog` and `files` in the clone, not pushed.
     pub(crate) fn on_empty_origin(
@@ -85,7 +98,7 @@ impl Forge {
         forge
     }
 
-    fn unstarted(
+    pub(crate) fn unstarted(
         catalog: &str,
         files: &[(&str, &str)],
         extra: &[&str],
@@ -114,6 +127,8 @@ impl Forge {
             work,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             env: Vec::new(),
+            export_pid: false,
+            nofile: None,
             root,
             server: None,
             addr: String::new(),
@@ -178,7 +193,22 @@ impl Forge {
 
     /// Starts `lanes serve` (again, after a stop or a kill) and waits until it listens.
     pub(crate) fn start(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+        let mut cmd = if self.export_pid || self.nofile.is_some() {
+            // `exec` keeps the shell's pid, which is the server's then, and its limits.
+            let mut script = String::new();
+            if let Some(n) = self.nofile {
+                script.push_str(&format!("ulimit -n {n}; "));
+            }
+            if self.export_pid {
+                script.push_str("export FORGE_PID=$$; ");
+            }
+            script.push_str("exec \"$0\" \"$@\"");
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &script]).arg(env!("CARGO_BIN_EXE_lanes"));
+            sh
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_lanes"))
+        };
         // A restart keeps the address, so clients following the forge can reconnect.
         let listen = if self.addr.is_empty() {
             "127.0.0.1:0".to_owned()
@@ -255,6 +285,24 @@ impl Forge {
         }
     }
 
+    /// Waits until the server exits on its own (or is killed by someone else); returns how.
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        let child = self.server.as_mut().expect("a running server");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the server") {
+                self.server = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit:\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then wait for the server to exit; returns its exit code.
     pub(crate) fn stop(&mut self) -> Option<i32> {
         let mut child = self.server.take()?;
@@ -277,22 +325,14 @@ impl Forge {
         body: Option<&str>,
         token: Option<&str>,
     ) -> Response {
-        let mut stream = TcpStream::connect(&self.addr).expect("the forge accepts connections");
-        let body = body.unwrap_or("");
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
+        http(
+            &self.addr,
+            method,
+            path,
+            body.unwrap_or("").as_bytes(),
+            token,
         )
-        .expect("send request");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read response");
-        parse_response(&raw)
+        .expect("the forge answers")
     }
 
     /// GET a JSON document with the token; panics unless 200.
@@ -362,6 +402,34 @@ impl Drop for Forge {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One HTTP/1.1 request to `addr`, with `token` if given; an error when the forge cannot be
+/// reached or hangs up.
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    token: Option<&str>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(std::io::Error::other("the forge hung up before answering"));
+    }
+    Ok(parse_response(&raw))
 }
 
 /// A whole HTTP/1.1 response as read off a connection, its chunked body joined.

@@ -728,3 +728,44 @@ step = [{ name = "boot", run = "echo booted; sleep 600" }]
         free.then_some(())
     });
 }
+
+#[test]
+fn sign_in_sends_only_to_a_path_on_this_forge_and_refuses_a_line_break() {
+    let forge = Forge::new(PASSING, &[("src/lib.txt", "one\n")]);
+    let form = |next: &str| {
+        http(
+            &forge,
+            "POST",
+            "/sign-in",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &format!("token={}&next={next}", forge.token),
+        )
+    };
+    // Each of these leaves the forge once a browser reads it (tabs and line breaks are dropped
+    // from a Location), so each goes home instead.
+    for next in [
+        "%2F%09%2Fevil.example",
+        "%2F%2Fevil.example",
+        "https%3A%2F%2Fevil.example",
+    ] {
+        let r = form(next);
+        assert_eq!(r.status, 303, "{next}: {}", r.text());
+        assert_eq!(r.header("location"), Some("/"), "{next}");
+        let page = http(&forge, "GET", &format!("/sign-in?next={next}"), &[], "");
+        assert_eq!(page.status, 200, "{next}: {}", page.text());
+        assert!(
+            page.text().contains(r#"name="next" value="/""#),
+            "{next}: {}",
+            page.text()
+        );
+    }
+    let r = form("%2Forigin%2Fruns%2F1");
+    assert_eq!(r.header("location"), Some("/origin/runs/1"));
+    for next in ["%2F%0D%0ASet-Cookie%3A%20a%3Db", "%2F%0Aevil"] {
+        let r = form(next);
+        assert_eq!(r.status, 400, "{next}: {}", r.text());
+        assert!(r.header("set-cookie").is_none(), "{next}");
+        let page = http(&forge, "GET", &format!("/sign-in?next={next}"), &[], "");
+        assert_eq!(page.status, 400, "{next}: {}", page.text());
+    }
+}

@@ -219,6 +219,80 @@ fn stale_tokens_are_rejected_after_expiry_requeue_release_and_cancel() {
 }
 
 #[test]
+fn a_job_that_went_back_keeps_why_until_it_is_leased_again() {
+    let mut s = sched(1);
+    add(&mut s, spec(1, "x", Priority::Required));
+    add(&mut s, spec(2, "y", Priority::Required));
+    s.update_reasons();
+    assert_eq!(leased(&mut s, "a", 0), Some(JobId(1)));
+    let lost = s.tick(LEASE);
+    assert_eq!(kinds(&lost), [(1, JobState::Queued, Some("agent-lost"))]);
+    assert!(
+        s.update_reasons().is_empty(),
+        "agent-lost is not replaced by why it waits now"
+    );
+    assert_eq!(s.attempts(JobId(1)), Some(1));
+    // Leased again: the lease clears it. A user's requeue is kept the same way.
+    assert_eq!(leased(&mut s, "a", LEASE), Some(JobId(1)));
+    let requeued = s.requeue(JobId(1)).expect("held");
+    assert_eq!(requeued.reason, Some(JobReason::Requeued));
+    s.agent_offline(&agent("a"));
+    assert_eq!(
+        kinds(&s.update_reasons()),
+        [(2, JobState::Queued, Some("waiting-for-agent"))],
+        "only the job that did not go back says why it waits now"
+    );
+}
+
+#[test]
+fn restarts_after_a_crash_use_the_retries_and_a_clean_stop_does_not() {
+    let mut s = sched(1);
+    add(&mut s, spec(1, "x", Priority::Required));
+    for _ in 0..5 {
+        assert_eq!(leased(&mut s, "a", 0), Some(JobId(1)));
+        let back = s.hand_back(JobId(1)).expect("held");
+        assert_eq!(back.reason, Some(JobReason::HandedBack));
+        assert_eq!(s.attempts(JobId(1)), Some(0), "a clean stop is no attempt");
+    }
+    assert_eq!(s.held_by(&agent("a")), []);
+    let mut ends = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(leased(&mut s, "a", 0), Some(JobId(1)));
+        assert_eq!(s.held_by(&agent("a")), [JobId(1)]);
+        ends.extend(
+            s.restarted(JobId(1))
+                .into_iter()
+                .map(|t| (t.from, t.to, t.reason)),
+        );
+    }
+    let restarted = |attempt| {
+        (
+            JobState::Leased,
+            JobState::Queued,
+            Some(JobReason::ForgeRestarted { attempt }),
+        )
+    };
+    assert_eq!(
+        ends,
+        [
+            restarted(1),
+            restarted(2),
+            restarted(3),
+            (
+                JobState::Queued,
+                JobState::Error,
+                Some(JobReason::RetriesExhausted { retries: 2 })
+            ),
+        ]
+    );
+    assert_eq!(s.state(JobId(1)), None);
+    assert!(
+        s.restarted(JobId(1)).is_empty(),
+        "an ended job is left alone"
+    );
+}
+
+#[test]
 fn lost_agents_requeue_at_most_retries_times_then_error() {
     let mut s = sched(1);
     add(&mut s, spec(1, "x", Priority::Required));

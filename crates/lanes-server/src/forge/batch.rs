@@ -245,11 +245,13 @@ impl<S: Store + 'static> Forge<S> {
                 .map_err(ForgeError::from),
         };
         if let Err(e) = written {
-            tracing::warn!(
-                "writing a batch of {} job changes failed, rebuilding the scheduler from the \
-                 database: {e}",
-                writes.len()
-            );
+            if !self.full_disk(&e) {
+                tracing::warn!(
+                    "writing a batch of {} job changes failed, rebuilding the scheduler from \
+                     the database: {e}",
+                    writes.len()
+                );
+            }
             if let Err(rebuild) = self.rebuild(state).await {
                 tracing::warn!(
                     "rebuilding the scheduler failed (retried on the next call): {rebuild}"

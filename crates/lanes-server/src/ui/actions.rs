@@ -46,7 +46,8 @@ pub(crate) async fn sign_in<S: Store + 'static>(
             "This form came from another site.",
         ));
     }
-    let next = session::safe_next(form.next.as_deref());
+    let next = session::safe_next(form.next.as_deref())
+        .map_err(|e| UiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     if !ui
         .forge
         .store()

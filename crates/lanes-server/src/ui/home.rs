@@ -52,6 +52,8 @@ pub(crate) struct HomeLive {
     pub(crate) busy: Vec<Busy>,
     pub(crate) online: usize,
     pub(crate) agents: usize,
+    /// While the data directory's disk is full: since when, and what showed it.
+    pub(crate) disk_full: Option<(String, String)>,
 }
 
 /// The page.
@@ -127,6 +129,10 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
         busy,
         online: agents.iter().filter(|a| a.3).count(),
         agents: agents.len(),
+        disk_full: ui
+            .forge
+            .disk_full()
+            .map(|(since, why)| (since.to_string(), why)),
     };
     let mut base = Base::new(viewer, "home", "/".to_owned());
     base.title = "Overview".to_owned();

@@ -173,8 +173,10 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn sign_in_form(Query(q): Query<NextQuery>) -> Response {
-    page::sign_in_page(&session::safe_next(q.next.as_deref()), "")
+async fn sign_in_form(Query(q): Query<NextQuery>) -> UiResult<Response> {
+    let next = session::safe_next(q.next.as_deref())
+        .map_err(|e| UiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(page::sign_in_page(&next, ""))
 }
 
 async fn home_page<S: Store + 'static>(

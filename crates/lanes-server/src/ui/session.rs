@@ -123,12 +123,31 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Where to go after signing in: a path on this site, else the home page. Never another host,
 /// so the form cannot be used to send someone elsewhere.
-pub(crate) fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+///
+/// Only printable ASCII without spaces passes: browsers drop tabs and line breaks from a
+/// `Location` (`/\t/evil.example` would become `//evil.example`, another host), and a byte a
+/// header cannot carry would fail the redirect. A line break is refused outright
+/// ([`BadNext`]): it can only be an attempt to add a header.
+pub(crate) fn safe_next(next: Option<&str>) -> Result<String, BadNext> {
+    let Some(n) = next else {
+        return Ok("/".to_owned());
+    };
+    if n.contains(['\r', '\n']) {
+        return Err(BadNext);
     }
+    let printable = n.bytes().all(|b| b.is_ascii_graphic());
+    let path = n.starts_with('/') && !n.starts_with("//") && !n.contains('\\');
+    Ok(if printable && path {
+        n.to_owned()
+    } else {
+        "/".to_owned()
+    })
 }
+
+/// A `next=` with a line break in it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`next` must be a path on this forge, without line breaks")]
+pub(crate) struct BadNext;
 
 #[cfg(test)]
 mod tests {
@@ -176,9 +195,15 @@ mod tests {
 
     #[test]
     fn next_stays_on_this_site() {
-        assert_eq!(safe_next(Some("/app/runs/3")), "/app/runs/3");
-        assert_eq!(safe_next(Some("//evil.example/")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(None), "/");
+        let next = |n| safe_next(n).expect("no line break");
+        assert_eq!(next(Some("/app/runs/3")), "/app/runs/3");
+        assert_eq!(next(Some("//evil.example/")), "/");
+        assert_eq!(next(Some("https://evil.example/")), "/");
+        assert_eq!(next(Some("/\t/evil.example")), "/");
+        assert_eq!(next(Some("/\\evil.example")), "/");
+        assert_eq!(next(Some("/caf\u{e9}")), "/");
+        assert_eq!(next(None), "/");
+        assert_eq!(safe_next(Some("/\r\nSet-Cookie: a=b")), Err(BadNext));
+        assert_eq!(safe_next(Some("/\n")), Err(BadNext));
     }
 }

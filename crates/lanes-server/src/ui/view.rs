@@ -160,6 +160,10 @@ pub(crate) fn reason_text(reason: &JobReason) -> String {
             format!("requeued: agent {agent} stopped heartbeating (attempt {attempt})")
         }
         JobReason::Requeued => "requeued by a user".to_owned(),
+        JobReason::ForgeRestarted { attempt } => {
+            format!("requeued: the forge restarted while running it (attempt {attempt})")
+        }
+        JobReason::HandedBack => "requeued: the forge stopped while running it".to_owned(),
         JobReason::RetriesExhausted { retries } => {
             format!("its agent was lost again after {retries} requeues")
         }

@@ -141,7 +141,8 @@ pub(crate) async fn apply_one(conn: &mut SqliteConnection, u: &JobUpdate) -> Sto
                     ", agent = NULL, token = NULL, expires_at = NULL, leased_at = NULL, \
                      started_at = NULL",
                 );
-                if u.from.is_held() {
+                // A job handed back at a clean stop did nothing wrong: no attempt is used.
+                if u.from.is_held() && u.reason != Some(JobReason::HandedBack) {
                     q.push(", attempts = attempts + 1");
                 }
             }

@@ -64,6 +64,14 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// SQLite's own check of the database file: `ok`, or what is wrong.
+    pub async fn integrity_check(&self) -> StoreResult<String> {
+        let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows.join("\n"))
+    }
+
     async fn write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }

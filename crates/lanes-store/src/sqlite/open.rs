@@ -2,6 +2,7 @@
 
 use crate::error::StoreError;
 use crate::store::StoreResult;
+use sqlx::Connection;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -85,6 +86,21 @@ pub(crate) async fn open(
         });
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
+        // A COMMIT that fails (a full disk) leaves sqlx counting a transaction SQLite already
+        // rolled back, and the rollback on drop fails in turn: every later `BEGIN` on that
+        // connection would be refused ("begin_with at non-zero transaction depth") until a
+        // restart. Such a connection is closed instead; the pool opens a fresh one.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                if !conn.is_in_transaction() {
+                    return Ok(true);
+                }
+                // The rollback queued on drop runs before this ping: after it, a healthy
+                // connection is out of its transaction.
+                conn.ping().await?;
+                Ok(!conn.is_in_transaction())
+            })
+        })
         .connect_with(writer_options)
         .await?;
     migrate(&writer).await?;

@@ -1,0 +1,86 @@
+//! What the forge logs when something ordinary goes wrong: said once, at the right level. Its
+//! own test binary, as it installs the process's log subscriber.
+
+use jiff::Timestamp;
+use lanes_server::ForgeConfig;
+use lanes_store::{SqliteStore, StoreOptions};
+use sqlx::Connection;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod common;
+use common::{Forge, TestResult};
+
+/// Everything logged, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("the log")).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_written_after_a_lock_timeout_is_scheduled_without_an_error() -> TestResult {
+    let log = Captured::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+    let f = Forge::new(Timestamp::now()).await?;
+    let db = f.dir.path().join("lanes.db");
+    let store = SqliteStore::open_with(
+        &db,
+        &StoreOptions {
+            busy_timeout: Duration::from_millis(200),
+            ..StoreOptions::default()
+        },
+    )
+    .await?;
+    f.commit(&[(
+        "lanes.toml",
+        "version = 1\n[lane.test]\nclass = \"required\"\nstep = [{ name = \"t\", run = \"true\" }]\n",
+    )])?;
+    let forge = lanes_server::Forge::open(
+        store,
+        ForgeConfig {
+            data_dir: f.dir.path().to_owned(),
+            schedule: lanes_core::schedule::Config::default(),
+            public_read: false,
+        },
+    )
+    .await?;
+
+    // Another process holds the write lock past the busy timeout: the push's run cannot be
+    // written, and the forge reads the database again at its next step.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await?;
+    assert!(forge.poll_repo("app").await.is_err());
+    sqlx::query("ROLLBACK").execute(&mut other).await?;
+    assert_eq!(forge.poll_repo("app").await?, vec![1]);
+
+    forge.agent_online("a", BTreeSet::new(), 1).await;
+    let lease = forge.lease("a", Duration::from_secs(5)).await?;
+    assert!(lease.is_some(), "the run's job is scheduled");
+    let text = log.text();
+    assert!(!text.contains("already scheduled"), "{text}");
+    assert!(!text.contains("ERROR"), "{text}");
+    Ok(())
+}
