@@ -1430,3 +1430,41 @@ cache = false
         "built\n"
     );
 }
+
+#[test]
+fn a_directory_deleted_under_an_outputs_filter_stays_deleted_after_a_hit() {
+    // `gen/**` selects the files under `gen` but not `gen` itself: the deletion of the directory
+    // must still reach the files it held.
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["gen/"]
+[[lane.l.step]]
+name = "clean"
+run = "rm -rf gen"
+outputs = ["gen/**"]
+[[lane.l.step]]
+name = "check"
+run = "{check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("test ! -e gen/a.txt"));
+    f.repo.write("gen/a.txt", "stale\n");
+    f.repo.commit("init");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // A changed second step runs after the first step's hit.
+    f.repo.write(
+        "lanes.toml",
+        &catalog("test ! -e gen/a.txt; echo checked again"),
+    );
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![pair("cached", "hit"), pair("passed", "miss")]
+    );
+}

@@ -199,14 +199,17 @@ pub fn capture(
         let accepted = filter.is_none_or(|f| f(path));
         match now {
             None => {
-                // Inside a directory that is gone as a whole: the directory's entry says it.
+                // Inside a directory whose deletion is recorded: that entry removes it all.
                 if deleted_dir.is_some_and(|d| is_under(path, d)) {
                     continue;
                 }
-                if was.is_some_and(|w| w.kind == Kind::Dir) {
-                    deleted_dir = Some(path);
-                }
                 if accepted {
+                    // Only a recorded deletion stands for what was under it: when the filter
+                    // selects the files of a directory but not the directory, each of them is
+                    // recorded, or a restore would bring them back.
+                    if was.is_some_and(|w| w.kind == Kind::Dir) {
+                        deleted_dir = Some(path);
+                    }
                     entries.push(OutputEntry {
                         path: path.to_owned(),
                         kind: OutputKind::Deleted,
