@@ -372,8 +372,7 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
         logs,
     } = setup;
     let lane = prepared.lane();
-    let keys = prepared.fingerprints.iter().map(|f| f.key()).collect();
-    let log = Arc::new(Mutex::new(JobLog::new(lane, keys)));
+    let log = Arc::new(Mutex::new(JobLog::new(lane)));
     let _ = tx.send(
         log.lock()
             .unwrap_or_else(PoisonError::into_inner)

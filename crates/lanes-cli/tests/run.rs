@@ -1468,3 +1468,46 @@ run = "{check}"
         vec![pair("cached", "hit"), pair("passed", "miss")]
     );
 }
+
+#[test]
+fn a_step_after_a_cache_false_step_is_keyed_on_what_that_step_left() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "stamp"
+run = "cat $OUT/value > gen.txt"
+pass-env = ["OUT"]
+cache = false
+[[lane.l.step]]
+name = "copy"
+run = "cp gen.txt copy.txt"
+[[lane.l.step]]
+name = "check"
+run = "cmp gen.txt copy.txt"
+cache = false
+"#,
+    );
+    f.repo.commit("init");
+    std::fs::write(f.out.path().join("value"), "1\n").expect("write");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The same value again: the copy is reused.
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l")[1], pair("cached", "hit"));
+
+    // Another value: the copy made from the old one must not be restored.
+    std::fs::write(f.out.path().join("value"), "2\n").expect("write");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![
+            pair("passed", "disabled"),
+            pair("passed", "miss"),
+            pair("passed", "disabled")
+        ]
+    );
+}

@@ -117,6 +117,8 @@ pub enum Event {
     StepStarted {
         /// Position in the lane.
         index: usize,
+        /// Its key, chained onto what the steps before it left.
+        key: Digest,
     },
     /// Step `index` ended.
     StepFinished {
@@ -210,7 +212,8 @@ struct Pending {
     outputs: Digest,
 }
 
-/// Run `lane`'s steps (with their `fingerprints`, in order).
+/// Run `lane`'s steps (with their `fingerprints`, in order, as [`lanes_core::fingerprint`]
+/// makes them: each step is keyed again on what the step before it left once that is known).
 pub fn run_lane(
     lane: &Lane,
     fingerprints: &[StepFingerprint],
@@ -221,7 +224,8 @@ pub fn run_lane(
     let deadline = lane.timeout.map(|t| started + t);
     let mut runner = Runner {
         lane,
-        fingerprints,
+        fingerprints: fingerprints.to_vec(),
+        left: vec![None; fingerprints.len()],
         fileset,
         cx,
         materialized: false,
@@ -253,7 +257,15 @@ pub fn run_lane(
             index += 1;
             continue;
         }
-        match runner.step(index, deadline, no_lookup[index]) {
+        // The key covers the directory the step starts from: what the step before it left.
+        let mut unkeyed = false;
+        if index > 0 {
+            let left = runner.left[index - 1].clone();
+            unkeyed = left.is_none();
+            runner.fingerprints[index] =
+                fingerprints[index].after(&runner.fingerprints[index - 1], left);
+        }
+        match runner.step(index, deadline, no_lookup[index], unkeyed) {
             Ok(result) => {
                 (cx.events)(Event::StepFinished {
                     index,
@@ -318,6 +330,20 @@ pub fn run_lane(
     }
 }
 
+/// `fingerprints` chained through the results recorded in `store`: the keys a run uses while
+/// the steps before hit (what `lanes fingerprint` and `lanes explain` show). After a step without
+/// a usable record the outputs it leaves are unknown until it runs, and the keys after it are
+/// not the ones a run will use.
+pub fn chain_recorded(
+    store: &LocalStore,
+    fingerprints: &[StepFingerprint],
+) -> Vec<StepFingerprint> {
+    lanes_core::fingerprint::chain_recorded(fingerprints, |key| match store.get_action(key) {
+        Ok(Lookup::Hit(result)) => Some(result.outputs),
+        _ => None,
+    })
+}
+
 fn lane_status(steps: &[StepResult]) -> Status {
     if let Some(bad) = steps.iter().find(|s| {
         matches!(
@@ -345,7 +371,11 @@ enum StepError {
 
 struct Runner<'a> {
     lane: &'a Lane,
-    fingerprints: &'a [StepFingerprint],
+    /// Each step's fingerprint, chained onto the steps before it as they went.
+    fingerprints: Vec<StepFingerprint>,
+    /// The digest of the output tree each step left (recorded for a hit, captured when it ran);
+    /// `None` until it is known, or when it could not be captured.
+    left: Vec<Option<Digest>>,
     fileset: &'a dyn Fileset,
     cx: &'a LaneContext,
     materialized: bool,
@@ -394,17 +424,20 @@ impl Runner<'_> {
         }
     }
 
+    /// Run step `index`, or reuse its result. `unkeyed`: what the previous step left is unknown,
+    /// so the key does not describe where this step starts: it is neither looked up nor recorded.
     fn step(
         &mut self,
         index: usize,
         deadline: Option<Instant>,
         no_lookup: bool,
+        unkeyed: bool,
     ) -> Result<StepResult, StepError> {
         let step = &self.lane.steps[index];
         let fingerprint = &self.fingerprints[index];
         let key = fingerprint.key();
         let started = Instant::now();
-        let cache = if !step.cache || !self.cx.lookup {
+        let cache = if !step.cache || !self.cx.lookup || unkeyed {
             CacheUse::Disabled
         } else {
             CacheUse::Miss
@@ -433,7 +466,10 @@ impl Runner<'_> {
         };
 
         self.prepare()?;
-        (self.cx.events)(Event::StepStarted { index });
+        (self.cx.events)(Event::StepStarted {
+            index,
+            key: key.clone(),
+        });
         let src = self.src();
         let before = match Snapshot::take(&src, &self.lane.cache_mounts) {
             Ok(s) => Some(s),
@@ -516,10 +552,13 @@ impl Runner<'_> {
             Outcome::Cancelled => (Status::Cancelled, None),
         };
         if status == Status::Passed
-            && step.cache
             && let Some(before) = before
         {
-            self.record(index, &key, &before, &log_path, finished.duration);
+            self.left[index] = if step.cache && !unkeyed {
+                self.record(index, &key, &before, &log_path, finished.duration)
+            } else {
+                self.digest_outputs(index, &before)
+            };
         }
         self.remember(index, &key, status);
         Ok(StepResult {
@@ -587,6 +626,7 @@ impl Runner<'_> {
                     index,
                     outputs: result.outputs.clone(),
                 });
+                self.left[index] = Some(result.outputs.clone());
                 Some(result)
             }
             Ok(None) => None,
@@ -715,7 +755,44 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Store what a passing step produced. Failures only warn: caching never fails a step.
+    /// What a passing step left, as its `outputs` select it, without storing it: the digest
+    /// the next step is keyed on when this step's result is not recorded. `None`, with a
+    /// warning, when the lane directory cannot be read.
+    fn digest_outputs(&self, index: usize, before: &Snapshot) -> Option<Digest> {
+        let step = &self.lane.steps[index];
+        let digested = (|| -> Result<Digest, OutputError> {
+            let src = self.src();
+            let after = Snapshot::take(&src, &self.lane.cache_mounts)?;
+            self.with_filter(index, |filter| {
+                outputs::digest_changes(&src, before, &after, filter)
+            })
+        })();
+        match digested {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                self.warn(format!(
+                    "lane {} step {}: cannot tell what it left in the lane directory ({e}); the next step runs without the cache",
+                    self.lane.name, step.name
+                ));
+                None
+            }
+        }
+    }
+
+    /// Call `f` with step `index`'s `outputs` as a path filter.
+    fn with_filter<T>(&self, index: usize, f: impl FnOnce(outputs::OutputFilter<'_>) -> T) -> T {
+        let matcher = self.lane.steps[index]
+            .outputs
+            .as_deref()
+            .map(MultiMatcher::single);
+        let filter = matcher
+            .as_ref()
+            .map(|m| move |path: &str| m.decide(path, &mut Scratch::default()).is_some());
+        f(filter.as_ref().map(|f| f as &dyn Fn(&str) -> bool))
+    }
+
+    /// Store what a passing step produced; returns the digest of its output tree. Failures only
+    /// warn: caching never fails a step (the tree is then digested without storing it).
     fn record(
         &self,
         index: usize,
@@ -723,19 +800,16 @@ impl Runner<'_> {
         before: &Snapshot,
         log_path: &Path,
         duration: Duration,
-    ) {
+    ) -> Option<Digest> {
         let step = &self.lane.steps[index];
         let store = &self.cx.store;
-        let recorded = (|| -> Result<(), OutputError> {
+        let recorded = (|| -> Result<Digest, OutputError> {
             let _guard = store.guard()?;
             let src = self.src();
             let after = Snapshot::take(&src, &self.lane.cache_mounts)?;
-            let matcher = step.outputs.as_deref().map(MultiMatcher::single);
-            let filter = matcher
-                .as_ref()
-                .map(|m| move |path: &str| m.decide(path, &mut Scratch::default()).is_some());
-            let filter_ref = filter.as_ref().map(|f| f as &dyn Fn(&str) -> bool);
-            let (outputs, _) = outputs::capture(store, &src, before, &after, filter_ref)?;
+            let (outputs, _) = self.with_filter(index, |filter| {
+                outputs::capture(store, &src, before, &after, filter)
+            })?;
             let (log, _) = store.put_file(log_path)?;
             let fingerprint = self.fingerprints[index].clone();
             if !store.has_blob(&fingerprint.inputs) {
@@ -748,15 +822,19 @@ impl Runner<'_> {
                 exit_code: 0,
                 duration_ms: millis(duration),
                 log,
-                outputs,
+                outputs: outputs.clone(),
             })?;
-            Ok(())
+            Ok(outputs)
         })();
-        if let Err(e) = recorded {
-            self.warn(format!(
-                "lane {} step {}: the result was not cached: {e}",
-                self.lane.name, step.name
-            ));
+        match recorded {
+            Ok(outputs) => Some(outputs),
+            Err(e) => {
+                self.warn(format!(
+                    "lane {} step {}: the result was not cached: {e}",
+                    self.lane.name, step.name
+                ));
+                self.digest_outputs(index, before)
+            }
         }
     }
 

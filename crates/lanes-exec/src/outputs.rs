@@ -159,6 +159,44 @@ pub fn capture(
     after: &Snapshot,
     filter: OutputFilter<'_>,
 ) -> Result<(Digest, OutputTree), OutputError> {
+    let tree = changes(root, before, after, filter, &mut |path| {
+        Ok(store.put_file(path)?)
+    })?;
+    let json = serde_json::to_vec(&tree).expect("an output tree always serializes");
+    let digest = store.put_blob(&json)?;
+    Ok((digest, tree))
+}
+
+/// The digest [`capture`] would return, without storing anything: what the next step's key
+/// records of a step whose result is not recorded (`cache = false`).
+pub fn digest_changes(
+    root: &Path,
+    before: &Snapshot,
+    after: &Snapshot,
+    filter: OutputFilter<'_>,
+) -> Result<Digest, OutputError> {
+    let tree = changes(root, before, after, filter, &mut |path| {
+        let mut file = std::fs::File::open(path).map_err(io("read", path))?;
+        let mut hasher = blake3::Hasher::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(io("read", path))?;
+        Ok((hasher.finalize().to_hex().to_string(), size))
+    })?;
+    let json = serde_json::to_vec(&tree).expect("an output tree always serializes");
+    Ok(blake3::hash(&json).to_hex().to_string())
+}
+
+/// Names a changed file's content: its digest and size.
+type NameFile<'a> = &'a mut dyn FnMut(&Path) -> Result<(Digest, u64), OutputError>;
+
+/// The output tree of what changed between `before` and `after`; `file` names a changed file's
+/// content.
+fn changes(
+    root: &Path,
+    before: &Snapshot,
+    after: &Snapshot,
+    filter: OutputFilter<'_>,
+    file: NameFile<'_>,
+) -> Result<OutputTree, OutputError> {
     let mut entries = Vec::new();
     let mut deleted_dir: Option<&str> = None;
     // Both maps are sorted; walk them together.
@@ -232,7 +270,7 @@ pub fn capture(
                     Kind::Dir if filter.is_some() => continue,
                     Kind::Dir => OutputKind::Dir,
                     Kind::File => {
-                        let (digest, size) = store.put_file(&full)?;
+                        let (digest, size) = file(&full)?;
                         OutputKind::File {
                             digest,
                             size,
@@ -262,13 +300,10 @@ pub fn capture(
             }
         }
     }
-    let tree = OutputTree {
+    Ok(OutputTree {
         version: TREE_VERSION,
         entries,
-    };
-    let json = serde_json::to_vec(&tree).expect("an output tree always serializes");
-    let digest = store.put_blob(&json)?;
-    Ok((digest, tree))
+    })
 }
 
 fn is_under(path: &str, dir: &str) -> bool {

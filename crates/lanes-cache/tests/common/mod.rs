@@ -28,6 +28,7 @@ pub(crate) fn fingerprint(command: &str) -> StepFingerprint {
         outputs: None,
         platform: "linux-x86_64".into(),
         previous: None,
+        previous_outputs: None,
     }
 }
 
