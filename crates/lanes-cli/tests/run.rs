@@ -1511,3 +1511,51 @@ cache = false
         ]
     );
 }
+
+#[test]
+fn a_result_recorded_without_the_sandbox_is_not_served_to_a_sandboxed_run() {
+    // The step reads a file outside its inputs by absolute path: it passes only without the
+    // sandbox, which hides the repository.
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+inputs = ["a/"]
+[[lane.l.step]]
+name = "peek"
+pass-env = ["REPO"]
+run = "cat \"$REPO/b/outside.txt\""
+"#,
+    );
+    f.repo
+        .write("a/inside.txt", "in\n")
+        .write("b/outside.txt", "out\n");
+    f.repo.commit("init");
+    let repo = f.repo.path.to_str().expect("utf-8");
+    let (run, report) = f.run_env(&["--all", "--no-sandbox"], &[("REPO", repo)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("passed", "miss")]);
+
+    // A sandboxed run does not reuse it: the step runs, and fails as it must.
+    let (run, report) = f.run_env(&["--all"], &[("REPO", repo)]);
+    assert!(!run.stderr.contains("without a sandbox"), "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("failed", "miss")]);
+    let miss = &lane(&report, "l")["steps"][0]["miss"];
+    assert!(
+        miss["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("without the sandbox")),
+        "{miss:#}"
+    );
+
+    // The other way round is safe: a sandboxed result serves an unsandboxed run.
+    f.repo.write(
+        "lanes.toml",
+        "version = 1\n[lane.l]\ninputs = [\"a/\"]\n[[lane.l.step]]\nname = \"own\"\nrun = \"cat a/inside.txt\"\n",
+    );
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, report) = f.run(&["--all", "--no-sandbox"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("cached", "hit")]);
+}

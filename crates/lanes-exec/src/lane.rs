@@ -233,6 +233,7 @@ pub fn run_lane(
         mounts: Vec::new(),
         lock_wait: Duration::ZERO,
         deadline,
+        unsandboxed_result: false,
     };
     let mut steps: Vec<StepResult> = Vec::new();
     let mut error = None;
@@ -385,6 +386,9 @@ struct Runner<'a> {
     lock_wait: Duration,
     /// When the lane's timeout runs out.
     deadline: Option<Instant>,
+    /// The last lookup found a result recorded without the sandbox, not reused by this
+    /// sandboxed run.
+    unsandboxed_result: bool,
 }
 
 impl Runner<'_> {
@@ -459,7 +463,14 @@ impl Runner<'_> {
             });
         }
         // Before the step runs and its history entry is replaced.
-        let miss = if cache == CacheUse::Miss {
+        let miss = if std::mem::take(&mut self.unsandboxed_result) {
+            Some(MissReason {
+                kind: lanes_core::explain::MissKind::Settings,
+                detail: "the recorded result ran without the sandbox (--no-sandbox); a sandboxed \
+                         run does not reuse it"
+                    .to_owned(),
+            })
+        } else if cache == CacheUse::Miss {
             self.why_missed(index, &key)
         } else {
             None
@@ -601,6 +612,12 @@ impl Runner<'_> {
         let found = (|| -> Result<Option<ActionResult>, CacheError> {
             let _guard = store.guard()?;
             match store.get_action(key)? {
+                // What it read outside its inputs is not in the key: it may not stand for a
+                // sandboxed run (the other way round is safe).
+                Lookup::Hit(result) if self.cx.sandbox.is_some() && !result.sandboxed => {
+                    self.unsandboxed_result = true;
+                    Ok(None)
+                }
                 Lookup::Hit(result) => {
                     let path = self.log_path(index);
                     let _ = std::fs::remove_file(&path);
@@ -823,6 +840,7 @@ impl Runner<'_> {
                 duration_ms: millis(duration),
                 log,
                 outputs: outputs.clone(),
+                sandboxed: self.cx.sandbox.is_some(),
             })?;
             Ok(outputs)
         })();

@@ -82,6 +82,7 @@ pub(crate) fn record_with(
         duration_ms: 1234,
         log,
         outputs,
+        sandboxed: true,
     };
     store.put_action(&result).expect("put action");
     Recorded { result, blobs }
