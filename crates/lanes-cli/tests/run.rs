@@ -1559,3 +1559,102 @@ run = "cat \"$REPO/b/outside.txt\""
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(steps(&report, "l"), vec![pair("cached", "hit")]);
 }
+
+/// A file outside every lane, that restores must never touch: `$OUT/outside/`.
+fn outside(f: &Fixture) -> PathBuf {
+    let dir = f.out.path().join("outside");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("x.txt"), "victim\n").expect("write");
+    dir
+}
+
+/// Runs without the sandbox, which would hide nothing here anyway: what is checked is the restore
+/// code itself.
+fn a_hit_then_a_run(f: &Fixture, catalog: &dyn Fn(&str) -> String) -> (Run, Value) {
+    let (run, _) = f.run(&["--all", "--no-sandbox"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    f.repo.write("lanes.toml", &catalog("true; echo again"));
+    f.run(&["--all", "--no-sandbox"])
+}
+
+#[test]
+fn a_restore_deletes_nothing_through_a_directory_a_step_made_a_symlink() {
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["data/"]
+[[lane.l.step]]
+name = "swap"
+pass-env = ["OUT"]
+run = "rm -rf data && ln -s \"$OUT/outside\" data"
+[[lane.l.step]]
+name = "check"
+run = "{check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("true"));
+    f.repo.write("data/x.txt", "in the lane\n");
+    f.repo.commit("init");
+    let outside = outside(&f);
+    let (run, report) = a_hit_then_a_run(&f, &catalog);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l")[0], pair("cached", "hit"));
+    assert_eq!(
+        std::fs::read_to_string(outside.join("x.txt"))
+            .ok()
+            .as_deref(),
+        Some("victim\n"),
+        "the restore deleted a file outside the lane"
+    );
+}
+
+#[test]
+fn a_restore_writes_nothing_through_a_committed_symlink() {
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["out"]
+[[lane.l.step]]
+name = "make"
+run = "rm out && mkdir out && echo made > out/f.txt"
+outputs = ["out/**"]
+[[lane.l.step]]
+name = "check"
+run = "test \"$(cat out/f.txt)\" = made; {check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("true"));
+    let outside = outside(&f);
+    std::os::unix::fs::symlink(&outside, f.repo.path.join("out")).expect("symlink");
+    f.repo.commit("init");
+    let (run, report) = a_hit_then_a_run(&f, &catalog);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l")[0], pair("cached", "hit"));
+    assert!(
+        !outside.join("f.txt").exists(),
+        "the restore wrote through the symlink"
+    );
+}
+
+#[test]
+fn state_written_beside_the_lane_directory_is_gone_next_run() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "leave"
+run = "test ! -e ../left.txt && echo left > ../left.txt"
+cache = false
+"#,
+    );
+    f.repo.commit("init");
+    for _ in 0..2 {
+        let (run, report) = f.run(&["--all"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(steps(&report, "l"), vec![pair("passed", "disabled")]);
+    }
+}

@@ -662,6 +662,9 @@ impl Runner<'_> {
     fn prepare(&mut self) -> Result<(), StepError> {
         if !self.materialized {
             let src = self.src();
+            // Whatever a step wrote beside its directories (`../left.txt`) must not reach the
+            // next run, which would see state no key covers.
+            clear_slot(&self.cx.slot, &["src", "home", "tmp"]).map_err(StepError::Lane)?;
             for dir in [&src, &self.cx.slot.join("home"), &self.cx.slot.join("tmp")] {
                 remove_dir_if_present(dir).map_err(StepError::Lane)?;
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -881,6 +884,27 @@ impl Runner<'_> {
             ));
         }
     }
+}
+
+/// Remove every entry of the slot `slot` but those named in `keep` (creating the slot when it
+/// is missing).
+fn clear_slot(slot: &Path, keep: &[&str]) -> Result<(), String> {
+    std::fs::create_dir_all(slot).map_err(|e| format!("cannot create {}: {e}", slot.display()))?;
+    let entries =
+        std::fs::read_dir(slot).map_err(|e| format!("cannot list {}: {e}", slot.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", slot.display()))?;
+        if keep.iter().any(|k| entry.file_name() == **k) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn remove_dir_if_present(dir: &Path) -> Result<(), String> {

@@ -80,6 +80,9 @@ pub enum OutputError {
     /// The store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A path in an output tree that does not stay inside the lane directory.
+    #[error("the output path `{0}` is not a plain relative path")]
+    BadPath(String),
     /// A blob the tree needs is missing or corrupt (it has been removed from the store).
     #[error("the stored output {path} ({digest}) is missing or corrupt")]
     MissingBlob {
@@ -306,6 +309,34 @@ fn changes(
     })
 }
 
+/// Whether every parent of the tree path `path` is a real directory under `root` (not a
+/// symlink). With `make`, parents that are missing, symlinks or files become directories, and
+/// the answer is yes. A path that could leave `root` (absolute, `..`, empty parts) is an error.
+fn parents_inside(root: &Path, path: &str, make: bool) -> Result<bool, OutputError> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(OutputError::BadPath(path.to_owned()));
+    }
+    let mut dir = root.to_path_buf();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) if !make => return Ok(false),
+            Ok(_) => std::fs::remove_file(&dir).map_err(io("remove", &dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !make => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("read the metadata of", &dir)(e)),
+        }
+        // Not create_dir_all: it would follow a symlink made meanwhile; the parent is real.
+        std::fs::create_dir(&dir).map_err(io("create", &dir))?;
+    }
+    Ok(true)
+}
+
 fn is_under(path: &str, dir: &str) -> bool {
     path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
 }
@@ -323,10 +354,20 @@ pub fn load_tree(store: &LocalStore, digest: &str) -> Result<Option<OutputTree>,
 
 /// Apply `tree` to the directory `root`, which must be in the state the step started from.
 /// Every file is verified against its digest while it is written.
+///
+/// Nothing outside `root` is touched: no symlink is followed on the way to an entry (a step may
+/// have left one, or the lane's files hold one). A symlink, or a file, where an entry needs a
+/// parent directory is replaced by a directory; a deletion under one has nothing inside the lane
+/// to delete and does nothing. The step's snapshot never descended into a symlink, so no recorded
+/// entry lies under one that the step saw.
 pub fn restore(store: &LocalStore, root: &Path, tree: &OutputTree) -> Result<(), OutputError> {
     for entry in &tree.entries {
         let target = root.join(&entry.path);
-        // An error (not found, or a parent that is now a file) means there is nothing to clear.
+        let deleting = entry.kind == OutputKind::Deleted;
+        if !parents_inside(root, &entry.path, !deleting)? {
+            continue;
+        }
+        // An error (not found) means there is nothing to clear.
         if let Ok(meta) = std::fs::symlink_metadata(&target) {
             let keep = meta.is_dir() && entry.kind == OutputKind::Dir;
             if !keep {
@@ -337,16 +378,15 @@ pub fn restore(store: &LocalStore, root: &Path, tree: &OutputTree) -> Result<(),
                 }
             }
         }
-        if entry.kind == OutputKind::Deleted {
+        if deleting {
             continue;
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
         }
         match &entry.kind {
             OutputKind::Deleted => {}
             OutputKind::Dir => {
-                std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+                if !std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                    std::fs::create_dir(&target).map_err(io("create", &target))?;
+                }
             }
             OutputKind::Symlink { target: link } => {
                 std::os::unix::fs::symlink(link, &target)
