@@ -297,7 +297,15 @@ fn in_process_run_lane(cache: &Path) {
 struct NoFiles;
 
 impl Fileset for NoFiles {
-    fn materialize(&self, _dest: &Path) -> Result<(usize, u64), String> {
+    fn files(&self) -> Result<Vec<lanes_core::FileEntry>, String> {
+        Ok(Vec::new())
+    }
+
+    fn write(
+        &self,
+        _files: &[&lanes_core::FileEntry],
+        _dest: &Path,
+    ) -> Result<(usize, u64), String> {
         Ok((0, 0))
     }
 

@@ -1658,3 +1658,138 @@ cache = false
         assert_eq!(steps(&report, "l"), vec![pair("passed", "disabled")]);
     }
 }
+
+/// A make-like step: it rebuilds `build/out` (in the shared cache mount) only when `src.txt` is
+/// newer, as cargo judges freshness by file times, then "tests" what it built. It says when it
+/// builds (`$GATE.building`) and waits for `$GATE` before writing the output.
+const MAKE_LIKE: &str = r#"version = 1
+[lane.test]
+inputs = ["src.txt"]
+cache-mounts = ["build"]
+[[lane.test.step]]
+name = "test"
+pass-env = ["GATE"]
+run = """
+if [ ! -e build/out ] || [ src.txt -nt build/out ]; then
+  touch "$GATE.building"
+  while [ ! -e "$GATE" ]; do sleep 0.02; done
+  cp src.txt build/out
+fi
+grep -q pass build/out
+"""
+"#;
+
+/// `lanes run --all [extra]` in `repo`, in the background, its stderr in `log`.
+fn spawn_run(
+    repo: &Path,
+    cache: &Path,
+    gate: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+    cmd.current_dir(repo)
+        .args(["run", "--all"])
+        .args(extra)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env_remove("LANES_BASE")
+        .env("LANES_CACHE_DIR", cache)
+        .env("GATE", gate)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    cmd.spawn().expect("spawn lanes")
+}
+
+/// The exit code of `child`, and its stderr for the assertion message.
+fn exit_code(child: std::process::Child, log: &Path) -> (i32, String) {
+    let out = child.wait_with_output().expect("wait");
+    let code = out.status.code().expect("exited");
+    (code, std::fs::read_to_string(log).unwrap_or_default())
+}
+
+#[test]
+fn a_lane_that_waited_for_a_cache_mount_never_takes_another_checkouts_outputs_as_fresh() {
+    let passing = Repo::new();
+    passing
+        .write("lanes.toml", MAKE_LIKE)
+        .write("src.txt", "pass\n");
+    passing.commit("init");
+    let failing = passing.clone_with(&[]);
+    failing.write("src.txt", "fail\n");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let gate = scratch.path().join("gate");
+    let building = scratch.path().join("gate.building");
+    let (log_a, log_b) = (scratch.path().join("a.log"), scratch.path().join("b.log"));
+
+    // The passing checkout holds the mount and builds; the failing one writes its lane
+    // directory and waits for the mount meanwhile.
+    let a = spawn_run(&passing.path, cache.path(), &gate, &log_a, &[]);
+    wait_until("the passing checkout builds", || building.exists());
+    let b = spawn_run(&failing.path, cache.path(), &gate, &log_b, &[]);
+    wait_until("the failing checkout waits for the mount", || {
+        std::fs::read_to_string(&log_b).is_ok_and(|t| t.contains("waiting for the cache mount"))
+    });
+    std::fs::write(&gate, "").expect("open the gate");
+    let (code, log) = exit_code(a, &log_a);
+    assert_eq!(code, 0, "the passing checkout passes: {log}");
+    let (code, log) = exit_code(b, &log_b);
+    assert_eq!(code, 1, "the failing checkout fails: {log}");
+
+    // Each slot again, the other checkout's slot having used the mount since: the passing
+    // checkout runs in slot 0 (not from the cache) and builds; the failing one, kept out of
+    // slot 0, runs in slot 1, whose files are as it left them, older than that build.
+    let a = spawn_run(&passing.path, cache.path(), &gate, &log_a, &["--no-cache"]);
+    let (code, log) = exit_code(a, &log_a);
+    assert_eq!(code, 0, "the passing checkout passes again: {log}");
+    let slot0 = std::fs::File::open(cache.path().join("work/test/0.lock")).expect("slot lock");
+    slot0.lock().expect("hold slot 0");
+    let b = spawn_run(&failing.path, cache.path(), &gate, &log_b, &[]);
+    let (code, log) = exit_code(b, &log_b);
+    assert_eq!(code, 1, "the failing checkout fails again: {log}");
+    drop(slot0);
+}
+
+#[test]
+fn a_reused_slot_keeps_unchanged_files_at_their_times_and_rewrites_the_rest() {
+    // `fake.txt` is rewritten by the step with its size, inode and mtime kept: only its ctime
+    // tells, and the next run must still start from the committed bytes.
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+inputs = ["src/"]
+[[lane.l.step]]
+name = "s"
+cache = false
+pass-env = ["OUT"]
+run = """
+cd src
+stat -c '%n %i %y' keep.txt edit.txt >> $OUT/stat
+grep -qx original fake.txt
+t=$(stat -c %y fake.txt)
+printf 'changed!\\n' > fake.txt
+touch -d "$t" fake.txt
+echo junk > new.txt
+test ! -e ../stale.txt
+cp new.txt ../stale.txt
+"""
+"#,
+    );
+    f.repo
+        .write("src/keep.txt", "kept\n")
+        .write("src/edit.txt", "before\n")
+        .write("src/fake.txt", "original\n");
+    f.repo.commit("init");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    f.repo.write("src/edit.txt", "after\n");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let stat = f.lines("stat");
+    assert_eq!(stat.len(), 4, "{stat:?}");
+    assert_eq!(
+        stat[0], stat[2],
+        "an unchanged file keeps its inode and times"
+    );
+    assert_ne!(stat[1], stat[3], "a changed file is written anew");
+}

@@ -9,11 +9,12 @@
 use crate::outputs::{self, OutputError, Snapshot};
 use crate::process::{self, Cancel, Outcome, StepCommand};
 use crate::sandbox::Sandbox;
+use crate::slot::{Desired, Manifest, SyncError};
 use crate::why::explain_miss;
 use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, OutputTree, RESULT_VERSION};
 use lanes_core::explain::MissReason;
 use lanes_core::glob::{MultiMatcher, Scratch};
-use lanes_core::{Digest, Lane, StepFingerprint, fileset};
+use lanes_core::{Digest, FileEntry, Lane, StepFingerprint, fileset};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -129,7 +130,7 @@ pub enum Event {
     },
     /// The lane directory was written (the first time a step of the lane had to run).
     Materialized {
-        /// Files written.
+        /// Files written (a file the slot already held unchanged is kept, not written).
         files: usize,
         /// Bytes written.
         bytes: u64,
@@ -154,9 +155,12 @@ pub enum Event {
 
 /// The lane's files, provided by whoever knows the repository.
 pub trait Fileset: Send {
-    /// Write exactly the lane's input files into the empty directory `dest`; returns how many
-    /// files and bytes were written.
-    fn materialize(&self, dest: &Path) -> Result<(usize, u64), String>;
+    /// The lane's input files, in path order: exactly those its keys were made with (an error
+    /// otherwise).
+    fn files(&self) -> Result<Vec<FileEntry>, String>;
+    /// Write `files` (some of [`Fileset::files`]) under `dest`, where their parent directories
+    /// exist and they do not; returns how many files and bytes were written.
+    fn write(&self, files: &[&FileEntry], dest: &Path) -> Result<(usize, u64), String>;
     /// The fileset's canonical listing, whose BLAKE3 is the fingerprint's `inputs` (kept so
     /// `lanes explain` can name the files that changed).
     fn listing(&self) -> Vec<u8>;
@@ -661,33 +665,90 @@ impl Runner<'_> {
     /// cache mounts held and linked.
     fn prepare(&mut self) -> Result<(), StepError> {
         if !self.materialized {
-            let src = self.src();
+            let slot = self.cx.slot.clone();
             // Whatever a step wrote beside its directories (`../left.txt`) must not reach the
             // next run, which would see state no key covers.
-            clear_slot(&self.cx.slot, &["src", "home", "tmp"]).map_err(StepError::Lane)?;
-            for dir in [&src, &self.cx.slot.join("home"), &self.cx.slot.join("tmp")] {
+            clear_slot(&slot, &["src", "home", "tmp"]).map_err(StepError::Lane)?;
+            for dir in [&slot.join("home"), &slot.join("tmp")] {
                 remove_dir_if_present(dir).map_err(StepError::Lane)?;
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StepError::Lane(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
+            // The mounts first: a build tool in a mount judges freshness by comparing file
+            // times, so every file written below must be newer than anything another lane built
+            // there while this one waited.
+            let foreign = self.hold_mounts()?;
             let started = Instant::now();
-            let (files, bytes) = self
+            let files = self
                 .fileset
-                .materialize(&src)
+                .files()
                 .map_err(|e| StepError::Lane(format!("materializing the lane's files: {e}")))?;
+            let mut desired = Desired::new(files);
             let restoring = std::mem::take(&mut self.pending);
-            self.restore(restoring)?;
+            for pending in &restoring {
+                let tree = self.load_pending(pending)?;
+                desired
+                    .apply(&tree, pending.index)
+                    .map_err(|e| self.sync_error(e))?;
+            }
+            // After another slot used a mount, what it holds was built from other files: none
+            // of this slot's may keep its old times.
+            let manifest = if foreign { None } else { Manifest::load(&slot) };
+            if !self.mounts.is_empty() {
+                crate::slot::tick(&slot).map_err(|e| {
+                    StepError::Lane(format!("cannot write in {}: {e}", slot.display()))
+                })?;
+            }
+            let synced = {
+                let _guard = self
+                    .cx
+                    .store
+                    .guard()
+                    .map_err(|e| StepError::Lane(format!("cannot use the cache: {e}")))?;
+                crate::slot::sync(
+                    &slot,
+                    &desired,
+                    manifest.as_ref(),
+                    self.fileset,
+                    &self.cx.store,
+                )
+                .map_err(|e| self.sync_error(e))?
+            };
+            self.link_mounts()?;
             (self.cx.events)(Event::Materialized {
-                files,
-                bytes,
+                files: synced.written,
+                bytes: synced.bytes,
                 duration: started.elapsed(),
             });
-            self.hold_mounts()?;
             self.materialized = true;
         }
         let restoring = std::mem::take(&mut self.pending);
         self.restore(restoring)
+    }
+
+    /// The output tree of an earlier hit.
+    fn load_pending(&self, pending: &Pending) -> Result<OutputTree, StepError> {
+        let loaded = (|| -> Result<OutputTree, OutputError> {
+            let _guard = self.cx.store.guard()?;
+            outputs::load_tree(&self.cx.store, &pending.outputs)?.ok_or_else(|| {
+                OutputError::MissingBlob {
+                    path: "(output tree)".into(),
+                    digest: pending.outputs.clone(),
+                }
+            })
+        })();
+        loaded.map_err(|e| StepError::Restore {
+            index: pending.index,
+            why: e.to_string(),
+        })
+    }
+
+    fn sync_error(&self, error: SyncError) -> StepError {
+        match error {
+            SyncError::Restore { step, why } => StepError::Restore { index: step, why },
+            SyncError::Other(why) => StepError::Lane(why),
+        }
     }
 
     /// Apply the outputs of earlier hits, in order.
@@ -712,12 +773,13 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Take every cache mount of the lane (waiting while another lane holds one) and link it
-    /// into the lane directory.
-    fn hold_mounts(&mut self) -> Result<(), StepError> {
+    /// Take every cache mount of the lane, waiting while another lane holds one; returns whether
+    /// another slot held one since this slot last did.
+    fn hold_mounts(&mut self) -> Result<bool, StepError> {
         if !self.mounts.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
+        let mut foreign = false;
         for name in &self.lane.cache_mounts {
             let dir = self.cx.mounts.join(name);
             std::fs::create_dir_all(&dir)
@@ -762,6 +824,17 @@ impl Runner<'_> {
             }
             self.lock_wait += waiting.elapsed();
             self.mounts.push(lock);
+            foreign |= crate::slot::take_mount(&lock_path, &self.cx.slot).map_err(|e| {
+                StepError::Lane(format!("cannot write beside {}: {e}", lock_path.display()))
+            })?;
+        }
+        Ok(foreign)
+    }
+
+    /// Link every held cache mount into the lane directory.
+    fn link_mounts(&self) -> Result<(), StepError> {
+        for name in &self.lane.cache_mounts {
+            let dir = self.cx.mounts.join(name);
             let link = self.src().join(name);
             if std::fs::symlink_metadata(&link).is_ok() {
                 return Err(StepError::Lane(format!(
