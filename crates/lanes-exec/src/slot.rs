@@ -544,4 +544,67 @@ mod tests {
             Path::new("/cache/mounts/rust")
         );
     }
+
+    fn input(path: &str) -> FileEntry {
+        FileEntry {
+            path: path.to_owned(),
+            mode: mode::FILE,
+            id: ContentId::GitBlob("ab".repeat(20)),
+        }
+    }
+
+    fn tree(entries: &[(&str, OutputKind)]) -> OutputTree {
+        OutputTree {
+            version: lanes_cache::TREE_VERSION,
+            entries: entries
+                .iter()
+                .map(|(path, kind)| lanes_cache::OutputEntry {
+                    path: (*path).to_owned(),
+                    kind: kind.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn paths(desired: &Desired) -> Vec<&str> {
+        desired.entries().keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn applying_trees_lists_what_a_restore_onto_the_files_would_leave() {
+        let mut desired = Desired::new(vec![input("data/x.txt"), input("keep.txt")]);
+        assert_eq!(paths(&desired), ["data", "data/x.txt", "keep.txt"]);
+        let link = OutputKind::Symlink {
+            target: "/elsewhere".into(),
+        };
+        let file = OutputKind::File {
+            digest: "cd".repeat(32),
+            size: 1,
+            executable: false,
+        };
+        // A directory replaced by a symlink: the deletion under it has nothing to delete.
+        desired
+            .apply(
+                &tree(&[("data", link.clone()), ("data/x.txt", OutputKind::Deleted)]),
+                0,
+            )
+            .expect("apply");
+        assert_eq!(paths(&desired), ["data", "keep.txt"]);
+        // A file under it makes it a directory again.
+        desired
+            .apply(&tree(&[("data/new.txt", file.clone())]), 1)
+            .expect("apply");
+        assert_eq!(desired.entries().get("data"), Some(&Want::Dir));
+        assert_eq!(paths(&desired), ["data", "data/new.txt", "keep.txt"]);
+        // A deleted directory takes what it held.
+        desired
+            .apply(&tree(&[("data", OutputKind::Deleted)]), 2)
+            .expect("apply");
+        assert_eq!(paths(&desired), ["keep.txt"]);
+        let bad = desired.apply(&tree(&[("../out", file)]), 3);
+        assert!(
+            matches!(bad, Err(SyncError::Restore { step: 3, .. })),
+            "{bad:?}"
+        );
+    }
 }
