@@ -39,14 +39,18 @@ impl RepoFileset {
 }
 
 impl Fileset for RepoFileset {
-    fn materialize(&self, dest: &Path) -> Result<(usize, u64), String> {
+    fn files(&self) -> Result<Vec<FileEntry>, String> {
         let mine = self.mine();
         // The directory must hold exactly the files the keys describe.
         if fileset::digest(mine.iter().copied()) != self.digest {
             return Err("the lane's files do not match the digest its keys were made with".into());
         }
+        Ok(mine.into_iter().cloned().collect())
+    }
+
+    fn write(&self, files: &[&FileEntry], dest: &Path) -> Result<(usize, u64), String> {
         self.repo
-            .materialize(mine, dest)
+            .materialize(files.iter().copied(), dest)
             .map(|m| (m.files, m.bytes))
             .map_err(|e| e.to_string())
     }

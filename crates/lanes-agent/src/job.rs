@@ -58,24 +58,6 @@ pub struct AgentEnv {
 }
 
 impl AgentEnv {
-    /// The secrets `lane` of a job of `repo` asks for. The forge does not hand secrets to agents
-    /// yet, so each is refused with that reason and the lane fails before it runs.
-    fn secrets_for(
-        &self,
-        repo: &str,
-        lane: &lanes_core::Lane,
-    ) -> std::collections::BTreeMap<String, Result<String, String>> {
-        lane.secrets
-            .iter()
-            .map(|name| {
-                let why = format!("the forge holds no secret `{name}` for the repository `{repo}`");
-                (name.clone(), Err(why))
-            })
-            .collect()
-    }
-}
-
-impl AgentEnv {
     /// The environment over the cache directory `cache_root`, with [`DEFAULT_GRACE`].
     pub fn open(cache_root: PathBuf, sandbox: Option<Sandbox>) -> Result<AgentEnv, CacheError> {
         let store = LocalStore::open(&cache_root)?;
@@ -288,6 +270,17 @@ async fn body<L: Link>(
         lane.scope.as_deref(),
         &lane.cache_mounts,
     );
+    // The secrets the lane asks for, from the forge (which checks the job's branch may have
+    // them); one it does not give fails the lane before anything runs.
+    let secrets = if lane.secrets.is_empty() {
+        Default::default()
+    } else {
+        reporter
+            .call("asking for the lane's secrets", Some(lease_ends), || {
+                reporter.link.secrets(job, token, lane.secrets.clone())
+            })
+            .await?
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<Piece>();
     let sandbox = env.sandbox.clone().map(|mut sandbox| {
         for dir in &setup.prepared.repo_dirs {
@@ -316,7 +309,7 @@ async fn body<L: Link>(
         events: Arc::new(|_| {}),
         sandbox,
         history: Some(assignment.repo.clone()),
-        secrets: env.secrets_for(&assignment.repo, setup.prepared.lane()),
+        secrets,
     };
     let head = assignment.head.clone();
     let lane_thread = tokio::task::spawn_blocking(move || run_lane(setup, cx, &head, tx));
@@ -428,8 +421,7 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
         logs,
     } = setup;
     let lane = prepared.lane();
-    let keys = prepared.fingerprints.iter().map(|f| f.key()).collect();
-    let log = Arc::new(Mutex::new(JobLog::new(lane, keys)));
+    let log = Arc::new(Mutex::new(JobLog::new(lane)));
     let _ = tx.send(
         log.lock()
             .unwrap_or_else(PoisonError::into_inner)

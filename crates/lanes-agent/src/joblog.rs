@@ -79,18 +79,16 @@ pub(crate) struct JobLog {
     names: Vec<String>,
     /// Whether each step may use the cache (its `cache` setting).
     cached: Vec<bool>,
-    keys: Vec<String>,
     steps: Vec<StepState>,
 }
 
 impl JobLog {
-    /// The log of `lane`, whose steps have the keys `keys`.
-    pub(crate) fn new(lane: &Lane, keys: Vec<String>) -> JobLog {
+    /// The log of `lane`.
+    pub(crate) fn new(lane: &Lane) -> JobLog {
         JobLog {
             lane: lane.name.clone(),
             names: lane.steps.iter().map(|s| s.name.clone()).collect(),
             cached: lane.steps.iter().map(|s| s.cache).collect(),
-            keys,
             steps: vec![StepState::default(); lane.steps.len()],
         }
     }
@@ -128,7 +126,7 @@ impl JobLog {
     /// The pieces one event makes.
     pub(crate) fn event(&mut self, event: Event) -> Vec<Piece> {
         match event {
-            Event::StepStarted { index } => {
+            Event::StepStarted { index, key } => {
                 if self.steps[index].finished {
                     // Run again after the outputs of an earlier hit could not be restored.
                     self.steps[index] = StepState::default();
@@ -144,7 +142,8 @@ impl JobLog {
                     } else {
                         StepCache::Disabled
                     },
-                    key: Some(self.keys[index].clone()),
+                    // Chained onto what the steps before it left: known once it starts.
+                    key: Some(key),
                     duration_ms: None,
                     saved_ms: None,
                     exit_code: None,
@@ -323,7 +322,8 @@ fn report_index(index: usize) -> u32 {
 pub(crate) fn step_report(index: usize, step: &StepResult) -> StepReport {
     let status = match step.status {
         Status::Passed | Status::Cached => JobState::Passed,
-        Status::Failed | Status::OomKilled => JobState::Failed,
+        Status::Failed => JobState::Failed,
+        Status::OomKilled => JobState::OomKilled,
         Status::TimedOut => JobState::TimedOut,
         Status::Cancelled => JobState::Cancelled,
         Status::Skipped => JobState::Skipped,

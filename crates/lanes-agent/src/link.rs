@@ -111,6 +111,9 @@ impl Assignment {
     }
 }
 
+/// Secrets by name: each value, or why the forge refused it.
+pub type Secrets = std::collections::BTreeMap<String, Result<String, String>>;
+
 /// A report the forge did not take.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
@@ -151,6 +154,15 @@ pub trait Link: Send + Sync + 'static {
         offset: u64,
         bytes: Vec<u8>,
     ) -> impl Future<Output = Result<u64, LinkError>> + Send;
+
+    /// The values of the secrets `names` that the job's lane asks for: per name the value, or
+    /// why the forge does not give it (it holds none, or the job's branch may not use it).
+    fn secrets(
+        &self,
+        job: u64,
+        token: u64,
+        names: Vec<String>,
+    ) -> impl Future<Output = Result<Secrets, LinkError>> + Send;
 
     /// Records (or replaces) one step.
     fn step(

@@ -227,6 +227,18 @@ impl Link for Forge {
         }
     }
 
+    async fn secrets(
+        &self,
+        _job: u64,
+        _token: u64,
+        names: Vec<String>,
+    ) -> Result<lanes_agent::link::Secrets, LinkError> {
+        Ok(names
+            .into_iter()
+            .map(|n| (n, Err("this test's forge holds no secrets".to_owned())))
+            .collect())
+    }
+
     async fn step(&self, _job: u64, _token: u64, step: StepReport) -> Result<(), LinkError> {
         self.record(Call::Step(step));
         Ok(())

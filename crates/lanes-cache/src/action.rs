@@ -24,6 +24,11 @@ pub struct ActionResult {
     pub log: Digest,
     /// Digest of the blob that lists the step's outputs.
     pub outputs: Digest,
+    /// Whether the step ran in the sandbox. A step without it can read files outside its inputs,
+    /// which its key does not cover, so a sandboxed run never reuses such a result. Results
+    /// written before this field existed read as unsandboxed.
+    #[serde(default)]
+    pub sandboxed: bool,
 }
 
 /// The answer to "is there a result for this key?".

@@ -7,8 +7,11 @@
 use lanes_core::Digest;
 use serde::{Deserialize, Serialize};
 
-/// Version of the output tree format. Bump on any change.
-pub const TREE_VERSION: u32 = 1;
+/// Version of the output tree format. Bump on any change. 2: a deleted directory whose path
+/// `outputs` does not select lists the selected deletions under it (trees of version 1 left them
+/// out, and a restore brought the files back). 3: restores never follow a symlink out of the lane
+/// directory; trees recorded by code that did are not trusted.
+pub const TREE_VERSION: u32 = 3;
 
 /// The changes one step made to its lane directory, sorted by path.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ fn result(store: &LocalStore, command: &str) -> ActionResult {
         duration_ms: 1234,
         log: store.put_blob(b"12:00:00 compiling\n").expect("log"),
         outputs: store.put_blob(b"[]").expect("outputs"),
+        sandboxed: true,
     }
 }
 

@@ -139,6 +139,13 @@ fn main() {
         let finished = lanes_exec::run(&command, std::io::sink(), &Cancel::new()).expect("run");
         assert!(finished.outcome.passed());
     });
+    // The step boundary in process: every part (namespaces, the step user when root, a cgroup
+    // per step) against the mount namespace alone, the sandbox before the boundary work.
+    let boundary_dir = trivial_cache.join("boundary");
+    let full = boundary(&lanes_bin, &repos, &boundary_dir, true);
+    let boundary_full = median(runs, || run_confined(&full));
+    let mounts_only = boundary(&lanes_bin, &repos, &boundary_dir, false);
+    let boundary_mounts = median(runs, || run_confined(&mounts_only));
     let in_process_spawn = median(runs, || {
         let status = Command::new(&command.argv[0])
             .args(&command.argv[1..])
@@ -232,6 +239,63 @@ fn main() {
         in_process_spawn,
         "Command::status",
     );
+    row(
+        "process::run, the full boundary",
+        boundary_full,
+        in_process_spawn,
+        "Command::status",
+    );
+    row(
+        "process::run, the full boundary",
+        boundary_full,
+        boundary_mounts,
+        "mount namespace only",
+    );
+}
+
+/// `true` behind the sandbox, its lane directory `dir` under the hidden `hide`: with every part
+/// this host has (`full`), or with the mount namespace only (no PID, IPC, UTS or network
+/// namespace, no cgroup, no step user).
+fn boundary(helper: &Path, hide: &Path, dir: &Path, full: bool) -> StepCommand {
+    let sandbox = lanes_exec::Sandbox::new(helper.to_owned(), vec![hide.to_owned()]);
+    let sandbox = if full {
+        let sandbox = lanes_exec::Sandbox {
+            user: lanes_exec::sandbox::is_root().then(lanes_exec::StepUser::default_for_root),
+            ..sandbox
+        };
+        let fitted = sandbox.fit().expect("the sandbox fits this host");
+        for lost in &fitted.lost {
+            eprintln!("warning: the full boundary has {lost}");
+        }
+        fitted.sandbox
+    } else {
+        lanes_exec::Sandbox {
+            parts: lanes_exec::Parts {
+                pid: false,
+                net: false,
+                ipc_uts: false,
+            },
+            cgroups: None,
+            ..sandbox
+        }
+    };
+    let mut command = step_command(dir);
+    command.confine = Some(lanes_exec::Confined {
+        sandbox,
+        confinement: lanes_exec::Confinement {
+            keep: vec![dir.to_owned()],
+            mounts: Vec::new(),
+            cwd: dir.to_owned(),
+            network: false,
+        },
+        limits: Default::default(),
+    });
+    command
+}
+
+fn run_confined(command: &StepCommand) {
+    let finished = lanes_exec::run(command, std::io::sink(), &Cancel::new()).expect("run");
+    assert!(finished.outcome.passed(), "{:?}", finished.outcome);
 }
 
 fn ms(d: Duration) -> f64 {
@@ -298,7 +362,15 @@ fn in_process_run_lane(cache: &Path) {
 struct NoFiles;
 
 impl Fileset for NoFiles {
-    fn materialize(&self, _dest: &Path) -> Result<(usize, u64), String> {
+    fn files(&self) -> Result<Vec<lanes_core::FileEntry>, String> {
+        Ok(Vec::new())
+    }
+
+    fn write(
+        &self,
+        _files: &[&lanes_core::FileEntry],
+        _dest: &Path,
+    ) -> Result<(usize, u64), String> {
         Ok((0, 0))
     }
 

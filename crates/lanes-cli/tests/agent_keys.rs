@@ -36,6 +36,18 @@ impl Link for Accepting {
         Ok(at + bytes.len() as u64)
     }
 
+    async fn secrets(
+        &self,
+        _job: u64,
+        _token: u64,
+        names: Vec<String>,
+    ) -> Result<lanes_agent::link::Secrets, LinkError> {
+        Ok(names
+            .into_iter()
+            .map(|n| (n, Err("this test's forge holds no secrets".to_owned())))
+            .collect())
+    }
+
     async fn step(&self, _job: u64, _token: u64, step: StepReport) -> Result<(), LinkError> {
         if step.status != JobState::Running {
             self.steps.lock().expect("steps").push(step);
@@ -78,10 +90,19 @@ outputs = ["out/**"]
     let cache = tempfile::tempdir().expect("tempdir");
     let cache_dir = cache.path().to_str().expect("utf-8 path");
 
+    let run = lanes_in(
+        &repo.path,
+        &["run", "build", "--head", &head, "--no-sandbox"],
+        &[("LANES_CACHE_DIR", cache_dir)],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    // A step's key covers what the step before it left, which lanes fingerprint reads from the
+    // cache: ask it once lanes run has recorded the steps.
     let fingerprint = lanes_in(
         &repo.path,
         &["fingerprint", "build", "--head", &head, "--json"],
-        &[],
+        &[("LANES_CACHE_DIR", cache_dir)],
     )
     .json();
     let keys: Vec<String> = fingerprint["steps"]
@@ -91,13 +112,6 @@ outputs = ["out/**"]
         .map(|s| s["key"].as_str().expect("key").to_owned())
         .collect();
     assert_eq!(keys.len(), 2);
-
-    let run = lanes_in(
-        &repo.path,
-        &["run", "build", "--head", &head, "--no-sandbox"],
-        &[("LANES_CACHE_DIR", cache_dir)],
-    );
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 
     let forge = Accepting::default();
     let env = AgentEnv::open(cache.path().to_owned(), None).expect("the cache opens");

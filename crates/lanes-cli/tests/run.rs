@@ -1460,3 +1460,367 @@ cache = false
         "built\n"
     );
 }
+
+#[test]
+fn a_directory_deleted_under_an_outputs_filter_stays_deleted_after_a_hit() {
+    // `gen/**` selects the files under `gen` but not `gen` itself: the deletion of the directory
+    // must still reach the files it held.
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["gen/"]
+[[lane.l.step]]
+name = "clean"
+run = "rm -rf gen"
+outputs = ["gen/**"]
+[[lane.l.step]]
+name = "check"
+run = "{check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("test ! -e gen/a.txt"));
+    f.repo.write("gen/a.txt", "stale\n");
+    f.repo.commit("init");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // A changed second step runs after the first step's hit.
+    f.repo.write(
+        "lanes.toml",
+        &catalog("test ! -e gen/a.txt; echo checked again"),
+    );
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![pair("cached", "hit"), pair("passed", "miss")]
+    );
+}
+
+#[test]
+fn a_step_after_a_cache_false_step_is_keyed_on_what_that_step_left() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "stamp"
+run = "cat $OUT/value > gen.txt"
+pass-env = ["OUT"]
+cache = false
+[[lane.l.step]]
+name = "copy"
+run = "cp gen.txt copy.txt"
+[[lane.l.step]]
+name = "check"
+run = "cmp gen.txt copy.txt"
+cache = false
+"#,
+    );
+    f.repo.commit("init");
+    std::fs::write(f.out.path().join("value"), "1\n").expect("write");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The same value again: the copy is reused.
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l")[1], pair("cached", "hit"));
+
+    // Another value: the copy made from the old one must not be restored.
+    std::fs::write(f.out.path().join("value"), "2\n").expect("write");
+    let (run, report) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        steps(&report, "l"),
+        vec![
+            pair("passed", "disabled"),
+            pair("passed", "miss"),
+            pair("passed", "disabled")
+        ]
+    );
+}
+
+#[test]
+fn a_result_recorded_without_the_sandbox_is_not_served_to_a_sandboxed_run() {
+    // The step reads a file outside its inputs by absolute path: it passes only without the
+    // sandbox, which hides the repository.
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+inputs = ["a/"]
+[[lane.l.step]]
+name = "peek"
+pass-env = ["REPO"]
+run = "cat \"$REPO/b/outside.txt\""
+"#,
+    );
+    f.repo
+        .write("a/inside.txt", "in\n")
+        .write("b/outside.txt", "out\n");
+    f.repo.commit("init");
+    let repo = f.repo.path.to_str().expect("utf-8");
+    let (run, report) = f.run_env(&["--all", "--no-sandbox"], &[("REPO", repo)]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("passed", "miss")]);
+
+    // A sandboxed run does not reuse it: the step runs, and fails as it must.
+    let (run, report) = f.run_env(&["--all"], &[("REPO", repo)]);
+    assert!(!run.stderr.contains("without a sandbox"), "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("failed", "miss")]);
+    let miss = &lane(&report, "l")["steps"][0]["miss"];
+    assert!(
+        miss["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("without the sandbox")),
+        "{miss:#}"
+    );
+
+    // The other way round is safe: a sandboxed result serves an unsandboxed run.
+    f.repo.write(
+        "lanes.toml",
+        "version = 1\n[lane.l]\ninputs = [\"a/\"]\n[[lane.l.step]]\nname = \"own\"\nrun = \"cat a/inside.txt\"\n",
+    );
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (run, report) = f.run(&["--all", "--no-sandbox"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l"), vec![pair("cached", "hit")]);
+}
+
+/// A file outside every lane, that restores must never touch: `$OUT/outside/`.
+fn outside(f: &Fixture) -> PathBuf {
+    let dir = f.out.path().join("outside");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("x.txt"), "victim\n").expect("write");
+    dir
+}
+
+/// Runs without the sandbox, which would hide nothing here anyway: what is checked is the restore
+/// code itself.
+fn a_hit_then_a_run(f: &Fixture, catalog: &dyn Fn(&str) -> String) -> (Run, Value) {
+    let (run, _) = f.run(&["--all", "--no-sandbox"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    f.repo.write("lanes.toml", &catalog("true; echo again"));
+    f.run(&["--all", "--no-sandbox"])
+}
+
+#[test]
+fn a_restore_deletes_nothing_through_a_directory_a_step_made_a_symlink() {
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["data/"]
+[[lane.l.step]]
+name = "swap"
+pass-env = ["OUT"]
+run = "rm -rf data && ln -s \"$OUT/outside\" data"
+[[lane.l.step]]
+name = "check"
+run = "{check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("true"));
+    f.repo.write("data/x.txt", "in the lane\n");
+    f.repo.commit("init");
+    let outside = outside(&f);
+    let (run, report) = a_hit_then_a_run(&f, &catalog);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l")[0], pair("cached", "hit"));
+    assert_eq!(
+        std::fs::read_to_string(outside.join("x.txt"))
+            .ok()
+            .as_deref(),
+        Some("victim\n"),
+        "the restore deleted a file outside the lane"
+    );
+}
+
+#[test]
+fn a_restore_writes_nothing_through_a_committed_symlink() {
+    let catalog = |check: &str| {
+        format!(
+            r#"version = 1
+[lane.l]
+inputs = ["out"]
+[[lane.l.step]]
+name = "make"
+run = "rm out && mkdir out && echo made > out/f.txt"
+outputs = ["out/**"]
+[[lane.l.step]]
+name = "check"
+run = "test \"$(cat out/f.txt)\" = made; {check}"
+"#
+        )
+    };
+    let f = Fixture::new(&catalog("true"));
+    let outside = outside(&f);
+    std::os::unix::fs::symlink(&outside, f.repo.path.join("out")).expect("symlink");
+    f.repo.commit("init");
+    let (run, report) = a_hit_then_a_run(&f, &catalog);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(steps(&report, "l")[0], pair("cached", "hit"));
+    assert!(
+        !outside.join("f.txt").exists(),
+        "the restore wrote through the symlink"
+    );
+}
+
+#[test]
+fn state_written_beside_the_lane_directory_is_gone_next_run() {
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+[[lane.l.step]]
+name = "leave"
+run = "test ! -e ../left.txt && echo left > ../left.txt"
+cache = false
+"#,
+    );
+    f.repo.commit("init");
+    for _ in 0..2 {
+        let (run, report) = f.run(&["--all"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(steps(&report, "l"), vec![pair("passed", "disabled")]);
+    }
+}
+
+/// A make-like step: it rebuilds `build/out` (in the shared cache mount) only when `src.txt` is
+/// newer, as cargo judges freshness by file times, then "tests" what it built. It says when it
+/// builds (`$GATE.building`) and waits for `$GATE` before writing the output.
+const MAKE_LIKE: &str = r#"version = 1
+[lane.test]
+inputs = ["src.txt"]
+cache-mounts = ["build"]
+[[lane.test.step]]
+name = "test"
+pass-env = ["GATE"]
+run = """
+if [ ! -e build/out ] || [ src.txt -nt build/out ]; then
+  touch "$GATE.building"
+  while [ ! -e "$GATE" ]; do sleep 0.02; done
+  cp src.txt build/out
+fi
+grep -q pass build/out
+"""
+"#;
+
+/// `lanes run --all [extra]` in `repo`, in the background, its stderr in `log`.
+fn spawn_run(
+    repo: &Path,
+    cache: &Path,
+    gate: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lanes"));
+    cmd.current_dir(repo)
+        .args(["run", "--all"])
+        .args(extra)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env_remove("LANES_BASE")
+        .env("LANES_CACHE_DIR", cache)
+        .env("GATE", gate)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    cmd.spawn().expect("spawn lanes")
+}
+
+/// The exit code of `child`, and its stderr for the assertion message.
+fn exit_code(child: std::process::Child, log: &Path) -> (i32, String) {
+    let out = child.wait_with_output().expect("wait");
+    let code = out.status.code().expect("exited");
+    (code, std::fs::read_to_string(log).unwrap_or_default())
+}
+
+#[test]
+fn a_lane_that_waited_for_a_cache_mount_never_takes_another_checkouts_outputs_as_fresh() {
+    let passing = Repo::new();
+    passing
+        .write("lanes.toml", MAKE_LIKE)
+        .write("src.txt", "pass\n");
+    passing.commit("init");
+    let failing = passing.clone_with(&[]);
+    failing.write("src.txt", "fail\n");
+    let cache = tempfile::tempdir().expect("tempdir");
+    // Outside /tmp: steps have their own.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let gate = scratch.path().join("gate");
+    let building = scratch.path().join("gate.building");
+    let (log_a, log_b) = (scratch.path().join("a.log"), scratch.path().join("b.log"));
+
+    // The passing checkout holds the mount and builds; the failing one writes its lane
+    // directory and waits for the mount meanwhile.
+    let a = spawn_run(&passing.path, cache.path(), &gate, &log_a, &[]);
+    wait_until("the passing checkout builds", || building.exists());
+    let b = spawn_run(&failing.path, cache.path(), &gate, &log_b, &[]);
+    wait_until("the failing checkout waits for the mount", || {
+        std::fs::read_to_string(&log_b).is_ok_and(|t| t.contains("waiting for the cache mount"))
+    });
+    std::fs::write(&gate, "").expect("open the gate");
+    let (code, log) = exit_code(a, &log_a);
+    assert_eq!(code, 0, "the passing checkout passes: {log}");
+    let (code, log) = exit_code(b, &log_b);
+    assert_eq!(code, 1, "the failing checkout fails: {log}");
+
+    // Each slot again, the other checkout's slot having used the mount since: the passing
+    // checkout runs in slot 0 (not from the cache) and builds; the failing one, kept out of
+    // slot 0, runs in slot 1, whose files are as it left them, older than that build.
+    let a = spawn_run(&passing.path, cache.path(), &gate, &log_a, &["--no-cache"]);
+    let (code, log) = exit_code(a, &log_a);
+    assert_eq!(code, 0, "the passing checkout passes again: {log}");
+    let slot0 = std::fs::File::open(cache.path().join("work/test/0.lock")).expect("slot lock");
+    slot0.lock().expect("hold slot 0");
+    let b = spawn_run(&failing.path, cache.path(), &gate, &log_b, &[]);
+    let (code, log) = exit_code(b, &log_b);
+    assert_eq!(code, 1, "the failing checkout fails again: {log}");
+    drop(slot0);
+}
+
+#[test]
+fn a_reused_slot_keeps_unchanged_files_at_their_times_and_rewrites_the_rest() {
+    // `fake.txt` is rewritten by the step with its size, inode and mtime kept: only its ctime
+    // tells, and the next run must still start from the committed bytes.
+    let f = Fixture::new(
+        r#"version = 1
+[lane.l]
+inputs = ["src/"]
+[[lane.l.step]]
+name = "s"
+cache = false
+pass-env = ["OUT"]
+run = """
+cd src
+stat -c '%n %i %y' keep.txt edit.txt >> $OUT/stat
+grep -qx original fake.txt
+t=$(stat -c %y fake.txt)
+printf 'changed!\\n' > fake.txt
+touch -d "$t" fake.txt
+echo junk > new.txt
+test ! -e ../stale.txt
+cp new.txt ../stale.txt
+"""
+"#,
+    );
+    f.repo
+        .write("src/keep.txt", "kept\n")
+        .write("src/edit.txt", "before\n")
+        .write("src/fake.txt", "original\n");
+    f.repo.commit("init");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    f.repo.write("src/edit.txt", "after\n");
+    let (run, _) = f.run(&["--all"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let stat = f.lines("stat");
+    assert_eq!(stat.len(), 4, "{stat:?}");
+    assert_eq!(
+        stat[0], stat[2],
+        "an unchanged file keeps its inode and times"
+    );
+    assert_ne!(stat[1], stat[3], "a changed file is written anew");
+}

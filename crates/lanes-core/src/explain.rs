@@ -91,7 +91,8 @@ pub enum Difference {
         /// Now.
         now: String,
     },
-    /// The previous step's key changed, so this step starts from another directory state.
+    /// The previous step's key, or the outputs it left, changed, so this step starts from
+    /// another directory state.
     PreviousStep,
 }
 
@@ -354,7 +355,7 @@ pub fn differences(
             now: now.platform.clone(),
         });
     }
-    if before.previous != now.previous {
+    if before.previous != now.previous || before.previous_outputs != now.previous_outputs {
         out.push(Difference::PreviousStep);
     }
     out
@@ -416,6 +417,7 @@ mod tests {
             outputs: None,
             platform: "linux-x86_64".into(),
             previous: None,
+            previous_outputs: None,
         }
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Version of the fingerprint schema and encoding. Bump on any change to either.
-pub const KEY_VERSION: u32 = 2;
+pub const KEY_VERSION: u32 = 3;
 
 /// Everything that determines a step's result. Field order is the encoding order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,8 +44,14 @@ pub struct StepFingerprint {
     pub outputs: Option<Vec<String>>,
     /// Operating system and architecture, such as `linux-x86_64`.
     pub platform: String,
-    /// The key of the previous step of the lane, which fixes the directory state it starts from.
+    /// The key of the previous step of the lane, as that step was keyed in the run.
     pub previous: Option<Digest>,
+    /// The digest of the output tree the previous step left in the lane directory: the one
+    /// recorded under its key when it hit, the one captured when it ran. Its key alone does not
+    /// fix that state when it ran (a `cache = false` step may write something else each time).
+    /// `None` for the first step, and in a fingerprint made before the previous step's outputs
+    /// are known.
+    pub previous_outputs: Option<Digest>,
 }
 
 impl StepFingerprint {
@@ -58,6 +64,44 @@ impl StepFingerprint {
     pub fn key(&self) -> Digest {
         blake3::hash(&self.canonical()).to_hex().to_string()
     }
+
+    /// This step chained onto the step before it as that step went: its fingerprint (chained
+    /// the same way) and the digest of the output tree it left, `None` while that is unknown.
+    pub fn after(&self, previous: &StepFingerprint, outputs: Option<Digest>) -> StepFingerprint {
+        StepFingerprint {
+            previous: Some(previous.key()),
+            previous_outputs: outputs,
+            ..self.clone()
+        }
+    }
+}
+
+/// `fingerprints` (a lane's, in order, from [`lane_fingerprints`]) chained as a run would chain
+/// them while each step hits: `recorded(key)` is the output tree recorded under a key, `None`
+/// when nothing is. The steps after the first one without a record keep `previous_outputs`
+/// unknown (`None`): what they start from is only known once that step has run.
+pub fn chain_recorded(
+    fingerprints: &[StepFingerprint],
+    mut recorded: impl FnMut(&str) -> Option<Digest>,
+) -> Vec<StepFingerprint> {
+    let mut chained: Vec<StepFingerprint> = Vec::with_capacity(fingerprints.len());
+    let mut known = true;
+    for fingerprint in fingerprints {
+        let next = match chained.last() {
+            None => fingerprint.clone(),
+            Some(previous) => {
+                let outputs = if known {
+                    recorded(&previous.key())
+                } else {
+                    None
+                };
+                known = outputs.is_some();
+                fingerprint.after(previous, outputs)
+            }
+        };
+        chained.push(next);
+    }
+    chained
 }
 
 /// What a fingerprint records of a passed-through variable's value: BLAKE3 of
@@ -138,6 +182,8 @@ pub fn lane_fingerprints(
                     .map(|o| o.iter().map(|g| g.text.clone()).collect()),
                 platform: host.platform.to_owned(),
                 previous: previous.take(),
+                // Known only once the previous step hit or ran: see `StepFingerprint::after`.
+                previous_outputs: None,
             };
             previous = Some(fingerprint.key());
             fingerprint
@@ -167,12 +213,48 @@ mod tests {
             outputs: None,
             platform: "linux-x86_64".into(),
             previous: None,
+            previous_outputs: None,
         };
-        let expected = r#"{"version":2,"lane":"test","step":"build","inputs":"ab","shell":"bash -eo pipefail -c","command":"cargo build","env":{"A":"2","Z":"1"},"pass_env":{"HOME_CACHE":null},"pins":{"rustc":"1.95"},"network":false,"cache_mounts":["target"],"outputs":null,"platform":"linux-x86_64","previous":null}"#;
+        let expected = r#"{"version":3,"lane":"test","step":"build","inputs":"ab","shell":"bash -eo pipefail -c","command":"cargo build","env":{"A":"2","Z":"1"},"pass_env":{"HOME_CACHE":null},"pins":{"rustc":"1.95"},"network":false,"cache_mounts":["target"],"outputs":null,"platform":"linux-x86_64","previous":null,"previous_outputs":null}"#;
         assert_eq!(String::from_utf8(f.canonical()).expect("utf-8"), expected);
         assert_eq!(
             f.key(),
             blake3::hash(expected.as_bytes()).to_hex().to_string()
         );
+    }
+
+    #[test]
+    fn recorded_outputs_chain_the_keys_until_a_step_has_no_record() {
+        let step = |name: &str| StepFingerprint {
+            version: KEY_VERSION,
+            lane: "l".into(),
+            step: name.into(),
+            inputs: "ab".into(),
+            shell: "bash".into(),
+            command: name.into(),
+            env: BTreeMap::new(),
+            pass_env: BTreeMap::new(),
+            pins: BTreeMap::new(),
+            network: false,
+            cache_mounts: BTreeSet::new(),
+            outputs: None,
+            platform: "linux-x86_64".into(),
+            previous: None,
+            previous_outputs: None,
+        };
+        let steps = [step("a"), step("b"), step("c")];
+        let a = steps[0].key();
+        // Only step a has a record.
+        let chained = chain_recorded(&steps, |key| (key == a).then(|| "tree-a".to_owned()));
+        assert_eq!(chained[0], steps[0]);
+        assert_eq!(chained[1].previous.as_deref(), Some(a.as_str()));
+        assert_eq!(chained[1].previous_outputs.as_deref(), Some("tree-a"));
+        assert_eq!(chained[2].previous, Some(chained[1].key()));
+        assert_eq!(chained[2].previous_outputs, None, "b's outputs are unknown");
+
+        // Another tree left by a gives b another key.
+        let other = chain_recorded(&steps, |key| (key == a).then(|| "tree-x".to_owned()));
+        assert_ne!(other[1].key(), chained[1].key());
+        assert_ne!(other[2].key(), chained[2].key());
     }
 }

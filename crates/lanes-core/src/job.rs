@@ -23,6 +23,9 @@ pub enum JobState {
     Failed,
     /// A step or the lane ran out of time.
     TimedOut,
+    /// A step went over its memory limit and the kernel killed it. Only a step ends so; its
+    /// job ends [`JobState::Failed`], saying so.
+    OomKilled,
     /// Cancelled by a user or superseded by a newer head.
     Cancelled,
     /// Never ran: a need failed, or it was not selected.
@@ -34,13 +37,14 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in the order docs list them.
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 10] = [
         JobState::Queued,
         JobState::Leased,
         JobState::Running,
         JobState::Passed,
         JobState::Failed,
         JobState::TimedOut,
+        JobState::OomKilled,
         JobState::Cancelled,
         JobState::Skipped,
         JobState::Error,
@@ -55,6 +59,7 @@ impl JobState {
             JobState::Passed => "passed",
             JobState::Failed => "failed",
             JobState::TimedOut => "timed-out",
+            JobState::OomKilled => "oom-killed",
             JobState::Cancelled => "cancelled",
             JobState::Skipped => "skipped",
             JobState::Error => "error",

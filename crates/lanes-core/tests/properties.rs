@@ -128,13 +128,14 @@ fn fingerprint() -> impl Strategy<Value = StepFingerprint> {
             prop::option::of(prop::collection::vec(s(), 0..3)),
             s(),
             prop::option::of("[0-9a-f]{8}"),
+            prop::option::of("[0-9a-f]{8}"),
         ),
     )
         .prop_map(
             |(
                 (lane, step, inputs, shell, command),
                 (env, pass_env, pins),
-                (network, cache_mounts, outputs, platform, previous),
+                (network, cache_mounts, outputs, platform, previous, previous_outputs),
             )| StepFingerprint {
                 version: lanes_core::KEY_VERSION,
                 lane,
@@ -150,6 +151,7 @@ fn fingerprint() -> impl Strategy<Value = StepFingerprint> {
                 outputs,
                 platform,
                 previous,
+                previous_outputs,
             },
         )
 }
@@ -197,6 +199,12 @@ fn one_field_changed(f: &StepFingerprint) -> Vec<(&'static str, StepFingerprint)
     push("platform", &|g| g.platform.push('x'));
     push("previous", &|g| {
         g.previous = match &g.previous {
+            None => Some("00".into()),
+            Some(p) => Some(format!("{p}0")),
+        }
+    });
+    push("previous outputs", &|g| {
+        g.previous_outputs = match &g.previous_outputs {
             None => Some("00".into()),
             Some(p) => Some(format!("{p}0")),
         }

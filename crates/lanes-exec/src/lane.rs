@@ -10,11 +10,12 @@ use crate::mask::Masker;
 use crate::outputs::{self, OutputError, Snapshot};
 use crate::process::{self, Cancel, Confined, Outcome, StepCommand};
 use crate::sandbox::{Confinement, Sandbox};
+use crate::slot::{Desired, Manifest, SyncError};
 use crate::why::explain_miss;
 use lanes_cache::{ActionResult, CacheError, LocalStore, Lookup, OutputTree, RESULT_VERSION};
 use lanes_core::explain::MissReason;
 use lanes_core::glob::{MultiMatcher, Scratch};
-use lanes_core::{Digest, Lane, StepFingerprint, fileset};
+use lanes_core::{Digest, FileEntry, Lane, StepFingerprint, fileset};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -124,6 +125,8 @@ pub enum Event {
     StepStarted {
         /// Position in the lane.
         index: usize,
+        /// Its key, chained onto what the steps before it left.
+        key: Digest,
     },
     /// Step `index` ended.
     StepFinished {
@@ -134,7 +137,7 @@ pub enum Event {
     },
     /// The lane directory was written (the first time a step of the lane had to run).
     Materialized {
-        /// Files written.
+        /// Files written (a file the slot already held unchanged is kept, not written).
         files: usize,
         /// Bytes written.
         bytes: u64,
@@ -159,9 +162,12 @@ pub enum Event {
 
 /// The lane's files, provided by whoever knows the repository.
 pub trait Fileset: Send {
-    /// Write exactly the lane's input files into the empty directory `dest`; returns how many
-    /// files and bytes were written.
-    fn materialize(&self, dest: &Path) -> Result<(usize, u64), String>;
+    /// The lane's input files, in path order: exactly those its keys were made with (an error
+    /// otherwise).
+    fn files(&self) -> Result<Vec<FileEntry>, String>;
+    /// Write `files` (some of [`Fileset::files`]) under `dest`, where their parent directories
+    /// exist and they do not; returns how many files and bytes were written.
+    fn write(&self, files: &[&FileEntry], dest: &Path) -> Result<(usize, u64), String>;
     /// The fileset's canonical listing, whose BLAKE3 is the fingerprint's `inputs` (kept so
     /// `lanes explain` can name the files that changed).
     fn listing(&self) -> Vec<u8>;
@@ -220,7 +226,8 @@ struct Pending {
     outputs: Digest,
 }
 
-/// Run `lane`'s steps (with their `fingerprints`, in order).
+/// Run `lane`'s steps (with their `fingerprints`, in order, as [`lanes_core::fingerprint`]
+/// makes them: each step is keyed again on what the step before it left once that is known).
 pub fn run_lane(
     lane: &Lane,
     fingerprints: &[StepFingerprint],
@@ -231,7 +238,8 @@ pub fn run_lane(
     let deadline = lane.timeout.map(|t| started + t);
     let mut runner = Runner {
         lane,
-        fingerprints,
+        fingerprints: fingerprints.to_vec(),
+        left: vec![None; fingerprints.len()],
         fileset,
         cx,
         materialized: false,
@@ -239,6 +247,7 @@ pub fn run_lane(
         mounts: Vec::new(),
         lock_wait: Duration::ZERO,
         deadline,
+        unsandboxed_result: false,
     };
     let mut steps: Vec<StepResult> = Vec::new();
     let mut error = None;
@@ -287,7 +296,15 @@ pub fn run_lane(
             index += 1;
             continue;
         }
-        match runner.step(index, deadline, no_lookup[index]) {
+        // The key covers the directory the step starts from: what the step before it left.
+        let mut unkeyed = false;
+        if index > 0 {
+            let left = runner.left[index - 1].clone();
+            unkeyed = left.is_none();
+            runner.fingerprints[index] =
+                fingerprints[index].after(&runner.fingerprints[index - 1], left);
+        }
+        match runner.step(index, deadline, no_lookup[index], unkeyed) {
             Ok(result) => {
                 (cx.events)(Event::StepFinished {
                     index,
@@ -352,6 +369,20 @@ pub fn run_lane(
     }
 }
 
+/// `fingerprints` chained through the results recorded in `store`: the keys a run uses while
+/// the steps before hit (what `lanes fingerprint` and `lanes explain` show). After a step without
+/// a usable record the outputs it leaves are unknown until it runs, and the keys after it are
+/// not the ones a run will use.
+pub fn chain_recorded(
+    store: &LocalStore,
+    fingerprints: &[StepFingerprint],
+) -> Vec<StepFingerprint> {
+    lanes_core::fingerprint::chain_recorded(fingerprints, |key| match store.get_action(key) {
+        Ok(Lookup::Hit(result)) => Some(result.outputs),
+        _ => None,
+    })
+}
+
 fn lane_status(steps: &[StepResult]) -> Status {
     if let Some(bad) = steps.iter().find(|s| {
         matches!(
@@ -379,7 +410,11 @@ enum StepError {
 
 struct Runner<'a> {
     lane: &'a Lane,
-    fingerprints: &'a [StepFingerprint],
+    /// Each step's fingerprint, chained onto the steps before it as they went.
+    fingerprints: Vec<StepFingerprint>,
+    /// The digest of the output tree each step left (recorded for a hit, captured when it ran);
+    /// `None` until it is known, or when it could not be captured.
+    left: Vec<Option<Digest>>,
     fileset: &'a dyn Fileset,
     cx: &'a LaneContext,
     materialized: bool,
@@ -389,6 +424,9 @@ struct Runner<'a> {
     lock_wait: Duration,
     /// When the lane's timeout runs out.
     deadline: Option<Instant>,
+    /// The last lookup found a result recorded without the sandbox, not reused by this
+    /// sandboxed run.
+    unsandboxed_result: bool,
 }
 
 impl Runner<'_> {
@@ -428,17 +466,20 @@ impl Runner<'_> {
         }
     }
 
+    /// Run step `index`, or reuse its result. `unkeyed`: what the previous step left is unknown,
+    /// so the key does not describe where this step starts: it is neither looked up nor recorded.
     fn step(
         &mut self,
         index: usize,
         deadline: Option<Instant>,
         no_lookup: bool,
+        unkeyed: bool,
     ) -> Result<StepResult, StepError> {
         let step = &self.lane.steps[index];
         let fingerprint = &self.fingerprints[index];
         let key = fingerprint.key();
         let started = Instant::now();
-        let cache = if !step.cache || !self.cx.lookup {
+        let cache = if !step.cache || !self.cx.lookup || unkeyed {
             CacheUse::Disabled
         } else {
             CacheUse::Miss
@@ -460,14 +501,24 @@ impl Runner<'_> {
             });
         }
         // Before the step runs and its history entry is replaced.
-        let miss = if cache == CacheUse::Miss {
+        let miss = if std::mem::take(&mut self.unsandboxed_result) {
+            Some(MissReason {
+                kind: lanes_core::explain::MissKind::Settings,
+                detail: "the recorded result ran without the sandbox (--no-sandbox); a sandboxed \
+                         run does not reuse it"
+                    .to_owned(),
+            })
+        } else if cache == CacheUse::Miss {
             self.why_missed(index, &key)
         } else {
             None
         };
 
         self.prepare()?;
-        (self.cx.events)(Event::StepStarted { index });
+        (self.cx.events)(Event::StepStarted {
+            index,
+            key: key.clone(),
+        });
         let src = self.src();
         let before = match Snapshot::take(&src, &self.lane.cache_mounts) {
             Ok(s) => Some(s),
@@ -570,10 +621,13 @@ impl Runner<'_> {
             Outcome::OomKilled => (Status::OomKilled, None),
         };
         if status == Status::Passed
-            && step.cache
             && let Some(before) = before
         {
-            self.record(index, &key, &before, &log_path, finished.duration);
+            self.left[index] = if step.cache && !unkeyed {
+                self.record(index, &key, &before, &log_path, finished.duration)
+            } else {
+                self.digest_outputs(index, &before)
+            };
         }
         self.remember(index, &key, status);
         Ok(StepResult {
@@ -616,6 +670,12 @@ impl Runner<'_> {
         let found = (|| -> Result<Option<ActionResult>, CacheError> {
             let _guard = store.guard()?;
             match store.get_action(key)? {
+                // What it read outside its inputs is not in the key: it may not stand for a
+                // sandboxed run (the other way round is safe).
+                Lookup::Hit(result) if self.cx.sandbox.is_some() && !result.sandboxed => {
+                    self.unsandboxed_result = true;
+                    Ok(None)
+                }
                 Lookup::Hit(result) => {
                     let path = self.log_path(index);
                     let _ = std::fs::remove_file(&path);
@@ -641,6 +701,7 @@ impl Runner<'_> {
                     index,
                     outputs: result.outputs.clone(),
                 });
+                self.left[index] = Some(result.outputs.clone());
                 Some(result)
             }
             Ok(None) => None,
@@ -658,30 +719,92 @@ impl Runner<'_> {
     /// cache mounts held and linked.
     fn prepare(&mut self) -> Result<(), StepError> {
         if !self.materialized {
-            let src = self.src();
-            for dir in [&src, &self.cx.slot.join("home"), &self.cx.slot.join("tmp")] {
+            let slot = self.cx.slot.clone();
+            // Whatever a step wrote beside its directories (`../left.txt`) must not reach the
+            // next run, which would see state no key covers.
+            clear_slot(&slot, &["src", "home", "tmp"]).map_err(StepError::Lane)?;
+            for dir in [&slot.join("home"), &slot.join("tmp")] {
                 remove_dir_if_present(dir).map_err(StepError::Lane)?;
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StepError::Lane(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
+            // The mounts first: a build tool in a mount judges freshness by comparing file
+            // times, so every file written below must be newer than anything another lane built
+            // there while this one waited.
+            let foreign = self.hold_mounts()?;
             let started = Instant::now();
-            let (files, bytes) = self
+            let files = self
                 .fileset
-                .materialize(&src)
+                .files()
                 .map_err(|e| StepError::Lane(format!("materializing the lane's files: {e}")))?;
+            let mut desired = Desired::new(files);
             let restoring = std::mem::take(&mut self.pending);
-            self.restore(restoring)?;
+            for pending in &restoring {
+                let tree = self.load_pending(pending)?;
+                desired
+                    .apply(&tree, pending.index)
+                    .map_err(|e| self.sync_error(e))?;
+            }
+            // After another slot used a mount, what it holds was built from other files: none
+            // of this slot's may keep its old times.
+            let manifest = if foreign { None } else { Manifest::load(&slot) };
+            if !self.mounts.is_empty() {
+                crate::slot::tick(&slot).map_err(|e| {
+                    StepError::Lane(format!("cannot write in {}: {e}", slot.display()))
+                })?;
+            }
+            let synced = {
+                let _guard = self
+                    .cx
+                    .store
+                    .guard()
+                    .map_err(|e| StepError::Lane(format!("cannot use the cache: {e}")))?;
+                let owner = self.cx.sandbox.as_ref().and_then(|s| s.user);
+                crate::slot::sync(
+                    &slot,
+                    &desired,
+                    manifest.as_ref(),
+                    owner.map(|u| (u.uid, u.gid)),
+                    self.fileset,
+                    &self.cx.store,
+                )
+                .map_err(|e| self.sync_error(e))?
+            };
+            self.link_mounts()?;
             (self.cx.events)(Event::Materialized {
-                files,
-                bytes,
+                files: synced.written,
+                bytes: synced.bytes,
                 duration: started.elapsed(),
             });
-            self.hold_mounts()?;
             self.materialized = true;
         }
         let restoring = std::mem::take(&mut self.pending);
         self.restore(restoring)
+    }
+
+    /// The output tree of an earlier hit.
+    fn load_pending(&self, pending: &Pending) -> Result<OutputTree, StepError> {
+        let loaded = (|| -> Result<OutputTree, OutputError> {
+            let _guard = self.cx.store.guard()?;
+            outputs::load_tree(&self.cx.store, &pending.outputs)?.ok_or_else(|| {
+                OutputError::MissingBlob {
+                    path: "(output tree)".into(),
+                    digest: pending.outputs.clone(),
+                }
+            })
+        })();
+        loaded.map_err(|e| StepError::Restore {
+            index: pending.index,
+            why: e.to_string(),
+        })
+    }
+
+    fn sync_error(&self, error: SyncError) -> StepError {
+        match error {
+            SyncError::Restore { step, why } => StepError::Restore { index: step, why },
+            SyncError::Other(why) => StepError::Lane(why),
+        }
     }
 
     /// Apply the outputs of earlier hits, in order.
@@ -706,12 +829,13 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Take every cache mount of the lane (waiting while another lane holds one) and link it
-    /// into the lane directory.
-    fn hold_mounts(&mut self) -> Result<(), StepError> {
+    /// Take every cache mount of the lane, waiting while another lane holds one; returns whether
+    /// another slot held one since this slot last did.
+    fn hold_mounts(&mut self) -> Result<bool, StepError> {
         if !self.mounts.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
+        let mut foreign = false;
         for name in &self.lane.cache_mounts {
             let dir = self.cx.mounts.join(name);
             std::fs::create_dir_all(&dir)
@@ -756,6 +880,17 @@ impl Runner<'_> {
             }
             self.lock_wait += waiting.elapsed();
             self.mounts.push(lock);
+            foreign |= crate::slot::take_mount(&lock_path, &self.cx.slot).map_err(|e| {
+                StepError::Lane(format!("cannot write beside {}: {e}", lock_path.display()))
+            })?;
+        }
+        Ok(foreign)
+    }
+
+    /// Link every held cache mount into the lane directory.
+    fn link_mounts(&self) -> Result<(), StepError> {
+        for name in &self.lane.cache_mounts {
+            let dir = self.cx.mounts.join(name);
             let link = self.src().join(name);
             if std::fs::symlink_metadata(&link).is_ok() {
                 return Err(StepError::Lane(format!(
@@ -769,7 +904,44 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Store what a passing step produced. Failures only warn: caching never fails a step.
+    /// What a passing step left, as its `outputs` select it, without storing it: the digest
+    /// the next step is keyed on when this step's result is not recorded. `None`, with a
+    /// warning, when the lane directory cannot be read.
+    fn digest_outputs(&self, index: usize, before: &Snapshot) -> Option<Digest> {
+        let step = &self.lane.steps[index];
+        let digested = (|| -> Result<Digest, OutputError> {
+            let src = self.src();
+            let after = Snapshot::take(&src, &self.lane.cache_mounts)?;
+            self.with_filter(index, |filter| {
+                outputs::digest_changes(&src, before, &after, filter)
+            })
+        })();
+        match digested {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                self.warn(format!(
+                    "lane {} step {}: cannot tell what it left in the lane directory ({e}); the next step runs without the cache",
+                    self.lane.name, step.name
+                ));
+                None
+            }
+        }
+    }
+
+    /// Call `f` with step `index`'s `outputs` as a path filter.
+    fn with_filter<T>(&self, index: usize, f: impl FnOnce(outputs::OutputFilter<'_>) -> T) -> T {
+        let matcher = self.lane.steps[index]
+            .outputs
+            .as_deref()
+            .map(MultiMatcher::single);
+        let filter = matcher
+            .as_ref()
+            .map(|m| move |path: &str| m.decide(path, &mut Scratch::default()).is_some());
+        f(filter.as_ref().map(|f| f as &dyn Fn(&str) -> bool))
+    }
+
+    /// Store what a passing step produced; returns the digest of its output tree. Failures only
+    /// warn: caching never fails a step (the tree is then digested without storing it).
     fn record(
         &self,
         index: usize,
@@ -777,19 +949,16 @@ impl Runner<'_> {
         before: &Snapshot,
         log_path: &Path,
         duration: Duration,
-    ) {
+    ) -> Option<Digest> {
         let step = &self.lane.steps[index];
         let store = &self.cx.store;
-        let recorded = (|| -> Result<(), OutputError> {
+        let recorded = (|| -> Result<Digest, OutputError> {
             let _guard = store.guard()?;
             let src = self.src();
             let after = Snapshot::take(&src, &self.lane.cache_mounts)?;
-            let matcher = step.outputs.as_deref().map(MultiMatcher::single);
-            let filter = matcher
-                .as_ref()
-                .map(|m| move |path: &str| m.decide(path, &mut Scratch::default()).is_some());
-            let filter_ref = filter.as_ref().map(|f| f as &dyn Fn(&str) -> bool);
-            let (outputs, _) = outputs::capture(store, &src, before, &after, filter_ref)?;
+            let (outputs, _) = self.with_filter(index, |filter| {
+                outputs::capture(store, &src, before, &after, filter)
+            })?;
             let (log, _) = store.put_file(log_path)?;
             let fingerprint = self.fingerprints[index].clone();
             if !store.has_blob(&fingerprint.inputs) {
@@ -802,15 +971,20 @@ impl Runner<'_> {
                 exit_code: 0,
                 duration_ms: millis(duration),
                 log,
-                outputs,
+                outputs: outputs.clone(),
+                sandboxed: self.cx.sandbox.is_some(),
             })?;
-            Ok(())
+            Ok(outputs)
         })();
-        if let Err(e) = recorded {
-            self.warn(format!(
-                "lane {} step {}: the result was not cached: {e}",
-                self.lane.name, step.name
-            ));
+        match recorded {
+            Ok(outputs) => Some(outputs),
+            Err(e) => {
+                self.warn(format!(
+                    "lane {} step {}: the result was not cached: {e}",
+                    self.lane.name, step.name
+                ));
+                self.digest_outputs(index, before)
+            }
         }
     }
 
@@ -839,6 +1013,27 @@ impl Runner<'_> {
             ));
         }
     }
+}
+
+/// Remove every entry of the slot `slot` but those named in `keep` (creating the slot when it
+/// is missing).
+fn clear_slot(slot: &Path, keep: &[&str]) -> Result<(), String> {
+    std::fs::create_dir_all(slot).map_err(|e| format!("cannot create {}: {e}", slot.display()))?;
+    let entries =
+        std::fs::read_dir(slot).map_err(|e| format!("cannot list {}: {e}", slot.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", slot.display()))?;
+        if keep.iter().any(|k| entry.file_name() == **k) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(|e| format!("cannot clear {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn remove_dir_if_present(dir: &Path) -> Result<(), String> {

@@ -24,7 +24,9 @@ pub mod sandbox;
 pub mod slot;
 pub mod why;
 
-pub use lane::{CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, run_lane};
+pub use lane::{
+    CacheUse, Event, Fileset, LaneContext, LaneResult, Status, StepResult, chain_recorded, run_lane,
+};
 pub use process::{Cancel, Confined, ExecError, Finished, Outcome, StepCommand, run};
 pub use sandbox::{Confinement, Parts, Sandbox, StepUser};
 pub use slot::{Slot, take_slot};

@@ -80,6 +80,9 @@ pub enum OutputError {
     /// The store failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A path in an output tree that does not stay inside the lane directory.
+    #[error("the output path `{0}` is not a plain relative path")]
+    BadPath(String),
     /// A blob the tree needs is missing or corrupt (it has been removed from the store).
     #[error("the stored output {path} ({digest}) is missing or corrupt")]
     MissingBlob {
@@ -159,6 +162,44 @@ pub fn capture(
     after: &Snapshot,
     filter: OutputFilter<'_>,
 ) -> Result<(Digest, OutputTree), OutputError> {
+    let tree = changes(root, before, after, filter, &mut |path| {
+        Ok(store.put_file(path)?)
+    })?;
+    let json = serde_json::to_vec(&tree).expect("an output tree always serializes");
+    let digest = store.put_blob(&json)?;
+    Ok((digest, tree))
+}
+
+/// The digest [`capture`] would return, without storing anything: what the next step's key
+/// records of a step whose result is not recorded (`cache = false`).
+pub fn digest_changes(
+    root: &Path,
+    before: &Snapshot,
+    after: &Snapshot,
+    filter: OutputFilter<'_>,
+) -> Result<Digest, OutputError> {
+    let tree = changes(root, before, after, filter, &mut |path| {
+        let mut file = std::fs::File::open(path).map_err(io("read", path))?;
+        let mut hasher = blake3::Hasher::new();
+        let size = std::io::copy(&mut file, &mut hasher).map_err(io("read", path))?;
+        Ok((hasher.finalize().to_hex().to_string(), size))
+    })?;
+    let json = serde_json::to_vec(&tree).expect("an output tree always serializes");
+    Ok(blake3::hash(&json).to_hex().to_string())
+}
+
+/// Names a changed file's content: its digest and size.
+type NameFile<'a> = &'a mut dyn FnMut(&Path) -> Result<(Digest, u64), OutputError>;
+
+/// The output tree of what changed between `before` and `after`; `file` names a changed file's
+/// content.
+fn changes(
+    root: &Path,
+    before: &Snapshot,
+    after: &Snapshot,
+    filter: OutputFilter<'_>,
+    file: NameFile<'_>,
+) -> Result<OutputTree, OutputError> {
     let mut entries = Vec::new();
     let mut deleted_dir: Option<&str> = None;
     // Both maps are sorted; walk them together.
@@ -199,14 +240,17 @@ pub fn capture(
         let accepted = filter.is_none_or(|f| f(path));
         match now {
             None => {
-                // Inside a directory that is gone as a whole: the directory's entry says it.
+                // Inside a directory whose deletion is recorded: that entry removes it all.
                 if deleted_dir.is_some_and(|d| is_under(path, d)) {
                     continue;
                 }
-                if was.is_some_and(|w| w.kind == Kind::Dir) {
-                    deleted_dir = Some(path);
-                }
                 if accepted {
+                    // Only a recorded deletion stands for what was under it: when the filter
+                    // selects the files of a directory but not the directory, each of them is
+                    // recorded, or a restore would bring them back.
+                    if was.is_some_and(|w| w.kind == Kind::Dir) {
+                        deleted_dir = Some(path);
+                    }
                     entries.push(OutputEntry {
                         path: path.to_owned(),
                         kind: OutputKind::Deleted,
@@ -229,7 +273,7 @@ pub fn capture(
                     Kind::Dir if filter.is_some() => continue,
                     Kind::Dir => OutputKind::Dir,
                     Kind::File => {
-                        let (digest, size) = store.put_file(&full)?;
+                        let (digest, size) = file(&full)?;
                         OutputKind::File {
                             digest,
                             size,
@@ -259,13 +303,38 @@ pub fn capture(
             }
         }
     }
-    let tree = OutputTree {
+    Ok(OutputTree {
         version: TREE_VERSION,
         entries,
-    };
-    let json = serde_json::to_vec(&tree).expect("an output tree always serializes");
-    let digest = store.put_blob(&json)?;
-    Ok((digest, tree))
+    })
+}
+
+/// Whether every parent of the tree path `path` is a real directory under `root` (not a
+/// symlink). With `make`, parents that are missing, symlinks or files become directories, and
+/// the answer is yes. A path that could leave `root` (absolute, `..`, empty parts) is an error.
+fn parents_inside(root: &Path, path: &str, make: bool) -> Result<bool, OutputError> {
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(OutputError::BadPath(path.to_owned()));
+    }
+    let mut dir = root.to_path_buf();
+    for part in &parts[..parts.len() - 1] {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) if !make => return Ok(false),
+            Ok(_) => std::fs::remove_file(&dir).map_err(io("remove", &dir))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !make => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("read the metadata of", &dir)(e)),
+        }
+        // Not create_dir_all: it would follow a symlink made meanwhile; the parent is real.
+        std::fs::create_dir(&dir).map_err(io("create", &dir))?;
+    }
+    Ok(true)
 }
 
 fn is_under(path: &str, dir: &str) -> bool {
@@ -285,10 +354,20 @@ pub fn load_tree(store: &LocalStore, digest: &str) -> Result<Option<OutputTree>,
 
 /// Apply `tree` to the directory `root`, which must be in the state the step started from.
 /// Every file is verified against its digest while it is written.
+///
+/// Nothing outside `root` is touched: no symlink is followed on the way to an entry (a step may
+/// have left one, or the lane's files hold one). A symlink, or a file, where an entry needs a
+/// parent directory is replaced by a directory; a deletion under one has nothing inside the lane
+/// to delete and does nothing. The step's snapshot never descended into a symlink, so no recorded
+/// entry lies under one that the step saw.
 pub fn restore(store: &LocalStore, root: &Path, tree: &OutputTree) -> Result<(), OutputError> {
     for entry in &tree.entries {
         let target = root.join(&entry.path);
-        // An error (not found, or a parent that is now a file) means there is nothing to clear.
+        let deleting = entry.kind == OutputKind::Deleted;
+        if !parents_inside(root, &entry.path, !deleting)? {
+            continue;
+        }
+        // An error (not found) means there is nothing to clear.
         if let Ok(meta) = std::fs::symlink_metadata(&target) {
             let keep = meta.is_dir() && entry.kind == OutputKind::Dir;
             if !keep {
@@ -299,16 +378,15 @@ pub fn restore(store: &LocalStore, root: &Path, tree: &OutputTree) -> Result<(),
                 }
             }
         }
-        if entry.kind == OutputKind::Deleted {
+        if deleting {
             continue;
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(io("create", parent))?;
         }
         match &entry.kind {
             OutputKind::Deleted => {}
             OutputKind::Dir => {
-                std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+                if !std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+                    std::fs::create_dir(&target).map_err(io("create", &target))?;
+                }
             }
             OutputKind::Symlink { target: link } => {
                 std::os::unix::fs::symlink(link, &target)

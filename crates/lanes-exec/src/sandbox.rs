@@ -105,7 +105,8 @@ pub struct Sandbox {
     /// The `lanes` binary, run as `lanes __sandbox`.
     pub helper: PathBuf,
     /// Directories covered by an empty read-only directory: the repository, its git
-    /// directory, the lanes cache directory, the forge's data directory, the agent user's home.
+    /// directory, the lanes cache directory, the forge's data directory, the agent user's home;
+    /// files (the forge's secret files) covered by a device no step may open.
     pub hide: Vec<PathBuf>,
     /// Directories under hidden ones that steps may read and run but not change (toolchains,
     /// such as a rustup install under the agent user's home).

@@ -158,3 +158,27 @@ fn skipped_top_level_names_are_not_listed() {
     let snapshot = Snapshot::take(dir.path(), &["target".to_owned()]).expect("snapshot");
     assert_eq!(snapshot.len(), 2, "src and src/lib.rs only");
 }
+
+#[test]
+fn a_tree_path_that_leaves_the_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(&dir.path().join("cache")).expect("store");
+    let root = dir.path().join("lane");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    write(dir.path(), "victim.txt", "outside\n");
+    for path in ["../victim.txt", "a/../../victim.txt", "/victim.txt", "a//b"] {
+        let tree = lanes_cache::OutputTree {
+            version: lanes_cache::TREE_VERSION,
+            entries: vec![lanes_cache::OutputEntry {
+                path: path.to_owned(),
+                kind: OutputKind::Deleted,
+            }],
+        };
+        let error = restore(&store, &root, &tree).expect_err("refused");
+        assert!(
+            error.to_string().contains("not a plain relative path"),
+            "{error}"
+        );
+    }
+    assert!(dir.path().join("victim.txt").exists());
+}

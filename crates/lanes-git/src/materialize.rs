@@ -26,8 +26,10 @@ pub struct Materialized {
 }
 
 impl Repo {
-    /// Write `files` into `dest`, which must not exist or be empty. Regular files get mode 0644 or
-    /// 0755, symlinks point where they pointed, a submodule becomes an empty directory.
+    /// Write `files` into `dest`, where none of them exists yet (missing parent directories are
+    /// made; a parent that is a symlink would be followed, so the caller makes sure none is). Regular files get mode 0644 or 0755, symlinks point where they pointed, a
+    /// submodule becomes an empty directory. A write is a new file with the current time, so a
+    /// build tool sees it as changed.
     pub fn materialize<'f>(
         &self,
         files: impl IntoIterator<Item = &'f FileEntry>,

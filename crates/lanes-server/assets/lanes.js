@@ -106,7 +106,8 @@
   connect();
 
   const OUTCOMES = [['passed', 'passed'], ['failed', 'failed'], ['timed out', 'timed-out'],
-    ['cancelled', 'cancelled'], ['cached', 'cached'], ['skipped', 'skipped']];
+    ['oom-killed', 'oom-killed'], ['cancelled', 'cancelled'], ['cached', 'cached'],
+    ['skipped', 'skipped']];
   function outcomeStatus(text) {
     const hit = OUTCOMES.find((o) => text.startsWith(o[0]));
     return hit ? hit[1] : null;
@@ -189,7 +190,7 @@
     delete section.dataset.running;
     section.querySelector('.step-outcome').textContent = outcome;
     // A section the reader watched stays open; a failed one points at its first error.
-    if (status === 'failed' || status === 'timed-out') {
+    if (status === 'failed' || status === 'timed-out' || status === 'oom-killed') {
       const output = Array.from(section.querySelectorAll('.line')).filter((l) => l.querySelector('.ts'));
       const first = output.find((l) => looksLikeError(l.textContent)) || output[output.length - 1];
       const bar = document.querySelector('.log-bar');

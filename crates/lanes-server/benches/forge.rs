@@ -422,6 +422,7 @@ async fn open_forge(
             data_dir: data,
             schedule: schedule::Config::default(),
             public_read: false,
+            secrets: Default::default(),
         },
     )
     .await?;
@@ -944,6 +945,7 @@ async fn serve(store: &SqliteStore, dir: &Path, public_read: bool) -> BenchResul
             data_dir: dir.to_owned(),
             schedule: schedule::Config::default(),
             public_read,
+            secrets: Default::default(),
         },
     )
     .await?;

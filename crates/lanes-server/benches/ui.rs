@@ -239,6 +239,7 @@ async fn serve(store: &SqliteStore, dir: &Path) -> BenchResult<String> {
             data_dir: dir.to_owned(),
             schedule: schedule::Config::default(),
             public_read: false,
+            secrets: Default::default(),
         },
     )
     .await?;

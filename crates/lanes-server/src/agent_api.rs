@@ -208,6 +208,42 @@ pub(crate) async fn heartbeat<S: Store + 'static>(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretsBody {
+    token: u64,
+    names: Vec<String>,
+}
+
+/// `POST /api/v1/agent/jobs/{id}/secrets`: the secrets the job's lane asks for, each as
+/// `{"value": ...}` or `{"refused": why}` (docs/security.md).
+pub(crate) async fn secrets<S: Store + 'static>(
+    State(forge): Shared<S>,
+    headers: HeaderMap,
+    Path(job): Path<u64>,
+    axum::Json(body): axum::Json<SecretsBody>,
+) -> Result<Response, ApiError> {
+    holder(&forge, &headers, job).await?;
+    let granted =
+        detached(async move { forge.secrets(job, body.token, &body.names).await }).await?;
+    let out: serde_json::Map<String, serde_json::Value> = granted
+        .into_iter()
+        .map(|(name, answer)| {
+            let answer = match answer {
+                Ok(value) => json!({ "value": value }),
+                Err(why) => json!({ "refused": why }),
+            };
+            (name, answer)
+        })
+        .collect();
+    // Never kept by a proxy or a browser.
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({ "secrets": out })),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
 pub(crate) struct LogQuery {
     token: u64,
     offset: u64,

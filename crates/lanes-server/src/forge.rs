@@ -42,6 +42,8 @@ pub struct ForgeConfig {
     pub schedule: schedule::Config,
     /// Answer reads without a token.
     pub public_read: bool,
+    /// Each repository's secrets.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Something that happened to a job, for live views (log tails, status pages).
@@ -1031,7 +1033,8 @@ impl<S: Store + 'static> Forge<S> {
     /// What an agent needs to run a leased job. The scheduler knows the job's run and lane and
     /// how often it was attempted; the commit and the repository's path of a run never change,
     /// so they are remembered rather than read again for every lease. Only a job attempted
-    /// before (whose log may hold an earlier attempt's bytes) is read back.
+    /// before, or one that has a log file (handed back at a clean stop, which uses no attempt),
+    /// whose log may hold an earlier attempt's bytes, is read back.
     async fn assignment(
         &self,
         lease: &Lease,
@@ -1039,8 +1042,9 @@ impl<S: Store + 'static> Forge<S> {
         attempts: u32,
     ) -> ForgeResult<Assignment> {
         let id = store_id(lease.job);
+        let logged = || lanes_store::LogFile::path(&self.config.data_dir, id).exists();
         let (repo, number, lane, log_len) = match holder {
-            Some(h) if attempts == 0 => (h.repo, h.run, h.lane, 0),
+            Some(h) if attempts == 0 && !logged() => (h.repo, h.run, h.lane, 0),
             _ => {
                 let job = self.store.job(id).await?;
                 (job.repo, job.run_number, job.lane, job.log_len)
@@ -1114,6 +1118,27 @@ impl<S: Store + 'static> Forge<S> {
             .sched
             .check(schedule::JobId(job), Token(token), millis(Timestamp::now()))?;
         Ok(())
+    }
+
+    /// The secrets `names` the lane of `job` asks for, to the agent holding it with `token`:
+    /// each value, or why the job's branch may not have it ([`crate::secrets::grant`]).
+    pub async fn secrets(
+        &self,
+        job: u64,
+        token: u64,
+        names: &[String],
+    ) -> ForgeResult<std::collections::BTreeMap<String, Result<String, String>>> {
+        self.check(job, token).await?;
+        let record = self.store.job(store_id(schedule::JobId(job))).await?;
+        let run = self.store.run(&record.repo, record.run_number).await?;
+        let repo = self.store.repo(&record.repo).await?;
+        Ok(crate::secrets::grant(
+            &self.config.secrets,
+            &record.repo,
+            &run.run.branch,
+            &repo.default_branch,
+            names,
+        ))
     }
 
     /// Appends to a job's log at `offset` (see [`lanes_agent::Link::append_log`]).
@@ -1329,9 +1354,11 @@ impl<S: Store + 'static> Forge<S> {
             .iter()
             .filter(|j| !rerun_of.contains(&j.id))
             .filter(|j| match j.state {
-                JobState::Failed | JobState::TimedOut | JobState::Cancelled | JobState::Error => {
-                    true
-                }
+                JobState::Failed
+                | JobState::TimedOut
+                | JobState::OomKilled
+                | JobState::Cancelled
+                | JobState::Error => true,
                 JobState::Skipped => matches!(j.reason, Some(JobReason::NeedFailed { .. })),
                 _ => false,
             })

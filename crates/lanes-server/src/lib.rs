@@ -15,6 +15,7 @@ pub mod forge;
 pub mod local;
 pub mod metrics;
 pub mod nightly;
+pub mod secrets;
 pub mod serve;
 pub mod status;
 pub mod trigger;

@@ -47,6 +47,15 @@ impl<S: Store + 'static> Link for LocalLink<S> {
         Ok(self.forge.append_log(job, token, offset, bytes).await?)
     }
 
+    async fn secrets(
+        &self,
+        job: u64,
+        token: u64,
+        names: Vec<String>,
+    ) -> Result<lanes_agent::link::Secrets, LinkError> {
+        Ok(self.forge.secrets(job, token, &names).await?)
+    }
+
     async fn step(&self, job: u64, token: u64, step: StepReport) -> Result<(), LinkError> {
         Ok(self.forge.step(job, token, step).await?)
     }

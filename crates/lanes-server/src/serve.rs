@@ -37,6 +37,8 @@ pub struct RepoConfig {
     pub default_branch: Option<String>,
     /// Limits for its steps that set none [default: the agent's].
     pub limits: Option<lanes_core::catalog::Limits>,
+    /// Its secrets, by name.
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::Secret>,
 }
 
 /// The built-in agent.
@@ -173,6 +175,9 @@ pub struct RepoFile {
     pub default_branch: Option<String>,
     /// Limits for its steps that set none.
     pub limits: Option<LimitsFile>,
+    /// Its secrets: `[repo.secrets.NAME]` with `value`, `file` or `env`, and `branches`.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, crate::secrets::SecretFile>,
 }
 
 impl ConfigFile {
@@ -190,6 +195,9 @@ impl ConfigFile {
         for repo in &mut file.repo {
             if repo.path.is_relative() {
                 repo.path = base.join(&repo.path);
+            }
+            for secret in repo.secrets.values_mut() {
+                secret.rebase(base);
             }
         }
         Ok(file)
@@ -396,6 +404,10 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
             data_dir: config.data_dir.clone(),
             schedule: config.schedule,
             public_read: config.public_read,
+            secrets: (config.repos.iter().zip(&repos))
+                .filter(|(config, _)| !config.secrets.is_empty())
+                .map(|(config, repo)| (repo.name.clone(), config.secrets.clone()))
+                .collect(),
         },
     )
     .await?;

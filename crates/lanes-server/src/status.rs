@@ -84,7 +84,11 @@ pub fn branch_status(run: RunStatus, jobs: &[JobView]) -> BranchStatus {
         .filter(|j| j.class == LaneClass::Required)
         .collect();
     let red = |j: &JobView| match j.state {
-        JobState::Failed | JobState::TimedOut | JobState::Cancelled | JobState::Error => true,
+        JobState::Failed
+        | JobState::TimedOut
+        | JobState::OomKilled
+        | JobState::Cancelled
+        | JobState::Error => true,
         JobState::Skipped => matches!(j.reason, Some(JobReason::NeedFailed { .. })),
         _ => false,
     };

@@ -64,6 +64,7 @@ async fn a_run_written_after_a_lock_timeout_is_scheduled_without_an_error() -> T
             data_dir: f.dir.path().to_owned(),
             schedule: lanes_core::schedule::Config::default(),
             public_read: false,
+            secrets: Default::default(),
         },
     )
     .await?;

@@ -45,6 +45,7 @@ fn config(f: &Forge) -> ForgeConfig {
         data_dir: f.dir.path().to_owned(),
         schedule: lanes_core::schedule::Config::default(),
         public_read: false,
+        secrets: Default::default(),
     }
 }
 

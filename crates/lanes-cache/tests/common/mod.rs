@@ -28,6 +28,7 @@ pub(crate) fn fingerprint(command: &str) -> StepFingerprint {
         outputs: None,
         platform: "linux-x86_64".into(),
         previous: None,
+        previous_outputs: None,
     }
 }
 
@@ -81,6 +82,7 @@ pub(crate) fn record_with(
         duration_ms: 1234,
         log,
         outputs,
+        sandboxed: true,
     };
     store.put_action(&result).expect("put action");
     Recorded { result, blobs }

@@ -51,6 +51,8 @@ pub(crate) fn run(dir: &Path, args: &ExplainArgs, printer: &Printer) -> Result<u
     check_step(lane, args.step.as_deref())?;
     let (inputs, _, fingerprints) = lane_keys(&catalog, lane, &workspace.files()?);
     let store = LocalStore::open(&cache_dir()?).map_err(cache_error)?;
+    // Each key covers what the step before it left, known from the results recorded.
+    let fingerprints = lanes_exec::chain_recorded(&store, &fingerprints);
 
     let mut steps = Vec::new();
     for (step, fingerprint) in lane.steps.iter().zip(&fingerprints) {

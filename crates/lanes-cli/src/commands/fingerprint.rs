@@ -1,9 +1,11 @@
 //! `lanes fingerprint`: what each step's key is made of.
 
 use crate::args::FingerprintArgs;
+use crate::cache_dir::cache_dir;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::workspace::Workspace;
+use lanes_cache::LocalStore;
 use lanes_core::fingerprint::StepFingerprint;
 use lanes_core::{Catalog, FileEntry, Lane};
 use serde::Serialize;
@@ -67,8 +69,17 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
     check_step(lane, args.step.as_deref())?;
     let files = workspace.files()?;
     let keys = lanes_agent::host::lane_keys(&catalog, lane, &files);
-    let steps: Vec<StepOutput<'_>> = keys
-        .fingerprints
+    // Each key covers what the step before it left: known from the results this cache recorded
+    // (without a cache, only the first key is the one a run uses).
+    let store = cache_dir()
+        .ok()
+        .filter(|dir| dir.join("v1").is_dir())
+        .and_then(|dir| LocalStore::open(&dir).ok());
+    let fingerprints = match store {
+        Some(store) => lanes_exec::chain_recorded(&store, &keys.fingerprints),
+        None => keys.fingerprints.clone(),
+    };
+    let steps: Vec<StepOutput<'_>> = fingerprints
         .iter()
         .filter(|f| args.step.as_ref().is_none_or(|s| *s == f.step))
         .map(|f| StepOutput {
@@ -134,6 +145,15 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
             "  previous     {}",
             f.previous.as_deref().unwrap_or("(first step)")
         );
+        if f.previous.is_some() {
+            let _ = writeln!(
+                text,
+                "  left         {}",
+                f.previous_outputs
+                    .as_deref()
+                    .unwrap_or("(unknown until the previous step runs)")
+            );
+        }
     }
     printer.out(&text)?;
     Ok(exit::SUCCESS)

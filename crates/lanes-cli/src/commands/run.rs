@@ -651,7 +651,7 @@ fn header(
 
 fn show_event(progress: &mut Progress, p: usize, lane: &lanes_core::Lane, event: &Event) {
     match event {
-        Event::StepStarted { index } => {
+        Event::StepStarted { index, .. } => {
             progress.lane_status(p, &lane.name, &lane.steps[*index].name);
             progress.line(&format!(
                 "{}/{}: started",

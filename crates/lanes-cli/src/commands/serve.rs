@@ -86,12 +86,31 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
                 .to_owned(),
         ));
     }
+    // Files holding secrets are hidden from steps like the configuration itself.
+    let secret_files: Vec<PathBuf> = file
+        .repo
+        .iter()
+        .flat_map(|r| r.secrets.values().filter_map(|s| s.file.clone()))
+        .collect();
     let mut repos: Vec<RepoConfig> = file
         .repo
         .into_iter()
         .map(|r| {
             Ok(RepoConfig {
                 limits: r.limits.as_ref().map(limits).transpose()?,
+                secrets: r
+                    .secrets
+                    .iter()
+                    .map(|(name, s)| Ok((name.clone(), s.resolve(name)?)))
+                    .collect::<Result<_, String>>()
+                    .map_err(|why| {
+                        CliError::usage(
+                            format!("invalid secret in the configuration file: {why}"),
+                            "write [repo.secrets.NAME] with one of value = \"...\", file = \
+                             \"path\" or env = \"VARIABLE\" (docs/serve.md)"
+                                .to_owned(),
+                        )
+                    })?,
                 name: r.name,
                 path: r.path,
                 remote: r.remote,
@@ -105,6 +124,7 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
         remote: None,
         default_branch: None,
         limits: None,
+        secrets: Default::default(),
     }));
     let local_agent = if args.no_local_agent || agent.enabled == Some(false) {
         None
@@ -152,6 +172,7 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
             ]
             .into_iter()
             .flatten()
+            .chain(secret_files)
             .collect(),
         })
     };

@@ -248,6 +248,35 @@ impl Link for HttpLink {
             .ok_or_else(|| LinkError::Unavailable(format!("no length in {answer}")))
     }
 
+    async fn secrets(
+        &self,
+        job: u64,
+        token: u64,
+        names: Vec<String>,
+    ) -> Result<lanes_agent::link::Secrets, LinkError> {
+        let body =
+            serde_json::to_vec(&serde_json::json!({"token": token, "names": names})).expect("JSON");
+        let body = self
+            .call("POST", format!("/api/v1/agent/jobs/{job}/secrets"), body)
+            .await?;
+        let answer: Value = serde_json::from_slice(&body)
+            .map_err(|e| LinkError::Unavailable(format!("not JSON: {e}")))?;
+        let secrets = answer["secrets"]
+            .as_object()
+            .ok_or_else(|| LinkError::Unavailable(format!("no secrets in {answer}")))?;
+        Ok(secrets
+            .iter()
+            .map(|(name, a)| {
+                let answer = match (a["value"].as_str(), a["refused"].as_str()) {
+                    (Some(v), _) => Ok(v.to_owned()),
+                    (_, Some(why)) => Err(why.to_owned()),
+                    _ => Err(format!("neither value nor refusal: {a}")),
+                };
+                (name.clone(), answer)
+            })
+            .collect())
+    }
+
     async fn step(&self, job: u64, token: u64, step: StepReport) -> Result<(), LinkError> {
         self.fenced(
             job,

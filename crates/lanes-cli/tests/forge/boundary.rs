@@ -253,9 +253,20 @@ run = "python3 -c 'b = bytearray(512 << 20); b[::4096] = b\"x\" * len(b[::4096])
         );
         let eat = job(&status, "memory");
         assert_eq!(eat["status"], memory_state, "{extra:?}: {status:#}");
+        let id = eat["id"].as_i64().expect("job id");
+        let api = forge.get(&format!("/api/v1/jobs/{id}"));
+        let step_state = if extra.is_empty() {
+            "oom-killed"
+        } else {
+            "passed"
+        };
+        assert_eq!(api["steps"][0]["status"], step_state, "{extra:?}: {api:#}");
         if extra.is_empty() {
             let eat_log = log(&forge, &status, "memory");
             assert!(eat_log.contains("oom-killed"), "{eat_log}");
+            let run = status["run"]["number"].as_u64().expect("run number");
+            let page = forge.request("GET", &format!("/origin/runs/{run}/lanes/memory"), None);
+            assert!(page.text().contains("st-oom-killed"), "{}", page.text());
         }
     }
 }
@@ -377,5 +388,48 @@ env = {{ PATH = "{cargo_home}/bin:/usr/local/bin:/usr/bin:/bin", RUSTUP_HOME = "
     assert!(
         !text.contains("\n0\n") && !text.contains("] 0\n"),
         "not run as root:\n{text}"
+    );
+}
+
+#[test]
+fn a_reused_slot_keeps_unchanged_files_at_their_times_for_the_step_user() {
+    // Giving the slot to the step user after lanes recorded it would change every file's ctime,
+    // so each run would rewrite every file (and cargo would rebuild everything).
+    if !can_run() {
+        return;
+    }
+    let catalog = r#"version = 1
+[lane.l]
+inputs = ["src/"]
+[[lane.l.step]]
+name = "s"
+cache = false
+run = "echo PROBE keep: $(stat -c '%i %y %U' src/keep.txt); echo PROBE edit: $(stat -c '%i %y' src/edit.txt)"
+"#;
+    let forge = forge(&[]);
+    forge.write("src/keep.txt", "kept\n");
+    forge.write("src/edit.txt", "before\n");
+    let first = run(&forge, catalog);
+    let first_log = log(&forge, &first, "l");
+    assert_eq!(job(&first, "l")["status"], "passed", "{first_log}");
+    forge.write("src/edit.txt", "after\n");
+    let second = run(&forge, catalog);
+    let second_log = log(&forge, &second, "l");
+    assert_eq!(job(&second, "l")["status"], "passed", "{second_log}");
+    let (a, b) = (probes(&first_log), probes(&second_log));
+    let keep = probe(&a, "keep", &first_log);
+    assert!(
+        !keep.ends_with(" root"),
+        "the step user owns the files: {keep}"
+    );
+    assert_eq!(
+        keep,
+        probe(&b, "keep", &second_log),
+        "an unchanged file keeps its inode and times"
+    );
+    assert_ne!(
+        probe(&a, "edit", &first_log),
+        probe(&b, "edit", &second_log),
+        "a changed file is written anew"
     );
 }

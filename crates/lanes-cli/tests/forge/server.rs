@@ -26,6 +26,9 @@ pub(crate) struct Forge {
     pub(crate) export_pid: bool,
     /// Start the server with at most this many open files.
     pub(crate) nofile: Option<u32>,
+    /// Watch origin through a configuration file whose `[[repo]]` table ends with these lines
+    /// (`[repo.secrets.NAME]` ...) rather than through `--repo`.
+    pub(crate) repo_config: Option<String>,
     server: Option<Child>,
     pub(crate) addr: String,
     pub(crate) token: String,
@@ -77,9 +80,10 @@ impl Forge {
         forge
     }
 
-    /// [`Forge::new`], the server started with its own pid in `FORGE_PID` (a step may kill it).
-    pub(crate) fn exporting_pid(catalog: &str) -> Forge {
-        let mut forge = Forge::unstarted(catalog, &[], &[], "main");
+    /// [`Forge::with_args`], the server started with its own pid in `FORGE_PID` (a step may kill
+    /// it, when `extra` turns the sandbox off).
+    pub(crate) fn exporting_pid(catalog: &str, extra: &[&str]) -> Forge {
+        let mut forge = Forge::unstarted(catalog, &[], extra, "main");
         forge.export_pid = true;
         forge.push("main");
         forge.start();
@@ -129,6 +133,7 @@ impl Forge {
             env: Vec::new(),
             export_pid: false,
             nofile: None,
+            repo_config: None,
             root,
             server: None,
             addr: String::new(),
@@ -220,9 +225,19 @@ impl Forge {
         } else {
             vec!["--poll-interval", "1s"]
         };
-        cmd.args(["serve", "--repo"])
-            .arg(&self.origin)
-            .arg("--data-dir")
+        match &self.repo_config {
+            Some(lines) => {
+                let config = self.root.path().join("serve.toml");
+                let text = format!(
+                    "[[repo]]\nname = \"origin\"\npath = \"{}\"\n{lines}",
+                    self.origin.display()
+                );
+                std::fs::write(&config, text).expect("write serve.toml");
+                cmd.args(["serve", "--config"]).arg(config)
+            }
+            None => cmd.args(["serve", "--repo"]).arg(&self.origin),
+        };
+        cmd.arg("--data-dir")
             .arg(&self.data)
             .args(["--listen", &listen])
             .args(poll)

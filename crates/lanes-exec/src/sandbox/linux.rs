@@ -310,6 +310,20 @@ fn mounts(spec: &Spec) -> Result<(), String> {
         mount("lanes-private", *dir, "tmpfs", cover_flags, c"mode=1777")
             .map_err(|e| format!("mounting a private {}: {e}", dir.display()))?;
     }
+    // A hidden file (one holding a secret) is covered by a device no one may open.
+    let (covers, files): (Vec<PathBuf>, Vec<PathBuf>) =
+        covers.into_iter().partition(|c| c.is_dir());
+    for file in &files {
+        mount("/dev/null", file, "", MountFlags::BIND, c"")
+            .map_err(|e| format!("covering {}: {e}", file.display()))?;
+        let flags = MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC;
+        mount_remount(file, flags, c"")
+            .map_err(|e| format!("making the cover of {} unopenable: {e}", file.display()))?;
+    }
     for dir in &covers {
         mount(
             "lanes-sandbox",

@@ -452,6 +452,7 @@ mod tests {
                 data_dir: dir.to_owned(),
                 schedule: schedule::Config::default(),
                 public_read: false,
+                secrets: Default::default(),
             },
         )
         .await?;

@@ -36,7 +36,7 @@ fn mark(status: &str) -> Option<(&'static str, &'static str)> {
     const BAR: &str = "M10 16h12";
     Some(match status {
         "passed" => ("#1a7f37", CHECK),
-        "failed" | "error" | "timed-out" => ("#cf222e", CROSS),
+        "failed" | "error" | "timed-out" | "oom-killed" => ("#cf222e", CROSS),
         "running" => ("#bf8700", DOT),
         "pending" | "queued" | "leased" => ("#6e7781", DOT),
         "cancelled" | "skipped" => ("#57606a", BAR),

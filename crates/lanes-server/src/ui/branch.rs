@@ -106,7 +106,11 @@ pub(crate) fn card(detail: &RunDetail, status: &'static str, now: Timestamp) -> 
         failed: count(&|s| {
             matches!(
                 s,
-                JobState::Failed | JobState::TimedOut | JobState::Error | JobState::Cancelled
+                JobState::Failed
+                    | JobState::TimedOut
+                    | JobState::OomKilled
+                    | JobState::Error
+                    | JobState::Cancelled
             )
         }),
         waiting: count(&|s| s == JobState::Queued),

@@ -23,7 +23,8 @@ pub(crate) struct Block {
     pub(crate) title: String,
     /// `passed in 1.2s`; empty while the step runs.
     pub(crate) outcome: String,
-    /// `running`, `passed`, `failed`, `cached`, `skipped`, `cancelled`, `timed-out`.
+    /// `running`, `passed`, `failed`, `cached`, `skipped`, `cancelled`, `timed-out`,
+    /// `oom-killed`.
     pub(crate) status: &'static str,
     pub(crate) open: bool,
     pub(crate) lines: Vec<Line>,
@@ -53,6 +54,7 @@ pub(crate) fn outcome_status(outcome: &str) -> Option<&'static str> {
         ("passed", "passed"),
         ("failed", "failed"),
         ("timed out", "timed-out"),
+        ("oom-killed", "oom-killed"),
         ("cancelled", "cancelled"),
         ("cached", "cached"),
         ("skipped", "skipped"),
@@ -155,7 +157,7 @@ fn close(block: &mut Block, outcome: &str) {
     block.status = outcome_status(outcome).unwrap_or("passed");
     // Steps that went well fold; the ones a reader came for stay open.
     block.open = !matches!(block.status, "passed" | "cached" | "skipped");
-    if matches!(block.status, "failed" | "timed-out") {
+    if matches!(block.status, "failed" | "timed-out" | "oom-killed") {
         let output: Vec<&Line> = block.lines.iter().filter(|l| !l.stamp.is_empty()).collect();
         block.first_error = output
             .iter()

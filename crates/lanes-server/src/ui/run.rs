@@ -211,7 +211,11 @@ pub(crate) async fn render<S: Store + 'static>(
     let failed = view::latest_attempts(&detail.jobs).iter().any(|j| {
         matches!(
             j.state,
-            JobState::Failed | JobState::TimedOut | JobState::Cancelled | JobState::Error
+            JobState::Failed
+                | JobState::TimedOut
+                | JobState::OomKilled
+                | JobState::Cancelled
+                | JobState::Error
         ) || (j.state == JobState::Skipped
             && matches!(
                 j.reason,
