@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -116,6 +116,9 @@ async function shot(page, name) {
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'lanes-browser-'));
+  // The forge runs steps as an unprivileged user (when root): it must get through to the lane
+  // directories under the cache here (mkdtemp makes 0700), wherever TMPDIR points.
+  chmodSync(root, 0o755);
   origin = join(root, 'origin.git');
   git(root, 'init', '-q', '--bare', 'origin.git');
   git(root, 'clone', '-q', 'origin.git', 'work');

@@ -271,12 +271,24 @@ async fn body<L: Link>(
         &lane.cache_mounts,
     );
     // The secrets the lane asks for, from the forge (which checks the job's branch may have
-    // them); one it does not give fails the lane before anything runs.
+    // them); one it does not give fails the lane before anything runs. Behind a sandbox without
+    // a PID namespace, a step could read another step's environment (or the forge's): no
+    // secret is asked for there.
     let secrets = if lane.secrets.is_empty() {
         Default::default()
+    } else if env.sandbox.as_ref().is_some_and(|s| !s.parts.pid) {
+        lane.secrets
+            .iter()
+            .map(|name| {
+                let why = "this host's step sandbox has no PID namespace, so another step could \
+                           read it from a process's environment";
+                (name.clone(), Err(why.to_owned()))
+            })
+            .collect()
     } else {
+        // Until the job is stopped: the heartbeats keep the lease and say when it is lost.
         reporter
-            .call("asking for the lane's secrets", Some(lease_ends), || {
+            .call("asking for the lane's secrets", None, || {
                 reporter.link.secrets(job, token, lane.secrets.clone())
             })
             .await?

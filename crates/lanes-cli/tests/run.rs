@@ -1386,8 +1386,9 @@ fn the_sandbox_works_for_a_user_without_root() {
             owned,
             "this test hands directories to nobody, which needs root (CI runs as root)"
         );
-        // Temporary directories are 0700: let nobody walk through them.
-        let _ = Command::new("chmod").arg("755").arg(parent).status();
+        // Temporary directories are 0700: let nobody walk through them. Only add the bit: a
+        // parent may be /tmp itself, whose mode (1777) must stay.
+        let _ = Command::new("chmod").arg("a+x").arg(parent).status();
     }
     let mut cmd = f.command("setpriv");
     cmd.args([

@@ -420,6 +420,51 @@ fn parse(args: &[OsString]) -> Result<Spec, String> {
     Ok(spec)
 }
 
+/// Directories every step gets empty and writable, its own: nothing a step leaves there reaches
+/// another step, and nothing another process keeps there is visible.
+const PRIVATE: [&str; 2] = ["/tmp", "/dev/shm"];
+
+impl Sandbox {
+    /// Why the step user could not walk down to `dir` (where lane slots and cache mounts live),
+    /// if it could not: the first directory on the way that no cover replaces and that the user
+    /// may not search. Below a cover (a hidden directory, `/tmp`), the way down is made by lanes
+    /// and open to all. `None` also when steps keep the invoking user.
+    pub fn unreachable(&self, dir: &std::path::Path) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let user = self.user?;
+        let dir = std::path::absolute(dir).ok()?;
+        let mut covered: Vec<PathBuf> = covers(&self.hide);
+        covered.extend(PRIVATE.iter().map(PathBuf::from));
+        let mut way: Vec<&std::path::Path> = dir.ancestors().collect();
+        way.reverse();
+        for step in way {
+            let real = step.canonicalize().unwrap_or_else(|_| step.to_owned());
+            if covered.iter().any(|c| real.starts_with(c)) {
+                return None;
+            }
+            let Ok(meta) = std::fs::metadata(&real) else {
+                return None;
+            };
+            let mode = meta.mode();
+            let searchable = mode & 0o001 != 0
+                || (meta.uid() == user.uid && mode & 0o100 != 0)
+                || (meta.gid() == user.gid && mode & 0o010 != 0);
+            if !searchable {
+                return Some(format!(
+                    "{} (mode {:o}, owner {}:{}) does not let the step user {}:{} through",
+                    real.display(),
+                    mode & 0o7777,
+                    meta.uid(),
+                    meta.gid(),
+                    user.uid,
+                    user.gid
+                ));
+            }
+        }
+        None
+    }
+}
+
 /// The hidden directories that need their own cover: existing, not `/`, not inside another
 /// one (already covered). Canonical, so a symlinked path cannot dodge the cover.
 fn covers(hide: &[PathBuf]) -> Vec<PathBuf> {

@@ -291,7 +291,8 @@ impl Identity {
     }
 }
 
-/// What lanes wrote into a slot's `src/`: each file's [`Want::id`] and its identity then.
+/// What lanes wrote into a slot's `src/`: each file's content id (blob or link target) and its
+/// identity then.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Manifest {
     version: u32,
@@ -477,7 +478,7 @@ pub fn sync(
 }
 
 /// Give `path` and everything under it that is not yet theirs to `uid:gid`; no link is followed.
-fn give(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn give(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     let meta = std::fs::symlink_metadata(path)?;
     if meta.uid() != uid || meta.gid() != gid {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;

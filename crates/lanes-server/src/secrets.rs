@@ -69,8 +69,8 @@ fn pattern(text: &str) -> Result<globset::GlobMatcher, String> {
 }
 
 /// `[repo.secrets.NAME]` in the configuration file: exactly one of `value`, `file` and `env`,
-/// and the branches allowed.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// and the branches allowed. Its `Debug` form never shows a value.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretFile {
     /// The value, written here.
@@ -82,6 +82,17 @@ pub struct SecretFile {
     pub env: Option<String>,
     /// Branch patterns allowed to use it [default: the default branch only].
     pub branches: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFile")
+            .field("value", &self.value.as_ref().map(|_| "***"))
+            .field("file", &self.file)
+            .field("env", &self.env)
+            .field("branches", &self.branches)
+            .finish()
+    }
 }
 
 impl SecretFile {

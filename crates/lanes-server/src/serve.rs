@@ -189,7 +189,19 @@ impl ConfigFile {
         })?;
         let mut file: ConfigFile = toml::from_str(&text).map_err(|e| ServeError::Config {
             path: path.to_owned(),
-            message: e.to_string(),
+            // The full message quotes the line, which may hold a secret's value.
+            message: if text.contains("secrets") {
+                let line = e.span().map(|s| {
+                    let before = &text.as_bytes()[..s.start.min(text.len())];
+                    before.iter().filter(|b| **b == b'\n').count() + 1
+                });
+                match line {
+                    Some(n) => format!("line {n}: {}", e.message()),
+                    None => e.message().to_owned(),
+                }
+            } else {
+                e.to_string()
+            },
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for repo in &mut file.repo {
@@ -702,6 +714,14 @@ fn sandbox(
         limits: agent.limits,
         ..lanes_exec::Sandbox::new(helper, hide)
     };
+    if let Some(why) = sandbox.unreachable(&agent.cache_dir) {
+        return Err(refuse(format!(
+            "the step user cannot reach the cache directory {}, where lane directories live: \
+             {why}; make the way searchable (chmod o+x) or use another cache directory \
+             (LANES_CACHE_DIR)",
+            agent.cache_dir.display()
+        )));
+    }
     let fitted = sandbox.fit().map_err(refuse)?;
     for lost in &fitted.lost {
         say(&format!("warning: the step sandbox has {lost}\n"));

@@ -48,7 +48,13 @@ fn default_data_dir() -> Result<PathBuf, CliError> {
 }
 
 fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
-    let file = match &args.config {
+    // Absolute, so its directory and the secret files it names are hidden from steps wherever
+    // they run.
+    let config_path = args
+        .config
+        .as_deref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
+    let file = match &config_path {
         Some(path) => ConfigFile::read(path).map_err(|e| {
             CliError::usage(
                 e.to_string(),
@@ -165,7 +171,7 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
                 .unwrap_or_default(),
             hide: [
                 Some(data_dir.clone()),
-                args.config
+                config_path
                     .as_deref()
                     .and_then(Path::parent)
                     .map(Path::to_owned),

@@ -4,6 +4,7 @@
 //!
 //! They need root (a step user, cgroups) and Linux namespaces, as CI has.
 
+use crate::job;
 use crate::server::Forge;
 use serde_json::Value;
 use std::io::Read;
@@ -37,15 +38,6 @@ fn run(forge: &Forge, catalog: &str) -> Value {
     let head = forge.commit("probes");
     forge.push("main");
     forge.wait_done("main", &head)
-}
-
-fn job<'a>(status: &'a Value, lane: &str) -> &'a Value {
-    status["run"]["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .find(|j| j["lane"] == lane)
-        .unwrap_or_else(|| panic!("no job for lane {lane} in {status:#}"))
 }
 
 fn log(forge: &Forge, status: &Value, lane: &str) -> String {
@@ -431,5 +423,57 @@ run = "echo PROBE keep: $(stat -c '%i %y %U' src/keep.txt); echo PROBE edit: $(s
         probe(&a, "edit", &first_log),
         probe(&b, "edit", &second_log),
         "a changed file is written anew"
+    );
+}
+
+#[test]
+fn a_cache_directory_the_step_user_cannot_reach_stops_the_forge_with_the_reason() {
+    if !can_run() {
+        return;
+    }
+    // Outside /tmp (steps get their own there, so any way down it is made for them): a 0700
+    // directory of root's, with the cache inside.
+    let closed = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    std::fs::set_permissions(
+        closed.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod 700");
+    let mut forge = forge(&[]);
+    forge.stop();
+    forge.cache = closed.path().join("cache");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_lanes"));
+    serve
+        .args(["serve", "--repo"])
+        .arg(&forge.origin)
+        .arg("--data-dir")
+        .arg(&forge.data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("LANES_CACHE_DIR", &forge.cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = serve.spawn().expect("lanes serve starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the cache directory")
+            && stderr.contains(&closed.path().display().to_string()),
+        "{stderr}"
     );
 }

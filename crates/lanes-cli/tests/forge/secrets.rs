@@ -3,7 +3,6 @@
 //! nowhere in the data directory.
 
 use crate::server::Forge;
-use serde_json::Value;
 use std::path::Path;
 
 const INLINE: &str = "s3cr3t-Inline-4242-xyzzy";
@@ -24,20 +23,12 @@ run = '''
 echo "plain: $INLINE $FROM_FILE $FROM_ENV"
 printf 'halves: %s' "${{INLINE:0:9}}"; sleep 0.5; printf '%s\n' "${{INLINE:9}}"
 echo "base64: $(printf %s "$INLINE" | base64 -w0)"
+if test -e {file}; then echo "PROBE file-exists: yes"; fi
 if cat {file} 2>/dev/null; then echo "PROBE file: read"; else echo "PROBE file: denied"; fi
 '''
 "#,
         file = secret_file.display()
     )
-}
-
-fn job_of<'a>(status: &'a Value, lane: &str) -> &'a Value {
-    status["run"]["jobs"]
-        .as_array()
-        .expect("jobs")
-        .iter()
-        .find(|j| j["lane"] == lane)
-        .unwrap_or_else(|| panic!("no job for lane {lane} in {status:#}"))
 }
 
 /// Every file under `dir` holding `needle`.
@@ -76,21 +67,39 @@ fn secrets_reach_the_lane_masked_everywhere_and_a_branch_not_allowed_fails_with_
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let secret_file = dir.path().join("deploy-key");
     std::fs::write(&secret_file, format!("{FROM_FILE}\n")).expect("write the secret file");
-    let mut forge = Forge::unstarted(&catalog(&secret_file), &[], &[], "main");
-    forge.repo_config = Some(format!(
-        "[repo.secrets.INLINE]\nvalue = \"{INLINE}\"\n\
-         [repo.secrets.FROM_FILE]\nfile = \"{}\"\nbranches = [\"main\", \"release/*\"]\n\
-         [repo.secrets.FROM_ENV]\nenv = \"LANES_TEST_SECRET\"\n",
-        secret_file.display()
-    ));
-    forge
-        .env
-        .push(("LANES_TEST_SECRET".to_owned(), FROM_ENV.to_owned()));
-    forge.push("main");
-    forge.start();
+    let start = |extra: &[&str]| {
+        let mut forge = Forge::unstarted(&catalog(&secret_file), &[], extra, "main");
+        forge.repo_config = Some(format!(
+            "[repo.secrets.INLINE]\nvalue = \"{INLINE}\"\n\
+             [repo.secrets.FROM_FILE]\nfile = \"{}\"\nbranches = [\"main\", \"release/*\"]\n\
+             [repo.secrets.FROM_ENV]\nenv = \"LANES_TEST_SECRET\"\n",
+            secret_file.display()
+        ));
+        forge
+            .env
+            .push(("LANES_TEST_SECRET".to_owned(), FROM_ENV.to_owned()));
+        forge.push("main");
+        forge.start();
+        forge
+    };
+
+    // Without the sandbox, the step reads the secret file: the probe can tell.
+    let open = start(&["--no-sandbox"]);
+    let head = open.git(&["rev-parse", "HEAD"]);
+    let status = open.wait_done("main", &head);
+    let id = crate::job(&status, "deploy")["id"]
+        .as_i64()
+        .expect("job id");
+    let log = open
+        .request("GET", &format!("/api/v1/jobs/{id}/log"), None)
+        .text();
+    assert!(log.contains("PROBE file: read"), "{log}");
+    drop(open);
+
+    let forge = start(&[]);
     let head = forge.git(&["rev-parse", "HEAD"]);
     let status = forge.wait_done("main", &head);
-    let job = job_of(&status, "deploy");
+    let job = crate::job(&status, "deploy");
     let id = job["id"].as_i64().expect("job id");
 
     let api = forge.request("GET", &format!("/api/v1/jobs/{id}/log"), None);
@@ -100,6 +109,7 @@ fn secrets_reach_the_lane_masked_everywhere_and_a_branch_not_allowed_fails_with_
     assert!(log.contains("plain: *** *** ***"), "{log}");
     assert!(log.contains("halves: ***"), "{log}");
     assert!(log.contains("base64: ***"), "{log}");
+    assert!(log.contains("PROBE file-exists: yes"), "{log}");
     assert!(log.contains("PROBE file: denied"), "{log}");
 
     let run = status["run"]["number"].as_u64().expect("run number");
@@ -138,7 +148,7 @@ fn secrets_reach_the_lane_masked_everywhere_and_a_branch_not_allowed_fails_with_
     let head = forge.commit("feature");
     forge.push("feature");
     let status = forge.wait_done("feature", &head);
-    let job = job_of(&status, "deploy");
+    let job = crate::job(&status, "deploy");
     let id = job["id"].as_i64().expect("job id");
     let log = forge
         .request("GET", &format!("/api/v1/jobs/{id}/log"), None)
@@ -182,4 +192,25 @@ fn a_secret_the_configuration_cannot_give_stops_the_forge_from_starting() {
         "{}",
         run.stderr
     );
+
+    // A misspelt key: the error names the line, not the value on it.
+    std::fs::write(
+        &config,
+        format!(
+            "[[repo]]\nname = \"origin\"\npath = \"{}\"\n[repo.secrets.TYPO]\n\
+             vaule = \"{INLINE}\"\n",
+            forge.origin.display()
+        ),
+    )
+    .expect("write");
+    let run = forge.lanes(&[
+        "serve",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--data-dir",
+        forge.data.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("line 5"), "{}", run.stderr);
+    assert!(!run.stderr.contains(INLINE), "{}", run.stderr);
 }

@@ -1,6 +1,6 @@
 //! The Linux sandbox helper and the PID 1 it starts. See the parent module for what they do.
 
-use super::{ENTRY, Spec, covers};
+use super::{ENTRY, PRIVATE, Spec, covers};
 use rustix::fs::CWD;
 use rustix::mount::{
     MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, mount, mount_change,
@@ -11,10 +11,6 @@ use rustix::thread::UnshareFlags;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-
-/// Directories every step gets empty and writable, its own: nothing a step leaves there reaches
-/// another step, and nothing another process keeps there is visible.
-const PRIVATE: [&str; 2] = ["/tmp", "/dev/shm"];
 
 /// The helper: joins the cgroup, makes the namespaces and mounts, then runs the init (or, without
 /// a PID namespace, becomes the step).
@@ -224,22 +220,9 @@ fn die_with_parent(parent: Option<i32>) -> Result<(), String> {
 /// Give the step identity its directories: everything under a kept directory (lanes wrote
 /// them as its own user), the top of each cache mount.
 fn give(keep: &[PathBuf], mounts: &[PathBuf], uid: u32, gid: u32) -> Result<(), String> {
-    fn walk(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(path)?;
-        if meta.uid() != uid || meta.gid() != gid {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-        }
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                walk(&entry?.path(), uid, gid)?;
-            }
-        }
-        Ok(())
-    }
     for dir in keep {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        walk(dir, uid, gid)
+        crate::slot::give(dir, uid, gid)
             .map_err(|e| format!("giving {} to the step user: {e}", dir.display()))?;
     }
     for dir in mounts {
