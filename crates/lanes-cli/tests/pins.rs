@@ -19,7 +19,7 @@ struct Host {
 impl Host {
     fn new() -> Host {
         // Not under /tmp, which is each step's own in the sandbox.
-        let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let outside = common::outside_tmp();
         let repo = Repo::new();
         // The command finds the file through `pass-env`, as a rustup proxy finds its toolchains
         // through RUSTUP_HOME.
@@ -205,7 +205,7 @@ fn a_pin_whose_command_fails_is_a_mismatch_that_says_why() {
 
 #[test]
 fn a_pin_command_runs_once_per_process_however_many_lanes_use_it() {
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let outside = common::outside_tmp();
     let cache = tempfile::tempdir().expect("tempdir");
     let repo = Repo::new();
     // Each run of the command leaves a line in calls.txt.

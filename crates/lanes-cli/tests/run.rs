@@ -25,7 +25,7 @@ impl Fixture {
         Fixture {
             repo,
             cache: tempfile::tempdir().expect("tempdir"),
-            out: tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"),
+            out: common::outside_tmp(),
         }
     }
 
@@ -1749,7 +1749,7 @@ fn a_lane_that_waited_for_a_cache_mount_never_takes_another_checkouts_outputs_as
     failing.write("src.txt", "fail\n");
     let cache = tempfile::tempdir().expect("tempdir");
     // Outside /tmp: steps have their own.
-    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let scratch = common::outside_tmp();
     let gate = scratch.path().join("gate");
     let building = scratch.path().join("gate.building");
     let (log_a, log_b) = (scratch.path().join("a.log"), scratch.path().join("b.log"));

@@ -206,3 +206,14 @@ pub(crate) fn changed(json: &serde_json::Value) -> Vec<String> {
         .map(|p| p.as_str().expect("string").to_owned())
         .collect()
 }
+
+/// A temporary directory outside `/tmp`, for files a step must see (or must not see for another
+/// reason than `/tmp`): every sandboxed step has its own empty `/tmp`. `/var/tmp` when the
+/// machine has it (also inside lanes' own test lane, whose target directory lies under the
+/// cache in `/tmp`), else the target directory's.
+pub(crate) fn outside_tmp() -> tempfile::TempDir {
+    match tempfile::tempdir_in("/var/tmp") {
+        Ok(dir) => dir,
+        Err(_) => tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir"),
+    }
+}

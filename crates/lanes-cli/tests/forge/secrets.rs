@@ -64,7 +64,7 @@ fn base64(text: &str) -> String {
 #[test]
 fn secrets_reach_the_lane_masked_everywhere_and_a_branch_not_allowed_fails_with_the_reason() {
     // Outside /tmp, which steps see as their own empty tmpfs anyway.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dir = crate::common::outside_tmp();
     let secret_file = dir.path().join("deploy-key");
     std::fs::write(&secret_file, format!("{FROM_FILE}\n")).expect("write the secret file");
     let start = |extra: &[&str]| {
