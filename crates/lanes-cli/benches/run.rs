@@ -93,6 +93,7 @@ fn main() {
     }
     let hits_worktree = median(runs, || run(&mut lanes(&[])));
     let hits_head = median(runs, || run(&mut lanes(&["--head", "HEAD"])));
+    let hits_unsandboxed = median(runs, || run(&mut lanes(&["--no-sandbox"])));
     let git_status = median(runs, || run(git(&root).arg("status")));
     let select_all = median(runs, || {
         run(Command::new(&lanes_bin)
@@ -188,6 +189,12 @@ fn main() {
         hits_worktree,
         git_status,
         "git status",
+    );
+    row(
+        "lanes run --all, all hits",
+        hits_worktree,
+        hits_unsandboxed,
+        "the same, --no-sandbox",
     );
     row(
         "lanes run --all --head HEAD, all hits",

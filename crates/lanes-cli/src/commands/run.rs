@@ -55,23 +55,30 @@ struct LaneReport {
     error: Option<JobReason>,
 }
 
-/// The sandbox that hides the repository and the cache from steps, or `None` with a warning
-/// when this machine cannot make one.
-fn sandbox(workspace: &Workspace, cache_root: &Path, printer: &Printer) -> Option<Sandbox> {
-    let helper = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => {
-            printer.err(&format!(
-                "warning: steps run without a sandbox: cannot find the lanes binary: {e}\n"
-            ));
-            return None;
-        }
-    };
+/// The sandbox being fitted to this host, on a thread of its own: probing it starts helper
+/// processes, which overlap with listing and keying the lanes instead of adding to them.
+type Fitting = std::thread::JoinHandle<Result<lanes_exec::sandbox::Fitted, String>>;
+
+/// Starts fitting the sandbox that hides the repository and the cache from steps.
+fn start_sandbox(workspace: &Workspace, cache_root: &Path) -> Fitting {
+    let helper = std::env::current_exe();
     let mut hide = workspace.repo.dirs();
     hide.push(cache_root.to_owned());
     // `lanes run` runs the user's own code as the user: no step identity, the same namespaces,
     // limits and restore rules as the forge.
-    match Sandbox::new(helper, hide).fit() {
+    std::thread::spawn(move || {
+        let helper = helper.map_err(|e| format!("cannot find the lanes binary: {e}"))?;
+        Sandbox::new(helper, hide).fit()
+    })
+}
+
+/// The sandbox [`start_sandbox`] fitted, or `None` with a warning when this machine cannot make
+/// one.
+fn sandbox(fitting: Fitting, printer: &Printer) -> Option<Sandbox> {
+    let fitted = fitting
+        .join()
+        .unwrap_or_else(|_| Err("probing the sandbox panicked".to_owned()));
+    match fitted {
         Ok(fitted) => {
             for lost in &fitted.lost {
                 printer.err(&format!("warning: the step sandbox has {lost}\n"));
@@ -134,6 +141,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     };
 
     let cache_root = cache_dir()?;
+    let fitting = (!args.no_sandbox).then(|| start_sandbox(&workspace, &cache_root));
     let store = LocalStore::open(&cache_root).map_err(|e| {
         CliError::usage(
             format!("cannot use the cache directory: {e}"),
@@ -236,10 +244,9 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     });
     let mut plan = Plan::new(plan_lanes, limits, jobs);
 
-    let sandbox = if args.no_sandbox || run_set.is_empty() {
-        None
-    } else {
-        sandbox(&workspace, &cache_root, printer)
+    let sandbox = match fitting {
+        Some(fitting) if !run_set.is_empty() => sandbox(fitting, printer),
+        _ => None,
     };
 
     let cancel = Cancel::new();
