@@ -164,53 +164,34 @@ fn secrets_reach_the_lane_masked_everywhere_and_a_branch_not_allowed_fails_with_
 
 #[test]
 fn a_secret_the_configuration_cannot_give_stops_the_forge_from_starting() {
-    let mut forge = Forge::unstarted("version = 1\n", &[], &[], "main");
-    forge.repo_config =
-        Some("[repo.secrets.GONE]\nenv = \"LANES_TEST_NO_SUCH_VARIABLE\"\n".to_owned());
+    let forge = Forge::unstarted("version = 1\n", &[], &[], "main");
     let config = forge.root.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[repo]]\nname = \"origin\"\npath = \"{}\"\n{}",
-            forge.origin.display(),
-            forge.repo_config.as_deref().unwrap_or_default()
-        ),
-    )
-    .expect("write");
-    let run = forge.lanes(&[
-        "serve",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--data-dir",
-        forge.data.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("GONE") && run.stderr.contains("LANES_TEST_NO_SUCH_VARIABLE"),
-        "{}",
-        run.stderr
-    );
-
-    // A misspelt key: the error names the line, not the value on it.
-    std::fs::write(
-        &config,
-        format!(
-            "[[repo]]\nname = \"origin\"\npath = \"{}\"\n[repo.secrets.TYPO]\n\
-             vaule = \"{INLINE}\"\n",
+    // `lanes serve` with `[[repo]]` origin and then `secrets`: it must not start.
+    let serve = |secrets: &str| {
+        let text = format!(
+            "[[repo]]\nname = \"origin\"\npath = \"{}\"\n{secrets}",
             forge.origin.display()
-        ),
-    )
-    .expect("write");
-    let run = forge.lanes(&[
-        "serve",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--data-dir",
-        forge.data.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("line 5"), "{}", run.stderr);
-    assert!(!run.stderr.contains(INLINE), "{}", run.stderr);
+        );
+        std::fs::write(&config, text).expect("write");
+        let run = forge.lanes(&[
+            "serve",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--data-dir",
+            forge.data.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        run.stderr
+    };
+    let stderr = serve("[repo.secrets.GONE]\nenv = \"LANES_TEST_NO_SUCH_VARIABLE\"\n");
+    assert!(
+        stderr.contains("GONE") && stderr.contains("LANES_TEST_NO_SUCH_VARIABLE"),
+        "{stderr}"
+    );
+    // A misspelt key: the error names the line, not the value on it.
+    let stderr = serve(&format!("[repo.secrets.TYPO]\nvaule = \"{INLINE}\"\n"));
+    assert!(stderr.contains("line 5"), "{stderr}");
+    assert!(!stderr.contains(INLINE), "{stderr}");
 }
