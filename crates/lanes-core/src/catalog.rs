@@ -205,6 +205,15 @@ impl Limits {
     }
 }
 
+/// Whether `name` can name an environment variable in the catalog (`env`, `pass-env`,
+/// `secrets`): letters, digits and `_`, not starting with a digit.
+pub fn is_env_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A memory size: bytes, or a whole number with `K`, `M`, `G` or `T` (powers of 1024, an
 /// optional `i`/`B` after the unit: `512M`, `4GiB`).
 pub fn parse_size(text: &str) -> Option<u64> {

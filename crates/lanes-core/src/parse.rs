@@ -872,12 +872,7 @@ impl Parser<'_> {
     }
 
     fn env_name(&mut self, name: &str, span: Range<usize>) {
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !crate::catalog::is_env_name(name) {
             self.sink.push(
                 "catalog::env-name",
                 span,

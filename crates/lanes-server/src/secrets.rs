@@ -98,7 +98,7 @@ impl std::fmt::Debug for SecretFile {
 impl SecretFile {
     /// The secret `name`, its value read now; or what is wrong (never showing a value).
     pub fn resolve(&self, name: &str) -> Result<Secret, String> {
-        if !valid_name(name) {
+        if !lanes_core::catalog::is_env_name(name) {
             return Err(format!(
                 "`{name}` cannot name a secret: letters, digits and `_`, not starting with a digit"
             ));
@@ -148,15 +148,6 @@ fn read_file(path: &Path) -> Result<String, String> {
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(&text);
     Ok(text.to_owned())
-}
-
-/// An environment variable's name, as a lane's `secrets` gives it.
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Each repository's secrets, by repository name, then by secret name.
