@@ -11,7 +11,7 @@
 use crate::agent::Shutdown;
 use crate::host::base_env;
 use crate::joblog::{JobLog, Piece};
-use crate::link::{Assignment, FinishReport, Link, StepReport};
+use crate::link::{Assignment, FinishReport, Link, StepRecord};
 use crate::prepare::{Prepared, prepare};
 use crate::report::{BATCH_BYTES, Control, LogStream, Reporter, Stop};
 use crate::status::Activity;
@@ -29,7 +29,7 @@ use tokio::time::Instant;
 /// How many heartbeat intervals a lease lasts when the assignment does not say
 /// ([`Assignment::lease_ms`] is 0: a forge from before it was sent), as the forge's defaults
 /// grant them (heartbeat every 10 s, lease 30 s).
-pub const LEASE_PER_HEARTBEAT: u32 = 3;
+pub use lanes_api::agent::LEASE_PER_HEARTBEAT;
 
 /// Time between SIGTERM and SIGKILL when a step is stopped, as in `lanes run`.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -327,7 +327,7 @@ async fn body<L: Link>(
     let lane_thread = tokio::task::spawn_blocking(move || run_lane(setup, cx, &head, tx));
 
     // The pump: pieces in order; bytes batched, sent before every step report.
-    let mut steps: Vec<Option<StepReport>> = Vec::new();
+    let mut steps: Vec<Option<StepRecord>> = Vec::new();
     let mut materialize = Duration::ZERO;
     let mut result: Option<LaneResult> = None;
     let mut flush_at: Option<Instant> = None;

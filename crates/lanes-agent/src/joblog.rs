@@ -39,7 +39,7 @@
 //!
 //! Step output lines always start with `[`, so the lines lanes adds cannot be mistaken for them.
 
-use crate::link::{StepCache, StepReport};
+use crate::link::StepRecord;
 use lanes_core::Lane;
 use lanes_core::job::JobState;
 use lanes_exec::lane::millis;
@@ -53,7 +53,7 @@ pub(crate) enum Piece {
     /// Bytes for the job log.
     Log(Vec<u8>),
     /// A step started or ended: send it once the log before it is sent.
-    Step(StepReport),
+    Step(StepRecord),
     /// The lane directory was written in this long.
     Materialized(Duration),
     /// The lane ended; nothing follows.
@@ -133,14 +133,14 @@ impl JobLog {
                 }
                 let mut out = Vec::new();
                 self.header(index, &mut out);
-                let report = StepReport {
+                let report = StepRecord {
                     index: report_index(index),
                     name: self.names[index].clone(),
                     status: JobState::Running,
                     cache: if self.cached[index] {
-                        StepCache::Miss
+                        CacheUse::Miss
                     } else {
-                        StepCache::Disabled
+                        CacheUse::Disabled
                     },
                     // Chained onto what the steps before it left: known once it starts.
                     key: Some(key),
@@ -319,7 +319,7 @@ fn report_index(index: usize) -> u32 {
 }
 
 /// A finished step, as the forge records it.
-pub(crate) fn step_report(index: usize, step: &StepResult) -> StepReport {
+pub(crate) fn step_report(index: usize, step: &StepResult) -> StepRecord {
     let status = match step.status {
         Status::Passed | Status::Cached => JobState::Passed,
         Status::Failed => JobState::Failed,
@@ -329,12 +329,8 @@ pub(crate) fn step_report(index: usize, step: &StepResult) -> StepReport {
         Status::Skipped => JobState::Skipped,
         Status::Error => JobState::Error,
     };
-    let cache = match step.cache {
-        CacheUse::Hit => StepCache::Hit,
-        CacheUse::Miss => StepCache::Miss,
-        CacheUse::Disabled => StepCache::Disabled,
-    };
-    StepReport {
+    let cache = step.cache;
+    StepRecord {
         index: report_index(index),
         name: step.name.clone(),
         status,

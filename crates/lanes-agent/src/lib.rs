@@ -25,7 +25,7 @@ pub mod status;
 
 pub use agent::{AgentConfig, DEFAULT_LEASE_WAIT, Shutdown, run_agent};
 pub use job::{AgentEnv, DEFAULT_GRACE, JobEnd, LEASE_PER_HEARTBEAT, run_job};
-pub use link::{Assignment, FinishReport, Link, LinkError, StepCache, StepReport};
+pub use link::{Assignment, CacheUse, FinishReport, Link, LinkError, StepRecord};
 pub use prepare::{CATALOG_PATH, PrepareError};
 pub use report::Stop;
 pub use status::{Activity, CacheUsage, HostStatus, ScopeStatus};

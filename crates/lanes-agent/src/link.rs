@@ -6,110 +6,11 @@
 //! holds the job and must stop it at once, without reporting anything more about it.
 
 use crate::status::HostStatus;
-use lanes_core::explain::MissReason;
-use lanes_core::job::{JobReason, JobState};
-use serde::{Deserialize, Serialize};
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// A job the forge handed to this agent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
-    /// The job's id.
-    pub job: u64,
-    /// The lease's fencing token, presented with every report.
-    pub token: u64,
-    /// The repository's name.
-    pub repo: String,
-    /// The run's number in its repository.
-    pub run: u64,
-    /// The lane to run.
-    pub lane: String,
-    /// The commit to test (full hex id).
-    pub head: String,
-    /// A git repository (bare or not) on this host that holds `head`.
-    pub git_dir: PathBuf,
-    /// How often to heartbeat, in milliseconds.
-    pub heartbeat_ms: u64,
-    /// How long the lease lasts after it was granted or last heartbeated, in milliseconds: an
-    /// agent that could not heartbeat for that long has lost the job. 0 (a forge that does not
-    /// send it) means [`crate::LEASE_PER_HEARTBEAT`] heartbeats.
-    #[serde(default)]
-    pub lease_ms: u64,
-    /// Where this attempt's log starts: the bytes an earlier attempt (requeued after its agent
-    /// was lost) left in the job's log stay, and this attempt appends after them.
-    #[serde(default)]
-    pub log_offset: u64,
-}
-
-/// Whether a step's result came from the cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepCache {
-    /// The recorded result was reused.
-    Hit,
-    /// The step ran.
-    Miss,
-    /// Caching is off for the step.
-    Disabled,
-}
-
-/// One step, as the agent reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepReport {
-    /// Position in the lane, from 0.
-    pub index: u32,
-    /// The step's name.
-    pub name: String,
-    /// `running` while it runs; `passed`, `failed`, `timed-out`, `cancelled`, `skipped` after
-    /// (a cache hit is `passed` with [`StepCache::Hit`]).
-    pub status: JobState,
-    /// Whether its result came from the cache.
-    pub cache: StepCache,
-    /// Its key (hex).
-    pub key: Option<String>,
-    /// Wall time (running it, or restoring a hit).
-    pub duration_ms: Option<u64>,
-    /// For a hit, the time the original run took.
-    pub saved_ms: Option<u64>,
-    /// The exit code, when it ran to an exit.
-    pub exit_code: Option<i32>,
-    /// For a miss: why, from the step's last recorded run in the agent's cache.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub miss: Option<MissReason>,
-}
-
-/// How a job ended, as the agent reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinishReport {
-    /// `passed`, `failed`, `timed-out` or `error` (the agent could not run the lane at all:
-    /// the commit or the catalog could not be read, a pin does not match its host).
-    pub state: JobState,
-    /// For `error`, what went wrong.
-    pub message: Option<String>,
-    /// For `error`, the job's reason when there is one (`pin-mismatch`); absent from agents
-    /// that predate it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<JobReason>,
-    /// Every step, in order.
-    pub steps: Vec<StepReport>,
-    /// Time spent waiting for cache mounts or a scope.
-    pub lock_wait_ms: u64,
-    /// Time spent writing the lane directory.
-    pub materialize_ms: u64,
-}
-
-impl Assignment {
-    /// How long the lease lasts without a heartbeat.
-    pub fn lease(&self) -> Duration {
-        if self.lease_ms > 0 {
-            Duration::from_millis(self.lease_ms)
-        } else {
-            Duration::from_millis(self.heartbeat_ms.max(1)) * crate::LEASE_PER_HEARTBEAT
-        }
-    }
-}
+pub use lanes_api::agent::{Assignment, FinishReport};
+pub use lanes_core::job::{CacheUse, StepRecord};
 
 /// Secrets by name: each value, or why the forge refused it.
 pub type Secrets = std::collections::BTreeMap<String, Result<String, String>>;
@@ -169,7 +70,7 @@ pub trait Link: Send + Sync + 'static {
         &self,
         job: u64,
         token: u64,
-        step: StepReport,
+        step: StepRecord,
     ) -> impl Future<Output = Result<(), LinkError>> + Send;
 
     /// Resolves when the forge takes the job from this lease (a user cancelled it, a newer head

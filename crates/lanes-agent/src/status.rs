@@ -12,7 +12,6 @@
 use crate::link::Link;
 use lanes_cache::LocalStore;
 use lanes_exec::slot::NO_SCOPE;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,43 +29,7 @@ pub const MIN_GAP: Duration = Duration::from_secs(1);
 /// (otherwise every [`EVERY`]): a walk of a large cache is not redone for every job.
 pub const REMEASURE: Duration = Duration::from_secs(10);
 
-/// An agent's host, as it reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostStatus {
-    /// `os-arch`, as it goes into step keys.
-    pub platform: String,
-    /// The agent's lanes version.
-    pub version: String,
-    /// Every scope with cache mounts on the host or a job running now, by name; lanes without a
-    /// scope are [`NO_SCOPE`].
-    pub scopes: Vec<ScopeStatus>,
-    /// What the host's step cache holds at its last measurement; `None` when it has not been
-    /// measured yet.
-    pub cache: Option<CacheUsage>,
-}
-
-/// One scope on the host.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScopeStatus {
-    /// The scope's name, or [`NO_SCOPE`].
-    pub name: String,
-    /// Its cache mounts (the directories under `mounts/<scope>/`, and those its running lanes
-    /// declare), sorted.
-    pub mounts: Vec<String>,
-    /// The agent's jobs running a lane of this scope now, by job id.
-    pub jobs: Vec<u64>,
-}
-
-/// What the step cache holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheUsage {
-    /// Recorded step results.
-    pub actions: u64,
-    /// Stored output blobs.
-    pub blobs: u64,
-    /// Bytes of both on disk.
-    pub bytes: u64,
-}
+pub use lanes_api::agent::{CacheUsage, HostStatus, ScopeStatus};
 
 /// One running attempt of a job, as [`Activity`] counts it.
 #[derive(Clone, Debug, PartialEq, Eq)]

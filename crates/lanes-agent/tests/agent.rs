@@ -4,8 +4,8 @@
 //! acknowledged offset) and can be told to reject heartbeats or fail appends.
 
 use lanes_agent::{
-    AgentConfig, AgentEnv, Assignment, FinishReport, HostStatus, JobEnd, Link, LinkError, Shutdown,
-    StepCache, StepReport, Stop, run_agent, run_job,
+    AgentConfig, AgentEnv, Assignment, CacheUse, FinishReport, HostStatus, JobEnd, Link, LinkError,
+    Shutdown, StepRecord, Stop, run_agent, run_job,
 };
 use lanes_core::explain::MissKind;
 use lanes_core::job::JobState;
@@ -84,7 +84,7 @@ enum Call {
         bytes: Vec<u8>,
         taken: bool,
     },
-    Step(StepReport),
+    Step(StepRecord),
     Finish(FinishReport),
 }
 
@@ -129,7 +129,7 @@ impl Forge {
         String::from_utf8(self.log.lock().expect("log").clone()).expect("the log is UTF-8")
     }
 
-    fn steps(&self) -> Vec<StepReport> {
+    fn steps(&self) -> Vec<StepRecord> {
         self.calls()
             .into_iter()
             .filter_map(|c| match c {
@@ -239,7 +239,7 @@ impl Link for Forge {
             .collect())
     }
 
-    async fn step(&self, _job: u64, _token: u64, step: StepReport) -> Result<(), LinkError> {
+    async fn step(&self, _job: u64, _token: u64, step: StepRecord) -> Result<(), LinkError> {
         self.record(Call::Step(step));
         Ok(())
     }
@@ -396,15 +396,15 @@ async fn a_passing_lane_reports_every_step_passed_and_finishes_passed() {
     let calls = forge.calls();
     assert_eq!(calls.first(), Some(&Call::Started), "started comes first");
     let steps = forge.steps();
-    let summary: Vec<(u32, &str, JobState, StepCache, Option<i32>)> = steps
+    let summary: Vec<(u32, &str, JobState, CacheUse, Option<i32>)> = steps
         .iter()
         .map(|s| (s.index, s.name.as_str(), s.status, s.cache, s.exit_code))
         .collect();
     assert_eq!(
         summary,
         [
-            (0, "compile", JobState::Passed, StepCache::Miss, Some(0)),
-            (1, "test", JobState::Passed, StepCache::Miss, Some(0)),
+            (0, "compile", JobState::Passed, CacheUse::Miss, Some(0)),
+            (1, "test", JobState::Passed, CacheUse::Miss, Some(0)),
         ]
     );
     assert!(
@@ -480,7 +480,7 @@ async fn running_the_same_job_again_hits_the_cache_for_every_step_and_the_log_sa
     let first = Forge::default();
     run(&first, assignment(&git, &head, "build"), cache.path()).await;
     assert!(
-        first.steps().iter().all(|s| s.cache == StepCache::Miss),
+        first.steps().iter().all(|s| s.cache == CacheUse::Miss),
         "{:?}",
         first.steps()
     );
@@ -494,7 +494,7 @@ async fn running_the_same_job_again_hits_the_cache_for_every_step_and_the_log_sa
     let steps = second.steps();
     assert_eq!(steps.len(), 2);
     for (hit, original) in steps.iter().zip(first.steps()) {
-        assert_eq!(hit.cache, StepCache::Hit, "{hit:?}");
+        assert_eq!(hit.cache, CacheUse::Hit, "{hit:?}");
         assert_eq!(hit.status, JobState::Passed);
         assert_eq!(hit.key, original.key, "the same commit has the same keys");
         assert!(hit.saved_ms.is_some(), "{hit:?}");
@@ -890,9 +890,9 @@ async fn a_large_log_goes_in_appends_of_at_most_64_kib_when_streamed_and_when_re
         assert_eq!(numbers, expected, "every line once, in order (job {job})");
         let step = &forge.steps()[0];
         let cache_use = if job == 1 {
-            StepCache::Miss
+            CacheUse::Miss
         } else {
-            StepCache::Hit
+            CacheUse::Hit
         };
         assert_eq!(step.cache, cache_use);
     }

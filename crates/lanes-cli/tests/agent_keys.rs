@@ -6,7 +6,7 @@ mod common;
 
 use common::{Repo, lanes_in};
 use lanes_agent::{
-    AgentEnv, Assignment, FinishReport, Link, LinkError, Shutdown, StepCache, StepReport, run_job,
+    AgentEnv, Assignment, CacheUse, FinishReport, Link, LinkError, Shutdown, StepRecord, run_job,
 };
 use lanes_core::job::JobState;
 use std::sync::Mutex;
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// A forge that accepts everything and keeps the step reports.
 #[derive(Debug, Default)]
 struct Accepting {
-    steps: Mutex<Vec<StepReport>>,
+    steps: Mutex<Vec<StepRecord>>,
     finished: Mutex<Option<FinishReport>>,
 }
 
@@ -48,7 +48,7 @@ impl Link for Accepting {
             .collect())
     }
 
-    async fn step(&self, _job: u64, _token: u64, step: StepReport) -> Result<(), LinkError> {
+    async fn step(&self, _job: u64, _token: u64, step: StepRecord) -> Result<(), LinkError> {
         if step.status != JobState::Running {
             self.steps.lock().expect("steps").push(step);
         }
@@ -136,7 +136,7 @@ outputs = ["out/**"]
         .collect();
     assert_eq!(agent_keys, keys, "the agent's keys are lanes fingerprint's");
     for step in &steps {
-        assert_eq!(step.cache, StepCache::Hit, "{step:?}");
+        assert_eq!(step.cache, CacheUse::Hit, "{step:?}");
     }
     let finished = forge.finished.lock().expect("finish").clone();
     assert_eq!(finished.map(|f| f.state), Some(JobState::Passed));

@@ -1,5 +1,6 @@
 //! The crate graph follows docs/architecture.md: `lanes-core` depends on no crate of ours,
-//! adapters depend on core (and `lanes-exec` may use `lanes-cache`), nothing depends on the CLI.
+//! adapters depend on core (and `lanes-exec` may use `lanes-cache`), the wire formats
+//! (`lanes-api`) on core alone, nothing depends on the CLI.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -8,11 +9,19 @@ use std::process::Command;
 fn allowed(krate: &str) -> Option<&'static [&'static str]> {
     Some(match krate {
         "lanes-core" => &[],
-        "lanes-git" | "lanes-cache" | "lanes-store" => &["lanes-core"],
+        // The wire formats: typed once, from core's vocabulary, for the server, agents and CLI.
+        "lanes-api" | "lanes-git" | "lanes-cache" | "lanes-store" => &["lanes-core"],
         "lanes-exec" => &["lanes-core", "lanes-cache"],
-        "lanes-agent" => &["lanes-core", "lanes-git", "lanes-exec", "lanes-cache"],
+        "lanes-agent" => &[
+            "lanes-core",
+            "lanes-api",
+            "lanes-git",
+            "lanes-exec",
+            "lanes-cache",
+        ],
         "lanes-server" => &[
             "lanes-core",
+            "lanes-api",
             "lanes-store",
             "lanes-git",
             "lanes-exec",
@@ -21,6 +30,7 @@ fn allowed(krate: &str) -> Option<&'static [&'static str]> {
         ],
         "lanes-cli" => &[
             "lanes-core",
+            "lanes-api",
             "lanes-git",
             "lanes-cache",
             "lanes-exec",

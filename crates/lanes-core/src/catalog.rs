@@ -4,7 +4,7 @@
 //! so every reference in here (a `needs` entry, a group, a pin) is known to resolve.
 
 use crate::glob::Glob;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -67,7 +67,8 @@ pub struct Group {
 }
 
 /// How a lane's outcome counts and when it is selected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum LaneClass {
     /// Selected by a diff; its failure fails the run.

@@ -98,6 +98,7 @@ pub enum Difference {
 
 /// What kind of reason made a step miss the cache: the categories the forge's cache page counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum MissKind {
     /// No run of the step is recorded in this cache (a new step, or a new host).
@@ -220,6 +221,7 @@ impl Difference {
 /// Why a step missed the cache, in brief: its kind and one line for people. Every miss of
 /// `lanes run` and of the forge's agents carries one; the forge stores it with the step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MissReason {
     /// The kind (of the first difference, in fingerprint field order).
     pub kind: MissKind,

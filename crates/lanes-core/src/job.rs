@@ -5,10 +5,12 @@
 //! (as the kebab-case names and JSON objects their serde forms give), and the API, UI and CLI
 //! show them. One definition, so the database, the wire and the screen never disagree.
 
+use crate::explain::MissReason;
 use serde::{Deserialize, Serialize};
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
     /// Waiting to be leased; carries a [`JobReason`] saying why it is not running yet.
@@ -98,6 +100,7 @@ impl std::fmt::Display for JobState {
 
 /// The order queued jobs are served in: lower first, FIFO within one priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Priority {
     /// Reruns and manual jobs: a person is waiting for them.
@@ -137,6 +140,7 @@ impl Priority {
 
 /// A job that holds a concurrency group, as a waiting job names it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Holder {
     /// The repository of the holder's run.
     pub repo: String,
@@ -148,6 +152,7 @@ pub struct Holder {
 
 /// Why a job is waiting, why it went back to the queue, or why it ended without running.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum JobReason {
     /// Queued: some of its needs have not passed yet.
@@ -243,6 +248,69 @@ impl JobReason {
             JobReason::PinMismatch { .. } => "pin-mismatch",
         }
     }
+}
+
+/// Whether a step's result came from the cache: one vocabulary for `lanes run`'s report, the
+/// agent's reports, the store and the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheUse {
+    /// The key was seen before; the recorded result was reused.
+    Hit,
+    /// The step ran (and, if it passed, its result was recorded).
+    Miss,
+    /// Caching is off for the lane or step.
+    Disabled,
+}
+
+impl CacheUse {
+    /// Every value.
+    pub const ALL: [CacheUse; 3] = [CacheUse::Hit, CacheUse::Miss, CacheUse::Disabled];
+
+    /// The name used in the database and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheUse::Hit => "hit",
+            CacheUse::Miss => "miss",
+            CacheUse::Disabled => "disabled",
+        }
+    }
+
+    /// The value called `name`.
+    pub fn parse(name: &str) -> Option<CacheUse> {
+        CacheUse::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+/// One step of a job: as the agent reports it, the store keeps it and the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StepRecord {
+    /// Position in the lane, from 0.
+    pub index: u32,
+    /// The step's name.
+    pub name: String,
+    /// Its outcome (`running` while it runs; `passed`, `failed`, `timed-out`, `cancelled`,
+    /// `skipped` after).
+    pub status: JobState,
+    /// Whether its result came from the cache.
+    pub cache: CacheUse,
+    /// Its key (hex), when it was keyed.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// How long it took (running, or restoring a hit).
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// For a hit: how long the original run took, the time the hit saved.
+    #[serde(default)]
+    pub saved_ms: Option<u64>,
+    /// The command's exit code, when it ran to an exit.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// For a miss: why, as the agent explained it.
+    #[serde(default)]
+    pub miss: Option<MissReason>,
 }
 
 #[cfg(test)]

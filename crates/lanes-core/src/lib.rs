@@ -14,6 +14,7 @@ pub mod glob;
 pub mod job;
 pub mod parse;
 pub mod plan;
+pub mod run;
 pub mod schedule;
 pub mod select;
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 /// Why a lane is selected or skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Reason {
     /// A changed path matched one of the lane's `paths` patterns (the deciding one).

@@ -67,17 +67,7 @@ impl Status {
     }
 }
 
-/// Whether the cache was consulted for a step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CacheUse {
-    /// A recorded result was reused.
-    Hit,
-    /// Nothing usable was recorded; the step ran (or would have).
-    Miss,
-    /// The step has `cache = false`, or the run was started with `--no-cache`.
-    Disabled,
-}
+pub use lanes_core::job::CacheUse;
 
 /// What happened to one step.
 #[derive(Clone, Debug, Serialize)]

@@ -47,7 +47,7 @@ mod common;
 
 use common::{BenchResult, Conn, Rng, env_number, median_f64, ms, quantile};
 use jiff::Timestamp;
-use lanes_agent::{FinishReport, StepCache, StepReport};
+use lanes_agent::FinishReport;
 use lanes_core::job::{JobState, Priority};
 use lanes_core::schedule::{self, AgentId, JobSpec, Scheduler};
 use lanes_core::{LaneClass, Reason};
@@ -452,11 +452,11 @@ fn passed() -> FinishReport {
         state: JobState::Passed,
         message: None,
         reason: None,
-        steps: vec![StepReport {
+        steps: vec![StepRecord {
             index: 0,
             name: "s".into(),
             status: JobState::Passed,
-            cache: StepCache::Miss,
+            cache: CacheUse::Miss,
             key: Some(format!("{:064x}", 1)),
             duration_ms: Some(1),
             saved_ms: None,

@@ -13,10 +13,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use lanes_agent::{FinishReport, HostStatus, StepReport};
+use lanes_agent::HostStatus;
+use lanes_api::agent::{
+    Fenced, FinishBody, LogAck, Registered, Registration, SecretAnswer, SecretsAnswer,
+    SecretsRequest, StepBody,
+};
 use lanes_store::{AgentRecord, NewAgent, Store, StoreError};
 use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,20 +27,6 @@ type Shared<S> = State<Arc<Forge<S>>>;
 
 /// The longest a lease request waits for a job.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Registration {
-    name: String,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default = "one")]
-    capacity: u32,
-}
-
-fn one() -> u32 {
-    1
-}
 
 /// `POST /api/v1/agents` (admin): registers an agent and returns its token, once.
 pub(crate) async fn register<S: Store + 'static>(
@@ -78,12 +67,12 @@ pub(crate) async fn register<S: Store + 'static>(
         })?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "name": record.name,
-            "labels": record.labels,
-            "capacity": record.capacity,
-            "token": token,
-        })),
+        axum::Json(Registered {
+            name: record.name,
+            labels: record.labels,
+            capacity: record.capacity,
+            token,
+        }),
     )
         .into_response())
 }
@@ -155,12 +144,6 @@ pub(crate) async fn status<S: Store + 'static>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Fenced {
-    token: u64,
-}
-
 /// Refuses a report about `job` from an agent that does not hold its lease.
 async fn holder<S: Store + 'static>(
     forge: &Forge<S>,
@@ -207,30 +190,23 @@ pub(crate) async fn heartbeat<S: Store + 'static>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SecretsBody {
-    token: u64,
-    names: Vec<String>,
-}
-
 /// `POST /api/v1/agent/jobs/{id}/secrets`: the secrets the job's lane asks for, each as
 /// `{"value": ...}` or `{"refused": why}` (docs/security.md).
 pub(crate) async fn secrets<S: Store + 'static>(
     State(forge): Shared<S>,
     headers: HeaderMap,
     Path(job): Path<u64>,
-    axum::Json(body): axum::Json<SecretsBody>,
+    axum::Json(body): axum::Json<SecretsRequest>,
 ) -> Result<Response, ApiError> {
     holder(&forge, &headers, job).await?;
     let granted =
         detached(async move { forge.secrets(job, body.token, &body.names).await }).await?;
-    let out: serde_json::Map<String, serde_json::Value> = granted
+    let secrets = granted
         .into_iter()
         .map(|(name, answer)| {
             let answer = match answer {
-                Ok(value) => json!({ "value": value }),
-                Err(why) => json!({ "refused": why }),
+                Ok(value) => SecretAnswer::Value(value),
+                Err(why) => SecretAnswer::Refused(why),
             };
             (name, answer)
         })
@@ -238,7 +214,7 @@ pub(crate) async fn secrets<S: Store + 'static>(
     // Never kept by a proxy or a browser.
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({ "secrets": out })),
+        axum::Json(SecretsAnswer { secrets }),
     )
         .into_response())
 }
@@ -256,19 +232,12 @@ pub(crate) async fn log<S: Store + 'static>(
     Path(job): Path<u64>,
     Query(q): Query<LogQuery>,
     body: Bytes,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<LogAck>, ApiError> {
     holder(&forge, &headers, job).await?;
     let bytes = body.to_vec();
     let acknowledged =
         detached(async move { forge.append_log(job, q.token, q.offset, bytes).await }).await?;
-    Ok(axum::Json(json!({"acknowledged": acknowledged})))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StepBody {
-    token: u64,
-    step: StepReport,
+    Ok(axum::Json(LogAck { acknowledged }))
 }
 
 /// `POST /api/v1/agent/jobs/{id}/steps`.
@@ -281,13 +250,6 @@ pub(crate) async fn step<S: Store + 'static>(
     holder(&forge, &headers, job).await?;
     detached(async move { forge.step(job, body.token, body.step).await }).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FinishBody {
-    token: u64,
-    finish: FinishReport,
 }
 
 /// `POST /api/v1/agent/jobs/{id}/finish`.

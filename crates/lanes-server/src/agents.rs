@@ -17,8 +17,8 @@ pub struct AgentView {
     pub labels: Vec<String>,
     /// How many jobs it runs at once.
     pub capacity: u32,
-    /// `online`, `draining`, `paused` or `lost`.
-    pub state: &'static str,
+    /// Online, draining, paused or lost.
+    pub state: AgentState,
     /// When it last reported about a job (`None` for the built-in agent, which reports in
     /// process, and for an agent that never did).
     pub last_heartbeat: Option<Timestamp>,
@@ -55,12 +55,12 @@ pub async fn agent_views<S: Store + 'static>(forge: &Forge<S>) -> ForgeResult<Ve
         // A registered agent that has not called in since the start is lost; one the store
         // holds draining or paused stays so while connected.
         let state = match (live, record) {
-            (Some((.., true)), Some(r)) if r.state != AgentState::Online => r.state.as_str(),
-            (Some((.., true)), _) => "online",
-            (Some(_), _) => "lost",
-            (None, Some(r)) if r.state == AgentState::Online => "lost",
-            (None, Some(r)) => r.state.as_str(),
-            (None, None) => "lost",
+            (Some((.., true)), Some(r)) if r.state != AgentState::Online => r.state,
+            (Some((.., true)), _) => AgentState::Online,
+            (Some(_), _) => AgentState::Lost,
+            (None, Some(r)) if r.state == AgentState::Online => AgentState::Lost,
+            (None, Some(r)) => r.state,
+            (None, None) => AgentState::Lost,
         };
         let (labels, capacity) = match (live, record) {
             (Some((_, labels, capacity, _)), _) => (labels.clone(), *capacity),

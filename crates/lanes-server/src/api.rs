@@ -17,13 +17,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::stream::{self, Stream};
-use jiff::Timestamp;
-use lanes_core::job::JobState;
-use lanes_store::{
-    JobId, JobRecord, RepoRecord, RunDetail, RunFilter, RunRecord, RunStatus, RunTrigger, Store,
-};
+
+use crate::status::BranchStatus;
+use crate::wire;
+use axum::Json;
+use lanes_api::events::{LogChunk, LogEnd, StreamError};
+use lanes_api::forge as api;
+use lanes_store::{JobId, RunDetail, RunFilter, RunStatus, RunTrigger, Store};
 use serde::Deserialize;
-use serde_json::{Value, json};
+#[cfg(test)]
+use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
@@ -108,8 +111,13 @@ impl From<lanes_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let body = api::Error {
+            error: api::ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -276,120 +284,9 @@ async fn auth<S: Store + 'static>(
     }
 }
 
-fn ts(t: Option<Timestamp>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(t.to_string()))
-}
-
-fn repo_json(repo: &RepoRecord) -> Value {
-    json!({
-        "name": repo.name,
-        "path": repo.path,
-        "default_branch": repo.default_branch,
-        "remote_url": repo.remote_url,
-    })
-}
-
-/// A job as docs/api.md shows it; `lanes` names its needs by lane.
-pub fn job_json(job: &JobRecord, lanes: &HashMap<JobId, String>) -> Value {
-    let now = Timestamp::now();
-    let duration_ms = match job.started_at {
-        Some(start) => {
-            let end = job.finished_at.unwrap_or(now);
-            (end.as_millisecond() - start.as_millisecond()).max(0)
-        }
-        None => 0,
-    };
-    let cached = job
-        .steps
-        .iter()
-        .filter(|s| s.cache == lanes_store::CacheUse::Hit)
-        .count();
-    let ran = job
-        .steps
-        .iter()
-        .filter(|s| {
-            s.cache != lanes_store::CacheUse::Hit
-                && !matches!(s.status, JobState::Skipped)
-                && (s.duration_ms.is_some() || s.exit_code.is_some())
-        })
-        .count();
-    let saved: u64 = job.steps.iter().filter_map(|s| s.saved_ms).sum();
-    json!({
-        "id": job.id.0,
-        "lane": job.lane,
-        "class": job.class.as_str(),
-        "priority": job.priority.as_str(),
-        "status": job.state.as_str(),
-        "reason": job.reason,
-        "selection": job.selection,
-        "needs": job.needs.iter().map(|n| lanes.get(n).cloned().unwrap_or_else(|| n.to_string())).collect::<Vec<_>>(),
-        "group": job.group,
-        "labels": job.labels,
-        "rerun_of": job.rerun_of.map(|j| j.0),
-        "attempts": job.attempts,
-        "retries": job.retries,
-        "agent": job.agent,
-        "queued_at": ts(job.queued_at),
-        "leased_at": ts(job.leased_at),
-        "started_at": ts(job.started_at),
-        "finished_at": ts(job.finished_at),
-        "duration_ms": duration_ms,
-        "timings": {
-            "queue_wait_ms": job.timings.queue_wait_ms,
-            "lock_wait_ms": job.timings.lock_wait_ms,
-            "materialize_ms": job.timings.materialize_ms,
-        },
-        "steps_cached": cached,
-        "steps_run": ran,
-        "saved_ms": saved,
-        "log_bytes": job.log_len,
-        "steps": job.steps.iter().map(|s| json!({
-            "index": s.index,
-            "name": s.name,
-            "status": s.status.as_str(),
-            "cache": s.cache.as_str(),
-            "key": s.key,
-            "duration_ms": s.duration_ms,
-            "saved_ms": s.saved_ms,
-            "exit_code": s.exit_code,
-            "miss": s.miss.as_ref().map(|m| json!({"kind": m.kind.as_str(), "detail": m.detail})),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn run_json(run: &RunRecord, jobs: Option<&[JobRecord]>) -> Value {
-    let diagnostics = run
-        .diagnostics
-        .as_deref()
-        .map(|d| serde_json::from_str::<Value>(d).unwrap_or_else(|_| Value::String(d.into())));
-    let mut out = json!({
-        "repo": run.repo,
-        "number": run.number,
-        "branch": run.branch,
-        "head": run.head,
-        "base": run.base,
-        "trigger": run.trigger.as_str(),
-        "status": run.status.as_str(),
-        "superseded_by": run.superseded_by,
-        "created_at": run.created_at.to_string(),
-        "started_at": ts(run.started_at),
-        "finished_at": ts(run.finished_at),
-        "diagnostics": diagnostics,
-    });
-    if let Some(jobs) = jobs {
-        let lanes: HashMap<JobId, String> = jobs.iter().map(|j| (j.id, j.lane.clone())).collect();
-        out["jobs"] = jobs.iter().map(|j| job_json(j, &lanes)).collect();
-    }
-    out
-}
-
-fn detail_json(detail: &RunDetail) -> Value {
-    run_json(&detail.run, Some(&detail.jobs))
-}
-
-async fn repos<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
+async fn repos<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Json<Vec<api::Repo>>> {
     let repos = forge.store().list_repos().await?;
-    Ok(axum::Json(repos.iter().map(repo_json).collect()))
+    Ok(Json(repos.iter().map(wire::repo).collect()))
 }
 
 /// The newest push run of `branch` (nightly and manual runs do not decide a branch's status).
@@ -434,15 +331,15 @@ async fn latest_push_run<S: Store>(
     }
 }
 
-fn status_of(detail: &RunDetail) -> &'static str {
+fn status_of(detail: &RunDetail) -> BranchStatus {
     let views: Vec<JobView> = detail.jobs.iter().map(JobView::from).collect();
-    branch_status(detail.run.status, &views).as_str()
+    branch_status(detail.run.status, &views)
 }
 
 async fn branches<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(repo): Path<String>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<Vec<api::BranchSummary>>> {
     forge.store().repo(&repo).await?;
     let mut out = Vec::new();
     for summary in forge.store().branches(&repo).await? {
@@ -453,20 +350,20 @@ async fn branches<S: Store + 'static>(
             summary.head.as_deref(),
         )
         .await?;
-        out.push(json!({
-            "branch": summary.branch,
-            "head": summary.head,
-            "status": latest.as_ref().map(status_of),
-            "latest_run": latest.as_ref().map(|d| run_json(&d.run, None)),
-        }));
+        out.push(api::BranchSummary {
+            status: latest.as_ref().map(|d| status_of(d).into()),
+            latest_run: latest.as_ref().map(|d| wire::run(&d.run, None)),
+            branch: summary.branch,
+            head: summary.head,
+        });
     }
-    Ok(axum::Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
 async fn branch<S: Store + 'static>(
     State(forge): Shared<S>,
     Path((repo, branch)): Path<(String, String)>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::BranchState>> {
     forge.store().repo(&repo).await?;
     let summary = forge
         .store()
@@ -482,24 +379,24 @@ async fn branch<S: Store + 'static>(
             )
         })?;
     let latest = latest_push_run(forge.store(), &repo, &branch, summary.head.as_deref()).await?;
-    Ok(axum::Json(json!({
-        "repo": repo,
-        "branch": branch,
-        "head": summary.head,
-        "status": latest.as_ref().map_or("pending", status_of),
-        "run": latest.as_ref().map(detail_json),
-    })))
+    Ok(Json(api::BranchState {
+        status: latest
+            .as_ref()
+            .map_or(BranchStatus::Pending, status_of)
+            .into(),
+        run: latest.as_ref().map(wire::detail),
+        repo,
+        branch,
+        head: summary.head,
+    }))
 }
 
 async fn refs_changed<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(repo): Path<String>,
-) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<api::RefsChanged>)> {
     let created = detached(async move { forge.poll_repo(&repo).await }).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"created": created})),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(api::RefsChanged { created })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -514,7 +411,7 @@ async fn runs<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(repo): Path<String>,
     Query(q): Query<RunsQuery>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<Vec<api::Run>>> {
     forge.store().repo(&repo).await?;
     let status = match q.status.as_deref() {
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
@@ -543,44 +440,43 @@ async fn runs<S: Store + 'static>(
             limit: q.limit.unwrap_or(50).clamp(1, 500),
         })
         .await?;
-    Ok(axum::Json(runs.iter().map(|r| run_json(r, None)).collect()))
+    Ok(Json(runs.iter().map(|r| wire::run(r, None)).collect()))
 }
 
 async fn run<S: Store + 'static>(
     State(forge): Shared<S>,
     Path((repo, number)): Path<(String, u64)>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::Run>> {
     let detail = forge.store().run(&repo, number).await?;
-    Ok(axum::Json(detail_json(&detail)))
+    Ok(Json(wire::detail(&detail)))
 }
 
 async fn cancel_run<S: Store + 'static>(
     State(forge): Shared<S>,
     Path((repo, number)): Path<(String, u64)>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::Run>> {
     let f = Arc::clone(&forge);
     let r = repo.clone();
     detached(async move { f.cancel_run(&r, number).await }).await?;
     let detail = forge.store().run(&repo, number).await?;
-    Ok(axum::Json(detail_json(&detail)))
+    Ok(Json(wire::detail(&detail)))
 }
 
 async fn rerun_failed<S: Store + 'static>(
     State(forge): Shared<S>,
     Path((repo, number)): Path<(String, u64)>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::Jobs>> {
     let f = Arc::clone(&forge);
     let r = repo.clone();
     let jobs = detached(async move { f.rerun_failed(&r, number).await }).await?;
     let detail = forge.store().run(&repo, number).await?;
-    let lanes: HashMap<JobId, String> =
-        detail.jobs.iter().map(|j| (j.id, j.lane.clone())).collect();
-    Ok(axum::Json(
-        json!({"jobs": jobs.iter().map(|j| job_json(j, &lanes)).collect::<Vec<_>>()}),
-    ))
+    let lanes = wire::lanes_of(&detail.jobs);
+    Ok(Json(api::Jobs {
+        jobs: jobs.iter().map(|j| wire::job(j, &lanes)).collect(),
+    }))
 }
 
-async fn job_with_lanes<S: Store>(store: &S, id: i64) -> ApiResult<Value> {
+async fn job_with_lanes<S: Store>(store: &S, id: i64) -> ApiResult<Json<api::Job>> {
     let job = store.job(JobId(id)).await?;
     let mut lanes = HashMap::new();
     for need in &job.needs {
@@ -588,41 +484,41 @@ async fn job_with_lanes<S: Store>(store: &S, id: i64) -> ApiResult<Value> {
             lanes.insert(n.id, n.lane);
         }
     }
-    Ok(job_json(&job, &lanes))
+    Ok(Json(wire::job(&job, &lanes)))
 }
 
 async fn job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
+) -> ApiResult<Json<api::Job>> {
+    job_with_lanes(forge.store(), id).await
 }
 
 async fn cancel_job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::Job>> {
     let f = Arc::clone(&forge);
     detached(async move { f.cancel_job(JobId(id)).await }).await?;
-    Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
+    job_with_lanes(forge.store(), id).await
 }
 
 async fn rerun_job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::Job>> {
     let f = Arc::clone(&forge);
     let new = detached(async move { f.rerun_job(JobId(id)).await }).await?;
-    Ok(axum::Json(job_with_lanes(forge.store(), new.id.0).await?))
+    job_with_lanes(forge.store(), new.id.0).await
 }
 
 async fn requeue_job<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<Value>> {
+) -> ApiResult<Json<api::Job>> {
     let f = Arc::clone(&forge);
     detached(async move { f.requeue(JobId(id)).await }).await?;
-    Ok(axum::Json(job_with_lanes(forge.store(), id).await?))
+    job_with_lanes(forge.store(), id).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -698,6 +594,11 @@ async fn log<S: Store + 'static>(
     Ok((headers, bytes).into_response())
 }
 
+/// An event's data: its JSON.
+fn event_data<T: serde::Serialize>(event: &T) -> String {
+    serde_json::to_string(event).unwrap_or_default()
+}
+
 /// The longest prefix of `bytes` that does not end inside a UTF-8 character.
 fn utf8_prefix(bytes: &[u8]) -> usize {
     match std::str::from_utf8(bytes) {
@@ -739,7 +640,9 @@ async fn log_stream<S: Store + 'static>(
                     tail.done = true;
                     let event = Event::default()
                         .event("error")
-                        .data(json!({"message": e.to_string()}).to_string());
+                        .data(event_data(&StreamError {
+                            message: e.to_string(),
+                        }));
                     return Some((Ok(event), tail));
                 }
             };
@@ -756,9 +659,10 @@ async fn log_stream<S: Store + 'static>(
                         // Nothing whole to send yet: wait for the rest of the character.
                         if take > 0 {
                             let text = String::from_utf8_lossy(&bytes[..take]).into_owned();
-                            let event = Event::default()
-                                .event("log")
-                                .data(json!({"offset": tail.offset, "text": text}).to_string());
+                            let event = Event::default().event("log").data(event_data(&LogChunk {
+                                offset: tail.offset,
+                                text,
+                            }));
                             tail.offset += take as u64;
                             return Some((Ok(event), tail));
                         }
@@ -767,16 +671,16 @@ async fn log_stream<S: Store + 'static>(
                         tail.done = true;
                         let event = Event::default()
                             .event("error")
-                            .data(json!({"message": e.message}).to_string());
+                            .data(event_data(&StreamError { message: e.message }));
                         return Some((Ok(event), tail));
                     }
                 }
             }
             if job.state.is_terminal() {
                 tail.done = true;
-                let event = Event::default()
-                    .event("end")
-                    .data(json!({"status": job.state.as_str()}).to_string());
+                let event = Event::default().event("end").data(event_data(&LogEnd {
+                    status: job.state.into(),
+                }));
                 return Some((Ok(event), tail));
             }
             // Wait for this job's next event; a lagging receiver or a quiet second re-reads.
@@ -799,7 +703,7 @@ async fn log_stream<S: Store + 'static>(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
+async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Json<Vec<api::Group>>> {
     let mut out = Vec::new();
     for group in forge.groups().await {
         let mut waiters = Vec::new();
@@ -810,45 +714,37 @@ async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::
                 .await
                 .ok()
                 .and_then(|j| j.queued_at);
-            waiters.push(
-                json!({"job": id.0, "repo": h.repo, "run": h.run, "lane": h.lane,
-                                "queued_at": ts(queued_at)}),
-            );
+            waiters.push(api::GroupJob {
+                job: id.0,
+                repo: h.repo.clone(),
+                run: h.run,
+                lane: h.lane.clone(),
+                queued_at,
+            });
         }
-        out.push(json!({
-            "name": group.name,
-            "limit": group.limit,
-            "holders": group.holders.iter().map(|(id, h)| json!({
-                "job": id.0, "repo": h.repo, "run": h.run, "lane": h.lane,
-            })).collect::<Vec<_>>(),
-            "waiters": waiters,
-        }));
+        out.push(api::Group {
+            name: group.name,
+            limit: group.limit,
+            holders: group
+                .holders
+                .iter()
+                .map(|(id, h)| api::GroupJob {
+                    job: id.0,
+                    repo: h.repo.clone(),
+                    run: h.run,
+                    lane: h.lane.clone(),
+                    queued_at: None,
+                })
+                .collect(),
+            waiters,
+        });
     }
-    Ok(axum::Json(Value::Array(out)))
+    Ok(Json(out))
 }
 
-async fn agents<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<axum::Json<Value>> {
-    let out = crate::agents::agent_views(&forge)
-        .await?
-        .into_iter()
-        .map(|agent| {
-            let host = agent.host.map(|(status, at)| {
-                let mut host = serde_json::to_value(status).unwrap_or(Value::Null);
-                host["reported_at"] = json!(at.to_string());
-                host
-            });
-            json!({
-                "name": agent.name,
-                "labels": agent.labels,
-                "capacity": agent.capacity,
-                "state": agent.state,
-                "last_heartbeat": ts(agent.last_heartbeat),
-                "running": agent.running.iter().map(|j| j.id.0).collect::<Vec<_>>(),
-                "host": host,
-            })
-        })
-        .collect();
-    Ok(axum::Json(Value::Array(out)))
+async fn agents<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Json<Vec<api::Agent>>> {
+    let views = crate::agents::agent_views(&forge).await?;
+    Ok(Json(views.into_iter().map(wire::agent).collect()))
 }
 
 async fn openapi() -> Response {
@@ -856,15 +752,17 @@ async fn openapi() -> Response {
 }
 
 /// `GET /api/v1/health`: whether the forge can take work now.
-async fn health<S: Store + 'static>(State(forge): Shared<S>) -> axum::Json<Value> {
+async fn health<S: Store + 'static>(State(forge): Shared<S>) -> Json<api::Health> {
     let full = forge.disk_full();
-    axum::Json(json!({
-        "disk_full": full.is_some(),
-        "disk_full_since": full.as_ref().map(|(since, _)| since.to_string()),
-        "message": full.map(|(_, why)| format!(
-            "the data directory's disk is full ({why}): no new jobs start until space returns"
-        )),
-    }))
+    Json(api::Health {
+        disk_full: full.is_some(),
+        disk_full_since: full.as_ref().map(|(since, _)| *since),
+        message: full.map(|(_, why)| {
+            format!(
+                "the data directory's disk is full ({why}): no new jobs start until space returns"
+            )
+        }),
+    })
 }
 
 async fn metrics<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Response> {

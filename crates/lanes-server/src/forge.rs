@@ -13,7 +13,7 @@ use crate::status::run_status;
 use crate::trigger::{self, Outcome};
 use batch::{Ask, Asked};
 use jiff::Timestamp;
-use lanes_agent::{Assignment, FinishReport, HostStatus, StepCache, StepReport};
+use lanes_agent::{Assignment, FinishReport, HostStatus};
 use lanes_core::job::{JobReason, JobState, Priority};
 use lanes_core::schedule::{
     self, AgentId, GroupView, Lease, Need, RestoredJob, Scheduler, Superseded, SupersedingCatalog,
@@ -21,8 +21,8 @@ use lanes_core::schedule::{
 };
 use lanes_git::Repo;
 use lanes_store::{
-    CacheUse, JobId, JobRecord, JobUpdate, LogFile, NewJob, RepoRecord, RunDetail, RunRecord,
-    RunStatus, RunUpdate, StepRecord, Store, StoreError,
+    JobId, JobRecord, JobUpdate, LogFile, NewJob, RepoRecord, RunDetail, RunRecord, RunStatus,
+    RunUpdate, StepRecord, Store, StoreError,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -1212,12 +1212,10 @@ impl<S: Store + 'static> Forge<S> {
     }
 
     /// Records one step of a running job.
-    pub async fn step(&self, job: u64, token: u64, step: StepReport) -> ForgeResult<()> {
+    pub async fn step(&self, job: u64, token: u64, step: StepRecord) -> ForgeResult<()> {
         self.check(job, token).await?;
         let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
-        self.store
-            .record_step(id, token, &step_record(&step))
-            .await?;
+        self.store.record_step(id, token, &step).await?;
         let _ = self.events.send(JobEvent::State { job: id });
         Ok(())
     }
@@ -1507,24 +1505,6 @@ fn spec_of(job: &JobRecord, needs: Vec<Need>) -> schedule::JobSpec {
         group: job.group.clone(),
         labels: job.labels.iter().cloned().collect(),
         retries: job.retries,
-    }
-}
-
-fn step_record(step: &StepReport) -> StepRecord {
-    StepRecord {
-        index: step.index,
-        name: step.name.clone(),
-        status: step.status,
-        cache: match step.cache {
-            StepCache::Hit => CacheUse::Hit,
-            StepCache::Miss => CacheUse::Miss,
-            StepCache::Disabled => CacheUse::Disabled,
-        },
-        key: step.key.clone(),
-        duration_ms: step.duration_ms,
-        saved_ms: step.saved_ms,
-        exit_code: step.exit_code,
-        miss: step.miss.clone(),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod serve;
 pub mod status;
 pub mod trigger;
 pub mod ui;
+pub mod wire;
 
 pub use error::{ForgeError, ForgeResult};
 pub use forge::{Forge, ForgeConfig, JobEvent, LOCAL_AGENT};

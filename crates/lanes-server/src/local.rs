@@ -2,7 +2,7 @@
 //! HTTP, answered by direct calls into the [`Forge`] in this process.
 
 use crate::forge::{Forge, JobEvent};
-use lanes_agent::{Assignment, FinishReport, HostStatus, Link, LinkError, StepReport};
+use lanes_agent::{Assignment, FinishReport, HostStatus, Link, LinkError, StepRecord};
 use lanes_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ impl<S: Store + 'static> Link for LocalLink<S> {
         Ok(self.forge.secrets(job, token, &names).await?)
     }
 
-    async fn step(&self, job: u64, token: u64, step: StepReport) -> Result<(), LinkError> {
+    async fn step(&self, job: u64, token: u64, step: StepRecord) -> Result<(), LinkError> {
         Ok(self.forge.step(job, token, step).await?)
     }
 

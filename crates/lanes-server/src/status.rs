@@ -5,34 +5,7 @@ use lanes_core::job::{JobReason, JobState};
 use lanes_store::{JobId, JobRecord, RunRecord, RunStatus};
 use std::collections::BTreeMap;
 
-/// What a branch's CI status is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BranchStatus {
-    /// No required job has started yet.
-    Pending,
-    /// Some required job started or finished, others are still to come.
-    Running,
-    /// Every required job passed or was not selected.
-    Passed,
-    /// A required job failed, timed out, was cancelled, ended in error or was skipped because a
-    /// need did not pass.
-    Failed,
-    /// The run could not be planned (the catalog failed at that commit).
-    Error,
-}
-
-impl BranchStatus {
-    /// The name used in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BranchStatus::Pending => "pending",
-            BranchStatus::Running => "running",
-            BranchStatus::Passed => "passed",
-            BranchStatus::Failed => "failed",
-            BranchStatus::Error => "error",
-        }
-    }
-}
+pub use lanes_core::run::BranchStatus;
 
 /// The part of a job the derivation looks at.
 #[derive(Clone, Debug, PartialEq, Eq)]

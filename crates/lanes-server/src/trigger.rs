@@ -6,6 +6,7 @@
 //! the second attempt into [`Outcome::AlreadySeen`].
 
 use jiff::Timestamp;
+use lanes_api::forge::{RunDiagnostic, RunDiagnostics};
 use lanes_core::job::{JobState, Priority};
 use lanes_core::schedule::{OpenJob, Superseded, SupersedingCatalog, on_superseded};
 use lanes_core::{Catalog, LaneClass, Source, Trigger};
@@ -14,16 +15,12 @@ use lanes_store::{
     JobRecord, NewJob, NewRun, RepoRecord, RunDetail, RunFilter, RunStatus, RunTrigger, RunUpdate,
     Store, StoreError,
 };
-use serde::Serialize;
 
 /// Where the catalog lives, relative to the repository root.
 pub const CATALOG_PATH: &str = "lanes.toml";
 
 /// How many times a job is requeued after lost agents before it ends `error`.
 pub const DEFAULT_RETRIES: u32 = 2;
-
-/// Version of the diagnostics JSON stored on a run whose catalog failed.
-pub const DIAGNOSTICS_VERSION: u32 = 1;
 
 /// What [`on_branch_head`] did.
 #[derive(Debug)]
@@ -64,23 +61,6 @@ pub enum TriggerError {
     /// The store failed.
     #[error("failed to write the forge state: {0}")]
     Store(#[from] StoreError),
-}
-
-/// One catalog problem as stored on an `error` run.
-#[derive(Debug, Serialize)]
-struct StoredDiagnostic {
-    code: String,
-    file: String,
-    line: Option<usize>,
-    column: Option<usize>,
-    message: String,
-    help: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct StoredDiagnostics {
-    version: u32,
-    diagnostics: Vec<StoredDiagnostic>,
 }
 
 /// Handles `branch` of `repo` pointing at `head`: creates its run unless the head was seen
@@ -245,7 +225,7 @@ pub(crate) fn read_catalog(
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     };
     let Some(text) = read(CATALOG_PATH)? else {
-        return Ok(Err(diagnostics_json(vec![StoredDiagnostic {
+        return Ok(Err(diagnostics_json(vec![RunDiagnostic {
             code: "catalog::missing".into(),
             file: CATALOG_PATH.into(),
             line: None,
@@ -264,7 +244,7 @@ pub(crate) fn read_catalog(
             diagnostics_json(
                 e.diagnostics
                     .into_iter()
-                    .map(|d| StoredDiagnostic {
+                    .map(|d| RunDiagnostic {
                         code: d.code.to_owned(),
                         file: d.file,
                         line: Some(d.line),
@@ -278,9 +258,10 @@ pub(crate) fn read_catalog(
     )
 }
 
-fn diagnostics_json(diagnostics: Vec<StoredDiagnostic>) -> String {
-    let doc = StoredDiagnostics {
-        version: DIAGNOSTICS_VERSION,
+/// The diagnostics JSON stored on a run whose catalog failed (the API sends it as it is).
+fn diagnostics_json(diagnostics: Vec<RunDiagnostic>) -> String {
+    let doc = RunDiagnostics {
+        version: RunDiagnostics::VERSION,
         diagnostics,
     };
     serde_json::to_string(&doc).unwrap_or_else(|e| format!("diagnostics not serializable: {e}"))

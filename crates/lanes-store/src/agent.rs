@@ -2,43 +2,7 @@
 
 use jiff::Timestamp;
 
-/// What the forge does with an agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AgentState {
-    /// Heartbeating and leasing.
-    Online,
-    /// Finishing what it holds, leasing nothing new.
-    Draining,
-    /// Paused by an admin: leases nothing.
-    Paused,
-    /// Stopped heartbeating.
-    Lost,
-}
-
-impl AgentState {
-    /// Every state.
-    pub const ALL: [AgentState; 4] = [
-        AgentState::Online,
-        AgentState::Draining,
-        AgentState::Paused,
-        AgentState::Lost,
-    ];
-
-    /// The name used in the database and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentState::Online => "online",
-            AgentState::Draining => "draining",
-            AgentState::Paused => "paused",
-            AgentState::Lost => "lost",
-        }
-    }
-
-    /// The state called `name`.
-    pub fn parse(name: &str) -> Option<AgentState> {
-        AgentState::ALL.into_iter().find(|s| s.as_str() == name)
-    }
-}
+pub use lanes_core::run::AgentState;
 
 /// An agent to register.
 #[derive(Clone, Debug, PartialEq, Eq)]

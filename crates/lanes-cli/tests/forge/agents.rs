@@ -3,7 +3,7 @@
 
 use crate::server::{Forge, Response, http};
 use lanes_agent::{
-    AgentEnv, Assignment, FinishReport, HostStatus, JobEnd, Link, LinkError, Shutdown, StepReport,
+    AgentEnv, Assignment, FinishReport, HostStatus, JobEnd, Link, LinkError, Shutdown, StepRecord,
     Stop, run_job,
 };
 use serde_json::Value;
@@ -277,7 +277,7 @@ impl Link for HttpLink {
             .collect())
     }
 
-    async fn step(&self, job: u64, token: u64, step: StepReport) -> Result<(), LinkError> {
+    async fn step(&self, job: u64, token: u64, step: StepRecord) -> Result<(), LinkError> {
         self.fenced(
             job,
             "steps",

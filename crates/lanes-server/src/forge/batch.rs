@@ -14,7 +14,7 @@
 use super::{Forge, JobEvent, RunKey, millis, store_id, timestamp};
 use crate::error::{ForgeError, ForgeResult};
 use jiff::Timestamp;
-use lanes_agent::{FinishReport, StepCache};
+use lanes_agent::{CacheUse, FinishReport};
 use lanes_core::job::{Holder, JobState};
 use lanes_core::schedule::{self, AgentId, Lease, Token, Transition};
 use lanes_store::{JobFinish, JobId, JobUpdate, JobWrite, Store};
@@ -210,7 +210,7 @@ impl<S: Store + 'static> Forge<S> {
                                         .clone()
                                         .filter(|_| report.state == JobState::Error),
                                     at: now,
-                                    steps: report.steps.iter().map(super::step_record).collect(),
+                                    steps: report.steps.clone(),
                                     lock_wait_ms: Some(report.lock_wait_ms),
                                     materialize_ms: Some(report.materialize_ms),
                                 },
@@ -363,8 +363,8 @@ impl<S: Store + 'static> Forge<S> {
     ) {
         for step in &report.steps {
             match step.cache {
-                StepCache::Hit => self.metrics.cache_hit(),
-                StepCache::Miss if step.status != JobState::Skipped => self.metrics.cache_miss(),
+                CacheUse::Hit => self.metrics.cache_hit(),
+                CacheUse::Miss if step.status != JobState::Skipped => self.metrics.cache_miss(),
                 _ => {}
             }
         }

@@ -116,7 +116,7 @@ pub(crate) async fn render<S: Store + 'static>(ui: &Ui<S>, viewer: Viewer) -> Ui
                 None => "never".to_owned(),
             };
             AgentRow {
-                state: agent.state,
+                state: agent.state.as_str(),
                 labels: agent.labels.join(", "),
                 capacity: agent.capacity,
                 running: agent.running.iter().map(job_link).collect(),
