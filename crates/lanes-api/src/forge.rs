@@ -13,7 +13,7 @@ use lanes_core::select::Reason;
 use serde::{Deserialize, Serialize};
 
 /// An error: every status the API answers with outside 2xx carries one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Error {
     /// The error.
@@ -21,13 +21,48 @@ pub struct Error {
 }
 
 /// What went wrong.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
-    /// A stable code (`not-found`, `conflict`, ...; the table in docs/api.md).
-    pub code: String,
+    /// A stable code (the table in docs/api.md).
+    pub code: Lenient<ErrorCode>,
     /// For people.
     pub message: String,
+}
+
+/// An error's stable code (docs/api.md's table says when each is sent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// A malformed parameter or body.
+    BadRequest,
+    /// A value over a limit or out of its range (the message names the field).
+    Invalid,
+    /// No token where one is needed.
+    Unauthorized,
+    /// A token that is not valid.
+    Forbidden,
+    /// No such repository, branch, run, job, lane or route.
+    NotFound,
+    /// The route has no such method.
+    MethodNotAllowed,
+    /// The request's head or body did not arrive in time.
+    Timeout,
+    /// The action does not apply in the current state.
+    Conflict,
+    /// An agent report with a fencing token that no longer holds the job.
+    StaleToken,
+    /// The body is larger than the forge takes.
+    TooLarge,
+    /// The head is larger than the forge takes.
+    HeadersTooLarge,
+    /// The forge failed (a bug).
+    Internal,
+    /// The forge is at its limit of connections or requests: retry.
+    Busy,
+    /// Something the forge needs (its disk, its database) is not available now: retry.
+    Unavailable,
 }
 
 /// A repository the forge watches.

@@ -94,7 +94,7 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
     let none: &'static [u16] = &[];
     let not_found: &'static [u16] = &[404];
     let action: &'static [u16] = &[404, 409];
-    let agent_job: &'static [u16] = &[404, 409, 413];
+    let agent_job: &'static [u16] = &[404, 409];
     vec![
         Op {
             method: "get",
@@ -380,7 +380,7 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
                 "The agent and its token.",
                 Some(json_content(g.subschema_for::<Registered>())),
             )],
-            errors: &[409, 413],
+            errors: &[409],
         },
         Op {
             method: "post",
@@ -413,7 +413,7 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
             params: vec![],
             body: Some(json_content(g.subschema_for::<HostStatus>())),
             ok: vec![(204, "Accepted.", None)],
-            errors: &[413],
+            errors: none,
         },
         Op {
             method: "post",
@@ -561,8 +561,9 @@ pub fn document() -> Value {
             }
             responses.insert(status.to_string(), r);
         }
-        // Every route can answer with these; the error statuses are documented once.
-        let mut errors: Vec<u16> = vec![400, 408, 431, 500, 503];
+        // Every route can answer with these (the HTTP layer's limits, docs/serve.md); the error
+        // statuses are documented once. 503 is `busy` (with Retry-After) or `unavailable`.
+        let mut errors: Vec<u16> = vec![400, 405, 408, 413, 431, 500];
         if op.auth != Auth::Open {
             errors.extend([401, 403]);
         }
@@ -575,6 +576,7 @@ pub fn document() -> Value {
                 json!({"$ref": "#/components/responses/Error"}),
             );
         }
+        responses.insert("503".into(), json!({"$ref": "#/components/responses/Busy"}));
         let mut operation = json!({"summary": op.summary, "responses": responses});
         if !op.params.is_empty() {
             operation["parameters"] = Value::Array(op.params);
@@ -608,6 +610,11 @@ pub fn document() -> Value {
             "responses": {
                 "Error": {
                     "description": "An error with a stable code.",
+                    "content": {"application/json": {"schema": error.clone()}}
+                },
+                "Busy": {
+                    "description": "The server is at its limit of requests in flight or of busy connections (`busy`; retry after `Retry-After` seconds), or cannot reach what it needs now (`unavailable`).",
+                    "headers": {"Retry-After": {"description": "Seconds to wait before retrying (with `busy`).", "schema": {"type": "integer", "minimum": 0}}},
                     "content": {"application/json": {"schema": error}}
                 }
             },

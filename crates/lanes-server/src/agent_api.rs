@@ -5,12 +5,15 @@
 //! only the agent holding the lease may report: a report from another agent, with a stale token
 //! or after the lease expired is `409 stale-token`, and the agent must stop the job.
 
+use crate::api::JobPath;
 use crate::api::{ApiError, detached};
 use crate::error::ForgeError;
 use crate::forge::{Forge, LOCAL_AGENT};
+use crate::input;
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use lanes_agent::HostStatus;
@@ -33,6 +36,8 @@ pub(crate) async fn register<S: Store + 'static>(
     State(forge): Shared<S>,
     axum::Json(body): axum::Json<Registration>,
 ) -> Result<Response, ApiError> {
+    input::text("name", &body.name, input::MAX_NAME)?;
+    input::list("labels", &body.labels, input::MAX_LABELS, input::MAX_NAME)?;
     let valid = !body.name.is_empty()
         && body
             .name
@@ -77,36 +82,39 @@ pub(crate) async fn register<S: Store + 'static>(
         .into_response())
 }
 
-/// The agent whose token the request carries.
-async fn caller<S: Store + 'static>(
-    forge: &Forge<S>,
-    headers: &HeaderMap,
-) -> Result<AgentRecord, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "agent endpoints need the agent's token: `Authorization: Bearer <token>`",
-            )
-        })?;
-    forge
-        .store()
-        .verify_agent_token(token)
-        .await
-        .map_err(ForgeError::from)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "the token is not a registered agent's",
-            )
-        })
+/// Authenticates a call to an agent endpoint before anything reads its body: the agent whose
+/// token it carries goes into the request's extensions, for [`Caller`].
+pub(crate) async fn authenticate<S: Store + 'static>(
+    forge: Arc<Forge<S>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = crate::ui::session::bearer(request.headers()) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "agent endpoints need the agent's token: `Authorization: Bearer <token>`",
+        )
+        .into_response();
+    };
+    match forge.store().verify_agent_token(token).await {
+        Ok(Some(agent)) => {
+            request.extensions_mut().insert(Caller(agent));
+            next.run(request).await
+        }
+        Ok(None) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token is not a registered agent's",
+        )
+        .into_response(),
+        Err(e) => ApiError::from(ForgeError::from(e)).into_response(),
+    }
 }
+
+/// The agent that makes a call, as [`authenticate`] found it.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller(AgentRecord);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct LeaseQuery {
@@ -117,10 +125,9 @@ pub(crate) struct LeaseQuery {
 /// wait. Connecting counts as coming online.
 pub(crate) async fn lease<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
+    Extension(Caller(agent)): Extension<Caller>,
     Query(q): Query<LeaseQuery>,
 ) -> Result<Response, ApiError> {
-    let agent = caller(&forge, &headers).await?;
     forge.agent_connected(&agent).await;
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(30_000)).min(MAX_WAIT);
     let f = Arc::clone(&forge);
@@ -135,10 +142,10 @@ pub(crate) async fn lease<S: Store + 'static>(
 /// for the agents page. Counts as a sign of life, like a lease call.
 pub(crate) async fn status<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
+    Extension(Caller(agent)): Extension<Caller>,
     axum::Json(body): axum::Json<HostStatus>,
 ) -> Result<StatusCode, ApiError> {
-    let agent = caller(&forge, &headers).await?;
+    input::host_status(&body)?;
     forge.agent_connected(&agent).await;
     forge.set_host_status(&agent.name, body);
     Ok(StatusCode::NO_CONTENT)
@@ -147,10 +154,9 @@ pub(crate) async fn status<S: Store + 'static>(
 /// Refuses a report about `job` from an agent that does not hold its lease.
 async fn holder<S: Store + 'static>(
     forge: &Forge<S>,
-    headers: &HeaderMap,
+    agent: AgentRecord,
     job: u64,
 ) -> Result<AgentRecord, ApiError> {
-    let agent = caller(forge, headers).await?;
     if forge.holder(job).await.as_deref() != Some(agent.name.as_str()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -169,11 +175,12 @@ async fn holder<S: Store + 'static>(
 /// `POST /api/v1/agent/jobs/{id}/started`.
 pub(crate) async fn started<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
-    Path(job): Path<u64>,
+    Extension(Caller(agent)): Extension<Caller>,
+    job: JobPath,
     axum::Json(body): axum::Json<Fenced>,
 ) -> Result<StatusCode, ApiError> {
-    holder(&forge, &headers, job).await?;
+    let job = job.positive();
+    holder(&forge, agent, job).await?;
     detached(async move { forge.started(job, body.token).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -181,11 +188,12 @@ pub(crate) async fn started<S: Store + 'static>(
 /// `POST /api/v1/agent/jobs/{id}/heartbeat`.
 pub(crate) async fn heartbeat<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
-    Path(job): Path<u64>,
+    Extension(Caller(agent)): Extension<Caller>,
+    job: JobPath,
     axum::Json(body): axum::Json<Fenced>,
 ) -> Result<StatusCode, ApiError> {
-    holder(&forge, &headers, job).await?;
+    let job = job.positive();
+    holder(&forge, agent, job).await?;
     detached(async move { forge.heartbeat(job, body.token).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,11 +202,13 @@ pub(crate) async fn heartbeat<S: Store + 'static>(
 /// `{"value": ...}` or `{"refused": why}` (docs/security.md).
 pub(crate) async fn secrets<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
-    Path(job): Path<u64>,
+    Extension(Caller(agent)): Extension<Caller>,
+    job: JobPath,
     axum::Json(body): axum::Json<SecretsRequest>,
 ) -> Result<Response, ApiError> {
-    holder(&forge, &headers, job).await?;
+    let job = job.positive();
+    input::secret_names(&body.names)?;
+    holder(&forge, agent, job).await?;
     let granted =
         detached(async move { forge.secrets(job, body.token, &body.names).await }).await?;
     let secrets = granted
@@ -228,12 +238,13 @@ pub(crate) struct LogQuery {
 /// `POST /api/v1/agent/jobs/{id}/log?token=&offset=` with the bytes as the body.
 pub(crate) async fn log<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
-    Path(job): Path<u64>,
+    Extension(Caller(agent)): Extension<Caller>,
+    job: JobPath,
     Query(q): Query<LogQuery>,
     body: Bytes,
 ) -> Result<axum::Json<LogAck>, ApiError> {
-    holder(&forge, &headers, job).await?;
+    let job = job.positive();
+    holder(&forge, agent, job).await?;
     let bytes = body.to_vec();
     let acknowledged =
         detached(async move { forge.append_log(job, q.token, q.offset, bytes).await }).await?;
@@ -243,11 +254,13 @@ pub(crate) async fn log<S: Store + 'static>(
 /// `POST /api/v1/agent/jobs/{id}/steps`.
 pub(crate) async fn step<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
-    Path(job): Path<u64>,
+    Extension(Caller(agent)): Extension<Caller>,
+    job: JobPath,
     axum::Json(body): axum::Json<StepBody>,
 ) -> Result<StatusCode, ApiError> {
-    holder(&forge, &headers, job).await?;
+    let job = job.positive();
+    input::step(&body.step, "step")?;
+    holder(&forge, agent, job).await?;
     detached(async move { forge.step(job, body.token, body.step).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -255,11 +268,13 @@ pub(crate) async fn step<S: Store + 'static>(
 /// `POST /api/v1/agent/jobs/{id}/finish`.
 pub(crate) async fn finish<S: Store + 'static>(
     State(forge): Shared<S>,
-    headers: HeaderMap,
-    Path(job): Path<u64>,
+    Extension(Caller(agent)): Extension<Caller>,
+    job: JobPath,
     axum::Json(body): axum::Json<FinishBody>,
 ) -> Result<StatusCode, ApiError> {
-    holder(&forge, &headers, job).await?;
+    let job = job.positive();
+    input::finish(&body.finish)?;
+    holder(&forge, agent, job).await?;
     detached(async move { forge.finish(job, body.token, body.finish).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

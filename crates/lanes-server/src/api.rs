@@ -10,7 +10,7 @@ use crate::forge::{Forge, JobEvent};
 use crate::metrics::Gauges;
 use crate::status::{JobView, branch_status};
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -113,7 +113,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = api::Error {
             error: api::ErrorDetail {
-                code: self.code.to_owned(),
+                code: serde_json::from_value(serde_json::Value::from(self.code))
+                    .unwrap_or_else(|_| lanes_api::Lenient::Unknown(self.code.into())),
                 message: self.message,
             },
         };
@@ -122,6 +123,80 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A path segment that must be a positive integer (a job's id, a run's number): the same `400`
+/// on every route, whatever the segment holds; one that parses but names nothing is `404`.
+fn positive(what: &str, text: &str) -> Result<i64, ApiError> {
+    match text.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("`{text}` is not a {what}: {what}s are positive integers"),
+        )),
+    }
+}
+
+async fn path_params(
+    parts: &mut axum::http::request::Parts,
+) -> Result<HashMap<String, String>, ApiError> {
+    match Path::<HashMap<String, String>>::from_request_parts(parts, &()).await {
+        Ok(Path(params)) => Ok(params),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            e.body_text(),
+        )),
+    }
+}
+
+/// A job's id in a path (`{id}`), on the API's and the agents' routes alike.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct JobPath(pub(crate) i64);
+
+impl JobPath {
+    /// The id as the forge's agent calls take it.
+    pub(crate) fn positive(self) -> u64 {
+        self.0.unsigned_abs()
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for JobPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<JobPath, ApiError> {
+        let params = path_params(parts).await?;
+        let id = params.get("id").map_or("", String::as_str);
+        Ok(JobPath(positive("job id", id)?))
+    }
+}
+
+/// A run in a path (`{repo}/runs/{number}`).
+#[derive(Clone, Debug)]
+pub(crate) struct RunPath {
+    pub(crate) repo: String,
+    pub(crate) number: u64,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RunPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<RunPath, ApiError> {
+        let mut params = path_params(parts).await?;
+        let number = params.get("number").map_or("", String::as_str);
+        let number = positive("run number", number)?.unsigned_abs();
+        Ok(RunPath {
+            repo: params.remove("repo").unwrap_or_default(),
+            number,
+        })
+    }
+}
 
 /// Runs a forge operation to its end even if the client goes away: hyper drops a handler's
 /// future when its connection closes, and an operation stopped between the scheduler's decision
@@ -202,12 +277,32 @@ pub fn router<S: Store + 'static>(forge: Arc<Forge<S>>) -> Router {
     api.merge(crate::ui::router(forge, sessions))
         .fallback(|request: Request| async move {
             let path = request.uri().path();
-            if path.starts_with("/api/") || path == "/metrics" {
+            if path.starts_with("/api/") || path == "/metrics" || path.starts_with("/metrics/") {
                 ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route").into_response()
             } else {
                 crate::ui::not_found()
             }
         })
+}
+
+/// The API's error code of an HTTP status. Client errors without a code of their own (`415`,
+/// `422`: a body that is not the JSON asked for) are `bad-request`, server errors but `503` are
+/// `internal`.
+pub(crate) fn error_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::URI_TOO_LONG => "uri-too-long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers-too-large",
+        StatusCode::SERVICE_UNAVAILABLE => "busy",
+        s if s.is_client_error() => "bad-request",
+        _ => "internal",
+    }
 }
 
 /// axum's own rejections (a path segment that is not a number, a body that is not JSON, a
@@ -228,15 +323,12 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .await
         .unwrap_or_default();
     let message = String::from_utf8_lossy(&body).trim().to_owned();
-    let (status, code) = match status {
-        StatusCode::NOT_FOUND => (status, "not-found"),
-        StatusCode::METHOD_NOT_ALLOWED => (status, "bad-request"),
-        StatusCode::UNAUTHORIZED => (status, "unauthorized"),
-        StatusCode::FORBIDDEN => (status, "forbidden"),
-        StatusCode::CONFLICT => (status, "conflict"),
-        s if s.is_client_error() => (StatusCode::BAD_REQUEST, "bad-request"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    let status = match error_code(status) {
+        "bad-request" => StatusCode::BAD_REQUEST,
+        "internal" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => status,
     };
+    let code = error_code(status);
     let message = if message.is_empty() {
         status.canonical_reason().unwrap_or("error").to_lowercase()
     } else {
@@ -245,9 +337,9 @@ async fn json_errors(request: Request, next: Next) -> Response {
     ApiError::new(status, code, message).into_response()
 }
 
-/// Authentication: actions always need the admin token, reads unless `--public-read`; the
-/// OpenAPI document and the hook's refs-changed are open (docs/api.md says why); the agent
-/// endpoints check the agent's own token ([`crate::agent_api`]).
+/// Authentication, before anything reads a body: actions always need the admin token, reads
+/// unless `--public-read`; the OpenAPI document and the hook's refs-changed are open (docs/api.md
+/// says why); the agent endpoints need an agent's own token ([`agent_api::authenticate`]).
 async fn auth<S: Store + 'static>(
     State(forge): Shared<S>,
     request: Request,
@@ -255,19 +347,15 @@ async fn auth<S: Store + 'static>(
 ) -> Response {
     let path = request.uri().path();
     let open = path == "/api/v1/openapi.json"
-        || path.starts_with("/api/v1/agent/")
         || (request.method() == Method::POST && path.ends_with("/refs-changed"))
         || (request.method() == Method::GET && forge.config().public_read);
     if open {
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(token) = token else {
+    if path.starts_with("/api/v1/agent/") {
+        return agent_api::authenticate(forge, request, next).await;
+    }
+    let Some(token) = crate::ui::session::bearer(request.headers()) else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -445,7 +533,7 @@ async fn runs<S: Store + 'static>(
 
 async fn run<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path((repo, number)): Path<(String, u64)>,
+    RunPath { repo, number }: RunPath,
 ) -> ApiResult<Json<api::Run>> {
     let detail = forge.store().run(&repo, number).await?;
     Ok(Json(wire::detail(&detail)))
@@ -453,7 +541,7 @@ async fn run<S: Store + 'static>(
 
 async fn cancel_run<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path((repo, number)): Path<(String, u64)>,
+    RunPath { repo, number }: RunPath,
 ) -> ApiResult<Json<api::Run>> {
     let f = Arc::clone(&forge);
     let r = repo.clone();
@@ -464,7 +552,7 @@ async fn cancel_run<S: Store + 'static>(
 
 async fn rerun_failed<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path((repo, number)): Path<(String, u64)>,
+    RunPath { repo, number }: RunPath,
 ) -> ApiResult<Json<api::Jobs>> {
     let f = Arc::clone(&forge);
     let r = repo.clone();
@@ -489,14 +577,14 @@ async fn job_with_lanes<S: Store>(store: &S, id: i64) -> ApiResult<Json<api::Job
 
 async fn job<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path(id): Path<i64>,
+    JobPath(id): JobPath,
 ) -> ApiResult<Json<api::Job>> {
     job_with_lanes(forge.store(), id).await
 }
 
 async fn cancel_job<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path(id): Path<i64>,
+    JobPath(id): JobPath,
 ) -> ApiResult<Json<api::Job>> {
     let f = Arc::clone(&forge);
     detached(async move { f.cancel_job(JobId(id)).await }).await?;
@@ -505,7 +593,7 @@ async fn cancel_job<S: Store + 'static>(
 
 async fn rerun_job<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path(id): Path<i64>,
+    JobPath(id): JobPath,
 ) -> ApiResult<Json<api::Job>> {
     let f = Arc::clone(&forge);
     let new = detached(async move { f.rerun_job(JobId(id)).await }).await?;
@@ -514,7 +602,7 @@ async fn rerun_job<S: Store + 'static>(
 
 async fn requeue_job<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path(id): Path<i64>,
+    JobPath(id): JobPath,
 ) -> ApiResult<Json<api::Job>> {
     let f = Arc::clone(&forge);
     detached(async move { f.requeue(JobId(id)).await }).await?;
@@ -569,7 +657,7 @@ async fn read_log_async(
 
 async fn log<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path(id): Path<i64>,
+    JobPath(id): JobPath,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
     let job = forge.store().job(JobId(id)).await?;
@@ -618,7 +706,7 @@ struct Tail<S> {
 
 async fn log_stream<S: Store + 'static>(
     State(forge): Shared<S>,
-    Path(id): Path<i64>,
+    JobPath(id): JobPath,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let job = forge.store().job(JobId(id)).await?;

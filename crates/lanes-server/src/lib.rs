@@ -12,6 +12,8 @@ pub mod agents;
 pub mod api;
 mod error;
 pub mod forge;
+pub mod http;
+mod input;
 pub mod local;
 pub mod metrics;
 pub mod nightly;

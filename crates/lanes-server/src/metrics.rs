@@ -29,6 +29,90 @@ pub struct Metrics {
     write_batches: AtomicU64,
     batched_calls: AtomicU64,
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
+    http: std::sync::Arc<HttpMetrics>,
+}
+
+/// The HTTP server's gauges and counters (crate::http).
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    connections: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_evicted: AtomicU64,
+    requests_in_flight: AtomicU64,
+    requests_refused: AtomicU64,
+    head_timeouts: AtomicU64,
+    body_timeouts: AtomicU64,
+}
+
+impl HttpMetrics {
+    pub(crate) fn connections_open(&self, n: u64) {
+        self.connections.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_evicted(&self) {
+        self.connections_evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_ended(&self) {
+        self.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_refused(&self) {
+        self.requests_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn head_timed_out(&self) {
+        self.head_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn body_timed_out(&self) {
+        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP lanes_http_connections Open HTTP connections.\n\
+             # TYPE lanes_http_connections gauge\n\
+             lanes_http_connections {}\n\
+             # HELP lanes_http_connections_refused_total Connections answered 503 busy at accept: \
+             every open connection carried a request.\n\
+             # TYPE lanes_http_connections_refused_total counter\n\
+             lanes_http_connections_refused_total {}\n\
+             # HELP lanes_http_connections_evicted_total Idle or half-sent connections closed to \
+             make room for a new one.\n\
+             # TYPE lanes_http_connections_evicted_total counter\n\
+             lanes_http_connections_evicted_total {}\n\
+             # HELP lanes_http_requests_in_flight Requests being handled.\n\
+             # TYPE lanes_http_requests_in_flight gauge\n\
+             lanes_http_requests_in_flight {}\n\
+             # HELP lanes_http_requests_refused_total Requests answered 503 busy: max-requests \
+             were in flight.\n\
+             # TYPE lanes_http_requests_refused_total counter\n\
+             lanes_http_requests_refused_total {}\n\
+             # HELP lanes_http_timeouts_total Requests answered 408: a head or a body that did not \
+             arrive in time.\n\
+             # TYPE lanes_http_timeouts_total counter\n\
+             lanes_http_timeouts_total{{phase=\"header\"}} {}\n\
+             lanes_http_timeouts_total{{phase=\"body\"}} {}",
+            n(&self.connections),
+            n(&self.connections_refused),
+            n(&self.connections_evicted),
+            n(&self.requests_in_flight),
+            n(&self.requests_refused),
+            n(&self.head_timeouts),
+            n(&self.body_timeouts),
+        );
+    }
 }
 
 /// The gauges of one scrape.
@@ -45,6 +129,11 @@ pub struct Gauges {
 }
 
 impl Metrics {
+    /// The HTTP server's counters, shared with it.
+    pub fn http(&self) -> std::sync::Arc<HttpMetrics> {
+        std::sync::Arc::clone(&self.http)
+    }
+
     pub(crate) fn cache_hit(&self) {
         self.cache_hits.fetch_add(1, Ordering::Relaxed);
     }
@@ -159,6 +248,7 @@ impl Metrics {
              lanes_runs_created_total {}",
             self.runs_created.load(Ordering::Relaxed)
         );
+        self.http.render(&mut out);
         out.push_str(
             "# HELP lanes_job_duration_seconds Job run time, started to finished, by outcome.\n\
              # TYPE lanes_job_duration_seconds histogram\n",

@@ -79,6 +79,8 @@ pub struct ServeConfig {
     pub public_read: bool,
     /// Heartbeat and lease timings.
     pub schedule: schedule::Config,
+    /// The HTTP server's limits and timeouts.
+    pub http: crate::http::HttpConfig,
 }
 
 /// The configuration file (`--config`): every key optional, unknown keys refused.
@@ -99,6 +101,8 @@ pub struct ConfigFile {
     pub lease: Option<String>,
     /// The built-in agent.
     pub agent: Option<AgentFile>,
+    /// The HTTP server's limits and timeouts.
+    pub http: Option<HttpFile>,
     /// The repositories.
     #[serde(default)]
     pub repo: Vec<RepoFile>,
@@ -122,6 +126,26 @@ pub struct AgentFile {
     pub step_expose: Option<Vec<PathBuf>>,
     /// Limits for steps that set none: `{ memory = "4G", pids = 4096, cpus = 2 }`.
     pub limits: Option<LimitsFile>,
+}
+
+/// `[http]` in the configuration file: durations such as `10s`, sizes such as `32K`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpFile {
+    /// From a head's first byte to its end [default: 10s].
+    pub header_timeout: Option<String>,
+    /// From a request's start to the end of its body [default: 30s].
+    pub body_timeout: Option<String>,
+    /// A connection with no request on it is closed after this long [default: 120s].
+    pub idle_timeout: Option<String>,
+    /// Open connections at once [default: 1024].
+    pub max_connections: Option<usize>,
+    /// Requests in flight at once [default: 256].
+    pub max_requests: Option<usize>,
+    /// The longest request head [default: 32K, at most 64K].
+    pub max_header_bytes: Option<String>,
+    /// The largest request body [default: 1M].
+    pub max_body_bytes: Option<String>,
 }
 
 /// `limits = { ... }` in the configuration file, as in the catalog.
@@ -437,6 +461,9 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
     // Only the configured repositories are watched; others the database remembers stay readable.
     let watched: Vec<String> = repos.iter().map(|r| r.name.clone()).collect();
     forge.set_watched(watched.iter().cloned());
+    if let Some(warning) = crate::http::check_open_files(&config.http) {
+        say(&warning);
+    }
     say(&format!(
         "lanes serve: listening on http://{addr}; watching {} {}; data in {}\n",
         repos.len(),
@@ -470,22 +497,25 @@ pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeE
     }
 
     let app = crate::api::router(Arc::clone(&forge));
-    let mut http_stop = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|stop| *stop).await;
-    });
+    let server = crate::http::serve(
+        listener,
+        app,
+        config.http.clone(),
+        forge.metrics().http(),
+        stop_rx.clone(),
+    );
     let signals = async {
         shutdown_signal().await;
         say("lanes serve: stopping\n");
         let _ = stop_tx.send(true);
     };
-    let server = tokio::spawn(server.into_future());
+    let server = tokio::spawn(server);
     signals.await;
     // Open event streams (`lanes logs --follow`) would hold a graceful stop forever: they get a
     // few seconds to end, then the server stops without them.
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(Ok(Err(e))) => tracing::error!("the HTTP server failed: {e}"),
-        Ok(_) => {}
+        Ok(Err(e)) => tracing::error!("the HTTP server failed: {e}"),
+        Ok(Ok(())) => {}
         Err(_) => tracing::warn!("stopping with connections still open"),
     }
     while tasks.join_next().await.is_some() {}

@@ -8,8 +8,9 @@ use crate::printer::Printer;
 use lanes_core::parse::parse_duration;
 use lanes_core::schedule;
 use lanes_exec::StepUser;
+use lanes_server::http::HttpConfig;
 use lanes_server::serve::{
-    ConfigFile, DEFAULT_LISTEN, DEFAULT_POLL, LimitsFile, LocalAgentConfig, RepoConfig,
+    ConfigFile, DEFAULT_LISTEN, DEFAULT_POLL, HttpFile, LimitsFile, LocalAgentConfig, RepoConfig,
     ServeConfig, host_labels,
 };
 use std::path::{Path, PathBuf};
@@ -31,6 +32,48 @@ fn duration(flag: &str, text: &str) -> Result<Duration, CliError> {
             "write a duration in whole seconds, minutes, hours or days: 10s, 2m, 1h30m".to_owned(),
         )
     })
+}
+
+/// `[http]` of the configuration file over the defaults.
+fn http_config(file: HttpFile) -> Result<HttpConfig, CliError> {
+    let mut http = HttpConfig::default();
+    let size = |key: &str, text: &str| {
+        lanes_core::catalog::parse_size(text).ok_or_else(|| {
+            CliError::usage(
+                format!("invalid [http] {key} `{text}`"),
+                "write a size such as 64K or 1M".to_owned(),
+            )
+        })
+    };
+    if let Some(text) = &file.header_timeout {
+        http.header_timeout = duration("[http] header-timeout", text)?;
+    }
+    if let Some(text) = &file.body_timeout {
+        http.body_timeout = duration("[http] body-timeout", text)?;
+    }
+    if let Some(text) = &file.idle_timeout {
+        http.idle_timeout = duration("[http] idle-timeout", text)?;
+    }
+    if let Some(n) = file.max_connections {
+        http.max_connections = n;
+    }
+    if let Some(n) = file.max_requests {
+        http.max_requests = n;
+    }
+    if let Some(text) = &file.max_header_bytes {
+        http.max_header_bytes =
+            usize::try_from(size("max-header-bytes", text)?).unwrap_or(usize::MAX);
+    }
+    if let Some(text) = &file.max_body_bytes {
+        http.max_body_bytes = size("max-body-bytes", text)?;
+    }
+    http.check().map_err(|why| {
+        CliError::usage(
+            format!("invalid [http] in the configuration file: {why}"),
+            "see docs/serve.md, \"The HTTP server\"".to_owned(),
+        )
+    })?;
+    Ok(http)
 }
 
 /// The default data directory: `$XDG_DATA_HOME/lanes`, else `~/.local/share/lanes`.
@@ -198,6 +241,7 @@ fn config(args: &ServeArgs) -> Result<ServeConfig, CliError> {
             lease,
             ..defaults
         },
+        http: http_config(file.http.unwrap_or_default())?,
     })
 }
 

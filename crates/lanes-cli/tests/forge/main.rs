@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod disk;
 mod hook;
+mod http;
 mod pins;
 mod secrets;
 mod server;

@@ -19,7 +19,7 @@ mod joblog;
 mod lane;
 mod page;
 mod run;
-mod session;
+pub(crate) mod session;
 mod view;
 
 pub use session::Sessions;
