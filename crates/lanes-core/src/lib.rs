@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod diagnostic;
+pub mod error;
 pub mod explain;
 pub mod fileset;
 pub mod fingerprint;
@@ -19,6 +20,7 @@ pub mod select;
 
 pub use catalog::{Catalog, Lane, LaneClass, Step};
 pub use diagnostic::{Diagnostic, Source};
+pub use error::ErrorClass;
 pub use fileset::{ContentId, Digest, FileEntry};
 pub use fingerprint::{Host, KEY_VERSION, StepFingerprint};
 pub use parse::{CatalogError, parse};

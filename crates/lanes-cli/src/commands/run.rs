@@ -143,14 +143,14 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     let cache_root = cache_dir()?;
     let fitting = (!args.no_sandbox).then(|| start_sandbox(&workspace, &cache_root));
     let store = LocalStore::open(&cache_root).map_err(|e| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot use the cache directory: {e}"),
             "set LANES_CACHE_DIR to a directory lanes may write to".to_owned(),
         )
     })?;
     let run_id = new_run_id(started_at);
     let _registration = store.register_run(&run_id).map_err(|e| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot register the run in the cache: {e}"),
             None::<String>,
         )
@@ -168,7 +168,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     }
     let run_dir = cache_root.join("runs").join(&run_id);
     let io = |what: &str, path: &Path, e: std::io::Error| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot {what} {}: {e}", path.display()),
             None::<String>,
         )
@@ -251,8 +251,9 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
 
     let cancel = Cancel::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, cancel.flag())
-            .map_err(|e| CliError::usage(format!("cannot handle signals: {e}"), None::<String>))?;
+        signal_hook::flag::register(signal, cancel.flag()).map_err(|e| {
+            CliError::environment(format!("cannot handle signals: {e}"), None::<String>)
+        })?;
     }
 
     let width = run_set
@@ -512,7 +513,17 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     std::fs::write(&report_path, &json).map_err(|e| io("write", &report_path, e))?;
     if let Some(path) = &args.report {
         let path = dir.join(path);
-        std::fs::write(&path, &json).map_err(|e| io("write", &path, e))?;
+        std::fs::write(&path, &json).map_err(|e| {
+            // `--report` into a directory that does not exist is a typo in the flag.
+            if e.kind() == std::io::ErrorKind::NotFound {
+                CliError::usage(
+                    format!("cannot write {}: {e}", path.display()),
+                    "give --report a path in an existing directory".to_owned(),
+                )
+            } else {
+                io("write", &path, e)
+            }
+        })?;
     }
     printer.out(&summary(&report, &report_path))?;
     Ok(if required_failed || was_cancelled {

@@ -205,10 +205,14 @@ pub(crate) fn run(args: &ServeArgs, printer: &Printer) -> Result<u8, CliError> {
     let config = config(args)?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LANES_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Fails only when a subscriber is set already (a second serve in one process): that one
+    // logs instead.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    // `lanes serve` exits 2 whenever it cannot start, whatever the cause (docs/cli.md: service
+    // units rely on it), so its start-up errors stay usage errors rather than take their class.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
