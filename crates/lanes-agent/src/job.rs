@@ -455,6 +455,7 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
     } = setup;
     let lane = prepared.lane();
     let log = Arc::new(Mutex::new(JobLog::new(lane)));
+    // As below: a receiver gone means nobody wants the log.
     let _ = tx.send(
         log.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -481,11 +482,15 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .end(result);
-    // Every step log was read into the job log; the forge keeps it now.
-    let _ = std::fs::remove_dir_all(&logs);
+    // Every step log was read into the job log; the forge keeps it now. Step logs left behind
+    // take room, nothing else: say so and carry on.
+    if let Err(e) = std::fs::remove_dir_all(&logs) {
+        tracing::warn!("cannot remove the step logs in {}: {e}", logs.display());
+    }
     drop(slot);
     drop(registration);
     for piece in pieces {
+        // As above: a receiver gone means nobody wants the log.
         let _ = tx.send(piece);
     }
 }

@@ -175,10 +175,13 @@ async fn holder<S: Store + 'static>(
             format!("agent `{}` does not hold job {job}: stop it", agent.name),
         ));
     }
-    let _ = forge
+    let beat = forge
         .store()
         .agent_heartbeat(&agent.name, Timestamp::now())
         .await;
+    forge.unwritten(beat.map_err(Into::into), || {
+        format!("the heartbeat of agent {}", agent.name)
+    });
     forge.agent_connected(&agent).await;
     Ok(agent)
 }

@@ -166,6 +166,7 @@ fn write_hook(hooks: &Path, hook: &Path, text: &str) -> Result<(), CliError> {
     std::fs::write(&temporary, text).map_err(|e| failed(&temporary, e))?;
     set_executable(&temporary).map_err(|e| failed(&temporary, e))?;
     std::fs::rename(&temporary, hook).map_err(|e| {
+        // The rename's error is the one to report; a temporary file left is overwritten next time.
         let _ = std::fs::remove_file(&temporary);
         failed(hook, e)
     })

@@ -295,6 +295,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         steps: Vec::new(),
                         error: Some(check.message()),
                     };
+                    // The main loop reads until every lane it started is done: nobody else waits for it.
                     let _ = tx.send(Message::Done(p, result, None));
                     continue;
                 }
@@ -317,6 +318,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     grace: DEFAULT_GRACE,
                     stream: args.verbose,
                     events: Arc::new(move |event| {
+                        // Late events after the run ended are read below, or not wanted.
                         let _ = events_tx.send(Message::Event(p, event));
                     }),
                     sandbox: sandbox.clone(),
@@ -343,6 +345,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         steps: Vec::new(),
                         error: Some("internal error: the lane's thread panicked".to_owned()),
                     });
+                    // The main loop reads until every lane it started is done: nobody else waits for it.
                     let _ = done_tx.send(Message::Done(p, result, Some(slot)));
                 }));
             }
@@ -402,6 +405,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         }
     }
     for thread in threads {
+        // A lane thread that panicked already said so as its lane's result.
         let _ = thread.join();
     }
     // Lanes that finished after the plan was done may still have queued their last events.
@@ -641,6 +645,7 @@ fn prune_runs(runs: &Path, current: &str) {
     names.sort();
     let excess = names.len().saturating_sub(KEEP_RUNS);
     for name in &names[..excess] {
+        // Old run directories only take room; the next run prunes them again.
         let _ = std::fs::remove_dir_all(runs.join(name));
     }
 }
