@@ -31,7 +31,8 @@ pub enum JobState {
     /// Never ran: a need failed, or it was not selected.
     Skipped,
     /// The forge could not run it: retries used up after lost agents, a catalog error, a pin
-    /// that does not match the agent's host.
+    /// that does not match the agent's host; an agent's failure of the environment or a bug
+    /// ([`crate::ErrorClass`]).
     Error,
 }
 
