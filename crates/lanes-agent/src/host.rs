@@ -239,6 +239,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // A scratch directory left behind takes room, nothing else: the next one is new.
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -300,6 +301,7 @@ fn run_pin_command(
                 let room = PIN_OUTPUT_LIMIT.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
             }
+            // The receiver only goes when the command timed out: its output is not wanted.
             let _ = tx.send((index, kept));
         });
     }
@@ -311,17 +313,20 @@ fn run_pin_command(
             Ok(None) if Instant::now() >= deadline => break Err(()),
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => {
+                // Best effort on the way out: the error below is what counts.
                 let _ = kill_process_group(group, Signal::KILL);
                 let _ = child.wait();
                 return Err(format!("cannot wait for sh: {e}"));
             }
         }
     };
-    // Whatever the command left behind in its group would keep the pipes open.
+    // Whatever the command left behind in its group would keep the pipes open; a group with
+    // nobody left is already dead.
     let _ = kill_process_group(group, Signal::KILL);
     let status = match status {
         Ok(status) => status,
         Err(()) => {
+            // Reaps the killed command; the timeout is the answer either way.
             let _ = child.wait();
             return Err(format!("no answer within {timeout:?}"));
         }

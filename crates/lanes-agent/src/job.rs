@@ -16,6 +16,7 @@ use crate::prepare::{Prepared, prepare};
 use crate::report::{BATCH_BYTES, Control, LogStream, Reporter, Stop};
 use crate::status::Activity;
 use lanes_cache::{CacheError, LocalStore, RunRegistration};
+use lanes_core::ErrorClass;
 use lanes_core::job::{JobReason, JobState};
 use lanes_exec::lane::millis;
 use lanes_exec::slot::{Slot, mounts_dir, take_slot};
@@ -177,25 +178,40 @@ struct Setup {
     logs: PathBuf,
 }
 
-/// Why a job could not start its lane: the `error` it ends with.
+/// Why a job could not start its lane: what it ends with.
 #[derive(Debug)]
 struct SetupFailed {
+    class: ErrorClass,
     message: String,
     reason: Option<JobReason>,
 }
 
 impl From<String> for SetupFailed {
+    /// The agent's own directories and cache: this host's environment.
     fn from(message: String) -> SetupFailed {
         SetupFailed {
+            class: ErrorClass::Environment,
             message,
             reason: None,
         }
     }
 }
 
+/// The state a job ends in when its lane could not be run, by the failure's class: the one place
+/// that decides it. The commit's own input fails the job as a failing step would (the pusher
+/// fixes it, and a rerun fails again); the environment (this host, its cache, its tools) or a
+/// bug make it `error`: the forge could not run it, and a rerun elsewhere or later may.
+pub fn ending(class: ErrorClass) -> JobState {
+    match class {
+        ErrorClass::Input => JobState::Failed,
+        ErrorClass::Environment | ErrorClass::Bug => JobState::Error,
+    }
+}
+
 /// Reads the lane at the commit and takes what it runs in. Blocking.
 fn set_up(assignment: &Assignment, env: &AgentEnv) -> Result<Setup, SetupFailed> {
     let prepared = prepare(assignment).map_err(|e| SetupFailed {
+        class: e.class(),
         message: e.to_string(),
         reason: e.reason(),
     })?;
@@ -254,11 +270,16 @@ async fn body<L: Link>(
     let setup = match setup {
         Ok(Ok(setup)) => setup,
         Ok(Err(failed)) => {
-            return finish_error(reporter, &mut stream, failed.message, failed.reason).await;
+            let SetupFailed {
+                class,
+                message,
+                reason,
+            } = failed;
+            return finish_unrun(reporter, &mut stream, class, message, reason).await;
         }
         Err(e) => {
             let why = format!("internal error: reading the lane failed: {e}");
-            return finish_error(reporter, &mut stream, why, None).await;
+            return finish_unrun(reporter, &mut stream, ErrorClass::Bug, why, None).await;
         }
     };
 
@@ -378,7 +399,7 @@ async fn body<L: Link>(
     }
     let Some(result) = result.filter(|_| !panicked) else {
         let why = "internal error: the lane's thread panicked".to_owned();
-        return finish_error(reporter, &mut stream, why, None).await;
+        return finish_unrun(reporter, &mut stream, ErrorClass::Bug, why, None).await;
     };
 
     let (state, message) = match result.status {
@@ -390,9 +411,9 @@ async fn body<L: Link>(
             Some("oom-killed: a step went over its memory limit".to_owned()),
         ),
         // Only the job's own stop cancels its lane, and a stopped job is not reported; pins
-        // were checked before the lane started.
+        // were checked before the lane started: a bug.
         Status::Cancelled | Status::Skipped | Status::Error => (
-            JobState::Error,
+            ending(ErrorClass::Bug),
             Some(format!(
                 "internal error: the lane ended {}",
                 result.status.as_str()
@@ -434,6 +455,7 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
     } = setup;
     let lane = prepared.lane();
     let log = Arc::new(Mutex::new(JobLog::new(lane)));
+    // As below: a receiver gone means nobody wants the log.
     let _ = tx.send(
         log.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -460,26 +482,32 @@ fn run_lane(setup: Setup, mut cx: LaneContext, head: &str, tx: mpsc::UnboundedSe
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .end(result);
-    // Every step log was read into the job log; the forge keeps it now.
-    let _ = std::fs::remove_dir_all(&logs);
+    // Every step log was read into the job log; the forge keeps it now. Step logs left behind
+    // take room, nothing else: say so and carry on.
+    if let Err(e) = std::fs::remove_dir_all(&logs) {
+        tracing::warn!("cannot remove the step logs in {}: {e}", logs.display());
+    }
     drop(slot);
     drop(registration);
     for piece in pieces {
+        // As above: a receiver gone means nobody wants the log.
         let _ = tx.send(piece);
     }
 }
 
-/// Ends the job `error`: `why` in the log, then in the finish report with `reason`.
-async fn finish_error<L: Link>(
+/// Ends a job whose lane could not be run in the state of `class` ([`ending`]): `why` in the
+/// log, then in the finish report with `reason`.
+async fn finish_unrun<L: Link>(
     reporter: &Reporter<'_, L>,
     stream: &mut LogStream,
+    class: ErrorClass,
     why: String,
     reason: Option<JobReason>,
 ) -> Option<FinishReport> {
     stream.push(format!("lanes: {why}\n").as_bytes());
     stream.flush(reporter).await;
     let report = FinishReport {
-        state: JobState::Error,
+        state: ending(class),
         message: Some(why),
         reason,
         steps: Vec::new(),
@@ -494,4 +522,26 @@ async fn finish_error<L: Link>(
         })
         .await?;
     Some(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_s_input_fails_a_job_and_the_rest_is_an_error() {
+        assert_eq!(ending(ErrorClass::Input), JobState::Failed);
+        assert_eq!(ending(ErrorClass::Environment), JobState::Error);
+        assert_eq!(ending(ErrorClass::Bug), JobState::Error);
+        for class in ErrorClass::ALL {
+            assert!(ending(class).is_terminal(), "{class}");
+        }
+    }
+
+    #[test]
+    fn what_the_agent_cannot_set_up_is_its_environment() {
+        let failed = SetupFailed::from("cannot create /x: Permission denied".to_owned());
+        assert_eq!(failed.class, ErrorClass::Environment);
+        assert_eq!(ending(failed.class), JobState::Error);
+    }
 }

@@ -78,6 +78,7 @@ pub trait Link: Send + Sync + 'static {
     /// its next heartbeat, whose rejection would tell it too. A link that cannot tell never
     /// resolves.
     fn revoked(&self, job: u64, token: u64) -> impl Future<Output = ()> + Send {
+        // Unused here: a link that cannot tell needs neither.
         let _ = (job, token);
         std::future::pending()
     }

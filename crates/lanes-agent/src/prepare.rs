@@ -3,15 +3,15 @@
 //!
 //! Everything is read at the assignment's commit, never from a working tree, and the keys are
 //! made by [`crate::host`] exactly as `lanes run --head <commit>` makes them, after the lane's
-//! pins were held against this host ([`crate::host::check_lane_pins`]). A failure here is the
-//! job's `error` state; this module reads and runs pin commands, nothing else, and reports
-//! nothing.
+//! pins were held against this host ([`crate::host::check_lane_pins`]). A failure here ends the
+//! job in the state of its class ([`crate::job::ending`]); this module reads and runs pin
+//! commands, nothing else, and reports nothing.
 
 use crate::fileset::RepoFileset;
 use crate::host::{PinCheck, check_lane_pins, lane_keys};
 use crate::link::Assignment;
 use lanes_core::job::JobReason;
-use lanes_core::{Catalog, CatalogError, Lane, Source, StepFingerprint};
+use lanes_core::{Catalog, CatalogError, ErrorClass, Lane, Source, StepFingerprint};
 use lanes_git::{CommitId, GitError, Repo};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// Where the catalog lives, relative to the repository root.
 pub const CATALOG_PATH: &str = "lanes.toml";
 
-/// Why a job's lane could not be run at all. Each is the job's `error` message.
+/// Why a job's lane could not be run at all. Each is the job's message when it ends.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     /// The repository or the commit could not be read.
@@ -72,6 +72,22 @@ pub enum PrepareError {
 }
 
 impl PrepareError {
+    /// Whose problem it is: never the commit's. The forge only makes jobs for the lanes of a
+    /// catalog it read and validated at that very commit, so an agent that cannot find the
+    /// commit, its catalog or the lane, or reads the catalog otherwise, disagrees with the forge
+    /// about the repository (a clone behind it, an agent of another version); a pin that does
+    /// not match is this host's tools.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            PrepareError::Git { .. }
+            | PrepareError::NoCatalog { .. }
+            | PrepareError::Unreadable { .. }
+            | PrepareError::Catalog { .. }
+            | PrepareError::NoLane { .. }
+            | PrepareError::PinMismatch(_) => ErrorClass::Environment,
+        }
+    }
+
     /// The job's reason when this error ends it, for the errors that have one.
     pub fn reason(&self) -> Option<JobReason> {
         match self {

@@ -9,22 +9,20 @@ use std::time::Duration;
 /// How many heartbeats a lease outlasts when the forge does not say how long it lasts.
 pub const LEASE_PER_HEARTBEAT: u32 = 3;
 
-/// Longest agent name the forge accepts.
-pub const MAX_NAME: usize = 64;
-
 /// `POST /api/v1/agents` (admin): an agent to register.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
-    /// Its name: letters, digits, `-`, `_`, `.`.
+    /// Its name: letters, digits, `-`, `_`, `.`; not `local` (the built-in agent's).
     #[cfg_attr(
         feature = "schema",
-        schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9._-]+$"))
+        schemars(length(min = 1, max = lanes_core::limits::MAX_NAME), regex(pattern = r"^[A-Za-z0-9._-]+$"), extend("not" = {"const": "local"}))
     )]
     pub name: String,
     /// Its labels, matched against a lane's `labels`.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_LABELS), inner(length(max = lanes_core::limits::MAX_NAME))))]
     pub labels: Vec<String>,
     /// How many jobs it runs at once.
     #[serde(default = "one")]
@@ -122,12 +120,14 @@ pub struct FinishReport {
     pub state: JobState,
     /// For `error`, what went wrong.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_MESSAGE)))]
     pub message: Option<String>,
     /// For `error`, the job's reason when there is one (`pin-mismatch`); absent from agents
     /// that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<JobReason>,
     /// Every step, in order.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_ITEMS)))]
     pub steps: Vec<StepRecord>,
     /// Time spent waiting for cache mounts or a scope.
     pub lock_wait_ms: u64,
@@ -154,6 +154,7 @@ pub struct SecretsRequest {
     /// The lease's fencing token.
     pub token: u64,
     /// The secrets' names.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_ITEMS), inner(length(max = lanes_core::limits::MAX_NAME))))]
     pub names: Vec<String>,
 }
 
@@ -190,11 +191,14 @@ pub struct LogAck {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HostStatus {
     /// `os-arch`, as it goes into step keys.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_NAME)))]
     pub platform: String,
     /// The agent's lanes version.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_NAME)))]
     pub version: String,
     /// Every scope with cache mounts on the host or a job running now, by name; lanes without a
     /// scope are `_default`.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_ITEMS)))]
     pub scopes: Vec<ScopeStatus>,
     /// What the host's step cache holds at its last measurement; `None` when it has not been
     /// measured yet.
@@ -206,11 +210,14 @@ pub struct HostStatus {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScopeStatus {
     /// The scope's name, or `_default`.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_NAME)))]
     pub name: String,
     /// Its cache mounts (the directories under `mounts/<scope>/`, and those its running lanes
     /// declare), sorted.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_ITEMS), inner(length(max = lanes_core::limits::MAX_KEY))))]
     pub mounts: Vec<String>,
     /// The agent's jobs running a lane of this scope now, by job id.
+    #[cfg_attr(feature = "schema", schemars(length(max = lanes_core::limits::MAX_ITEMS)))]
     pub jobs: Vec<u64>,
 }
 

@@ -56,6 +56,38 @@ fn param(name: &str, place: &str, required: bool, description: &str, schema: Val
            "schema": schema})
 }
 
+/// A `u64` query parameter (the forge reads any, and clamps where its description says).
+fn u64_schema() -> Value {
+    json!({"type": "integer", "format": "uint64", "minimum": 0, "maximum": u64::MAX})
+}
+
+/// Gives every integer schema of a sized format (`uint64`, `int32`, ...) the bounds of its type,
+/// which schemars leaves open above: the forge refuses what does not fit, and the document says
+/// so.
+fn bound_integers(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            let bounds: Option<(Value, Value)> = match fields.get("format").and_then(Value::as_str)
+            {
+                Some("uint64") => Some((json!(0), json!(u64::MAX))),
+                Some("int64") => Some((json!(i64::MIN), json!(i64::MAX))),
+                Some("uint32") => Some((json!(0), json!(u32::MAX))),
+                Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+                Some("uint16") => Some((json!(0), json!(u16::MAX))),
+                Some("uint") => Some((json!(0), json!(u64::MAX))),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                fields.entry("minimum").or_insert(min);
+                fields.entry("maximum").or_insert(max);
+            }
+            fields.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
 /// A resource id in a path: a positive integer that fits an `i64`.
 fn id_schema() -> Value {
     json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX})
@@ -187,14 +219,14 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
                     "query",
                     false,
                     "Only runs older than this run number.",
-                    id_schema(),
+                    u64_schema(),
                 ),
                 param(
                     "limit",
                     "query",
                     false,
-                    "At most this many (default 50, at most 500).",
-                    json!({"type": "integer", "minimum": 1, "maximum": 500}),
+                    "At most this many (default 50; values are clamped to 1..=500).",
+                    json!({"type": "integer", "format": "uint32", "minimum": 0, "maximum": u32::MAX}),
                 ),
             ],
             body: None,
@@ -273,14 +305,14 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
                     "query",
                     false,
                     "First byte (default 0).",
-                    json!({"type": "integer", "minimum": 0, "maximum": i64::MAX}),
+                    u64_schema(),
                 ),
                 param(
                     "limit",
                     "query",
                     false,
-                    "Most bytes (default and at most 1 MiB).",
-                    json!({"type": "integer", "minimum": 1, "maximum": 1 << 20}),
+                    "Most bytes (default 1 MiB; values are clamped to 1 byte..=1 MiB).",
+                    u64_schema(),
                 ),
             ],
             body: None,
@@ -299,7 +331,7 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
                     "query",
                     false,
                     "First byte (default 0).",
-                    json!({"type": "integer", "minimum": 0, "maximum": i64::MAX}),
+                    u64_schema(),
                 ),
             ],
             body: None,
@@ -391,8 +423,8 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
                 "wait_ms",
                 "query",
                 false,
-                "How long to wait for a job (default 30000).",
-                json!({"type": "integer", "minimum": 0, "maximum": i64::MAX}),
+                "How long to wait for a job (default 30000; at most 60000 is waited).",
+                u64_schema(),
             )],
             body: None,
             ok: vec![
@@ -447,15 +479,9 @@ fn ops(g: &mut SchemaGenerator) -> Vec<Op> {
                     "query",
                     true,
                     "The lease's fencing token.",
-                    json!({"type": "integer", "minimum": 0}),
+                    u64_schema(),
                 ),
-                param(
-                    "offset",
-                    "query",
-                    true,
-                    "Where the bytes go.",
-                    json!({"type": "integer", "minimum": 0}),
-                ),
+                param("offset", "query", true, "Where the bytes go.", u64_schema()),
             ],
             body: Some(
                 json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}),
@@ -592,7 +618,8 @@ pub fn document() -> Value {
         let item = paths.entry(op.path).or_insert_with(|| json!({}));
         item[op.method] = operation;
     }
-    let schemas = g.take_definitions(true);
+    let mut schemas = Value::Object(g.take_definitions(true));
+    bound_integers(&mut schemas);
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -1,6 +1,8 @@
-//! Errors of the store. All are about the environment (disk, permissions): the caller decides
-//! whether to carry on without the cache, which is what `lanes run` does.
+//! Errors of the store. A failed file operation is about the environment (disk, permissions):
+//! the caller decides whether to carry on without the cache, which is what `lanes run` does.
+//! The names the store is given are made by lanes, so a malformed one is a bug.
 
+use lanes_core::ErrorClass;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,16 @@ pub enum CacheError {
     /// A run id that is not 1 to 128 ASCII letters, digits and `-` was used as a name.
     #[error("invalid run id `{0}`: expected 1 to 128 ASCII letters, digits and `-`")]
     InvalidRunId(String),
+}
+
+impl CacheError {
+    /// Whose problem it is: see the module's documentation.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CacheError::Io { .. } => ErrorClass::Environment,
+            CacheError::InvalidDigest(_) | CacheError::InvalidRunId(_) => ErrorClass::Bug,
+        }
+    }
 }
 
 pub(crate) trait IoContext<T> {

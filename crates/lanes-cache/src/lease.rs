@@ -44,6 +44,7 @@ impl Drop for RunRegistration {
         // Removed while still locked, so garbage collection never finds it unlocked and takes the
         // run for one that died. If removal fails, the next collection removes the stale file.
         let _ = std::fs::remove_file(&self.path);
+        // Closing the file below releases the lock anyway.
         let _ = self.file.unlock();
     }
 }

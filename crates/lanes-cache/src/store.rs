@@ -278,6 +278,8 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 fn touch(path: &Path) -> bool {
     match std::fs::File::options().append(true).open(path) {
         Ok(file) => {
+            // An entry that keeps an older time may only be collected sooner: a miss later,
+            // never a wrong hit.
             let _ = file.set_modified(std::time::SystemTime::now());
             true
         }

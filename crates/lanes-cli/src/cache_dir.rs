@@ -30,7 +30,7 @@ pub(crate) fn cache_dir() -> Result<PathBuf, CliError> {
     if let Some(home) = var("HOME") {
         return Ok(home.join(".cache").join("lanes"));
     }
-    Err(CliError::usage(
+    Err(CliError::environment(
         "no cache directory: LANES_CACHE_DIR, XDG_CACHE_HOME and HOME are all unset",
         "set LANES_CACHE_DIR to a directory lanes may write to".to_owned(),
     ))

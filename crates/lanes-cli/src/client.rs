@@ -6,6 +6,7 @@
 //! lean.
 
 use crate::error::CliError;
+use lanes_core::ErrorClass;
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::Deserialize;
 use std::future::Future;
@@ -25,7 +26,7 @@ pub(crate) fn block_on<F: Future>(future: F) -> Result<F::Output, CliError> {
         .enable_all()
         .build()
         .map_err(|e| {
-            CliError::usage(
+            CliError::environment(
                 format!("failed to start the async runtime: {e}"),
                 None::<String>,
             )
@@ -126,7 +127,7 @@ impl Client {
             builder = builder.timeout(timeout);
         }
         let http = builder.build().map_err(|e| {
-            CliError::usage(
+            CliError::environment(
                 format!("failed to set up the HTTP client: {e}"),
                 None::<String>,
             )
@@ -220,9 +221,12 @@ impl Client {
         }
     }
 
-    /// The forge answered something that is not the document docs/api.md promises.
+    /// The forge answered something that is not the document docs/api.md promises: a forge of
+    /// another version, or not a forge at all. Either way not the user's input, and nothing a
+    /// retry mends: a bug, until the versions match.
     pub(crate) fn unreadable(&self, why: &str) -> CliError {
         CliError::Forge {
+            class: ErrorClass::Bug,
             code: None,
             message: format!(
                 "the forge at {} sent a response lanes cannot read: {why}",
@@ -240,6 +244,7 @@ impl Client {
 /// The error of a failed request: the forge's own message when it sent its JSON error, and a
 /// help line about `LANES_TOKEN` for the two authentication answers.
 fn api_error(status: StatusCode, body: &[u8], sent_token: bool) -> CliError {
+    // A body that is not the API's error is no error to pass on: the status says it all.
     let parsed = serde_json::from_slice::<ApiErrorBody>(body).ok();
     let message = match &parsed {
         Some(body) => body.error.message.clone(),
@@ -272,9 +277,26 @@ fn api_error(status: StatusCode, body: &[u8], sent_token: bool) -> CliError {
         _ => None,
     };
     CliError::Forge {
+        class: answer_class(status, code.as_deref()),
         code,
         message,
         help,
+    }
+}
+
+/// Whose problem a forge's error answer is (docs/api.md#errors): a 4xx is the request's; the
+/// forge's own 500 (`internal`) is a bug; any other 5xx (the forge's `unavailable`, a proxy's
+/// 502 or 504, a 500 that is not the forge's JSON) is the environment; another status is not
+/// what the API answers, as for a body lanes cannot read.
+fn answer_class(status: StatusCode, code: Option<&str>) -> ErrorClass {
+    if status.is_client_error() {
+        ErrorClass::Input
+    } else if status == StatusCode::INTERNAL_SERVER_ERROR && code == Some("internal") {
+        ErrorClass::Bug
+    } else if status.is_server_error() {
+        ErrorClass::Environment
+    } else {
+        ErrorClass::Bug
     }
 }
 
@@ -383,5 +405,33 @@ mod tests {
             false,
         ));
         assert_eq!(text, "the forge answered 502 Bad Gateway: upstream down");
+    }
+
+    #[test]
+    fn a_forge_answer_is_the_request_s_the_environment_s_or_a_bug() {
+        let json = |code: &str| format!(r#"{{"error": {{"code": "{code}", "message": "m"}}}}"#);
+        let class = |status, body: &str| api_error(status, body.as_bytes(), true).class();
+        assert_eq!(
+            class(StatusCode::NOT_FOUND, &json("not-found")),
+            ErrorClass::Input
+        );
+        assert_eq!(class(StatusCode::FORBIDDEN, ""), ErrorClass::Input);
+        assert_eq!(
+            class(StatusCode::SERVICE_UNAVAILABLE, &json("unavailable")),
+            ErrorClass::Environment
+        );
+        assert_eq!(
+            class(StatusCode::BAD_GATEWAY, "<html>"),
+            ErrorClass::Environment
+        );
+        assert_eq!(
+            class(StatusCode::INTERNAL_SERVER_ERROR, "oops"),
+            ErrorClass::Environment
+        );
+        assert_eq!(
+            class(StatusCode::INTERNAL_SERVER_ERROR, &json("internal")),
+            ErrorClass::Bug
+        );
+        assert_eq!(class(StatusCode::NOT_MODIFIED, ""), ErrorClass::Bug);
     }
 }

@@ -14,7 +14,7 @@ mod sse;
 mod workspace;
 
 use clap::Parser;
-use error::{CliError, exit};
+use error::CliError;
 use printer::Printer;
 use std::process::ExitCode;
 
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             report(&printer, &error);
-            ExitCode::from(exit::USAGE)
+            ExitCode::from(error.exit_code())
         }
     }
 }

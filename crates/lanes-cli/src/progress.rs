@@ -54,6 +54,7 @@ impl Progress {
     pub(crate) fn line(&self, text: &str) {
         match &self.live {
             Some(live) => {
+                // Progress on a terminal that went away has nobody to show it to.
                 let _ = live.multi.println(text);
             }
             None => {
@@ -65,6 +66,7 @@ impl Progress {
                     out.push_str(line);
                     out.push('\n');
                 }
+                // As the printer: nothing sensible is left to do if stderr itself is gone.
                 let _ = std::io::stderr().lock().write_all(out.as_bytes());
             }
         }
@@ -73,6 +75,7 @@ impl Progress {
     /// Lines printed as they are, without a timestamp (a log tail, streamed output).
     pub(crate) fn raw(&self, text: &str) {
         match &self.live {
+            // As above: a terminal or stderr gone has nobody to show it to.
             Some(live) => {
                 let _ = live.multi.println(text.trim_end_matches('\n'));
             }
@@ -126,6 +129,7 @@ impl Progress {
                 bar.finish_and_clear();
             }
             live.overall.finish_and_clear();
+            // As above: a terminal gone has nothing to clear.
             let _ = live.multi.clear();
         }
     }

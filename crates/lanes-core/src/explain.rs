@@ -227,6 +227,7 @@ pub struct MissReason {
     pub kind: MissKind,
     /// One line: the first difference and how many more (`input src/a.rs: blob 1a2b… -> blob
     /// 3c4d… (and 2 more changes)`), or what the kind means.
+    #[cfg_attr(feature = "schema", schemars(length(max = crate::limits::MAX_MESSAGE)))]
     pub detail: String,
 }
 

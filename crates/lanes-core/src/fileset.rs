@@ -146,6 +146,7 @@ impl FilesetHasher {
             );
             self.last = Some(path.to_owned());
         }
+        // Only the debug build's order check above reads it.
         #[cfg(not(debug_assertions))]
         let _ = path;
         self.hasher.update(encoded);

@@ -33,7 +33,8 @@ pub enum JobState {
     /// Never ran: a need failed, or it was not selected.
     Skipped,
     /// The forge could not run it: retries used up after lost agents, a catalog error, a pin
-    /// that does not match the agent's host.
+    /// that does not match the agent's host; an agent's failure of the environment or a bug
+    /// ([`crate::ErrorClass`]).
     Error,
 }
 
@@ -290,6 +291,7 @@ pub struct StepRecord {
     /// Position in the lane, from 0.
     pub index: u32,
     /// The step's name.
+    #[cfg_attr(feature = "schema", schemars(length(max = crate::limits::MAX_NAME)))]
     pub name: String,
     /// Its outcome (`running` while it runs; `passed`, `failed`, `timed-out`, `cancelled`,
     /// `skipped` after).
@@ -298,6 +300,7 @@ pub struct StepRecord {
     pub cache: CacheUse,
     /// Its key (hex), when it was keyed.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = crate::limits::MAX_KEY)))]
     pub key: Option<String>,
     /// How long it took (running, or restoring a hit).
     #[serde(default)]

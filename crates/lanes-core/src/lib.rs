@@ -7,11 +7,13 @@
 
 pub mod catalog;
 pub mod diagnostic;
+pub mod error;
 pub mod explain;
 pub mod fileset;
 pub mod fingerprint;
 pub mod glob;
 pub mod job;
+pub mod limits;
 pub mod parse;
 pub mod plan;
 pub mod run;
@@ -20,6 +22,7 @@ pub mod select;
 
 pub use catalog::{Catalog, Lane, LaneClass, Step};
 pub use diagnostic::{Diagnostic, Source};
+pub use error::ErrorClass;
 pub use fileset::{ContentId, Digest, FileEntry};
 pub use fingerprint::{Host, KEY_VERSION, StepFingerprint};
 pub use parse::{CatalogError, parse};

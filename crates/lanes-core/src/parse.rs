@@ -37,6 +37,13 @@ impl std::fmt::Display for CatalogError {
 
 impl std::error::Error for CatalogError {}
 
+impl CatalogError {
+    /// Always the user's input: the catalog is theirs to fix.
+    pub fn class(&self) -> crate::ErrorClass {
+        crate::ErrorClass::Input
+    }
+}
+
 /// Reads a file the catalog refers to (the pins file), by repository-relative path.
 pub type LoadFile<'a> = dyn FnMut(&str) -> Result<String, String> + 'a;
 

@@ -82,6 +82,7 @@ impl Hierarchy {
             let probe = dir.join(format!("probe-{}", std::process::id()));
             std::fs::create_dir_all(&probe)
                 .map_err(|e| format!("cannot create {}: {e}", probe.display()))?;
+            // An empty probe group left behind holds nothing and limits nothing.
             let _ = std::fs::remove_dir(&probe);
         }
         if let Hierarchy::V2 { parent } = &hierarchy {
@@ -208,6 +209,7 @@ impl StepGroup {
                 if let Some(bytes) = limits.memory {
                     write(dir, "memory.max", bytes.to_string())?;
                     // No swap: a step over its limit is killed rather than slowed to a crawl.
+                    // Absent without swap accounting, where there is no swap to limit.
                     let _ = write(dir, "memory.swap.max", "0".to_owned());
                 }
                 if let Some(pids) = limits.pids {
@@ -286,6 +288,7 @@ fn remove_tree(dir: &Path) {
             }
         }
     }
+    // A group that still has a process cannot go; the sweep of leftovers tries it again.
     let _ = std::fs::remove_dir(dir);
 }
 
@@ -297,7 +300,8 @@ fn quota_us(cpus: f64) -> u64 {
 }
 
 fn kill_all_in(dir: &Path) {
-    // v2 kills the whole subtree in one write where the kernel has it (5.14+).
+    // v2 kills the whole subtree in one write where the kernel has it (5.14+); without it, the
+    // loop below kills each process.
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -311,6 +315,7 @@ fn kill_all_in(dir: &Path) {
         }
         for pid in pids {
             if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                // A process that already exited cannot be killed; the loop reads the group again.
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }

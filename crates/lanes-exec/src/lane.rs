@@ -146,7 +146,8 @@ pub enum Event {
         /// The line, with its timestamp, without the newline.
         line: String,
     },
-    /// Something went wrong with the cache; the lane carries on without it.
+    /// Something went wrong beside the steps (the cache, a step's log); the lane carries on
+    /// without it.
     Warning(String),
 }
 
@@ -257,7 +258,7 @@ pub fn run_lane(
             status: Status::Failed,
             ..runner.skipped(0)
         };
-        let _ = std::fs::write(&result.log, format!("lanes: {why}\n"));
+        write_reason(cx, &result.log, &why);
         (cx.events)(Event::StepFinished {
             index: 0,
             result: result.clone(),
@@ -338,7 +339,7 @@ pub fn run_lane(
                     status,
                     ..runner.skipped(index)
                 };
-                let _ = std::fs::write(&result.log, format!("lanes: {why}\n"));
+                write_reason(cx, &result.log, &why);
                 error = Some(why);
                 steps.push(result);
                 (cx.events)(Event::StepFinished {
@@ -371,6 +372,17 @@ pub fn chain_recorded(
         Ok(Lookup::Hit(result)) => Some(result.outputs),
         _ => None,
     })
+}
+
+/// Writes why a step did not run (or could not start) into its log, so the report's log path
+/// always says why; a log that cannot be written is a warning instead, saying both.
+fn write_reason(cx: &LaneContext, log: &Path, why: &str) {
+    if let Err(e) = std::fs::write(log, format!("lanes: {why}\n")) {
+        (cx.events)(Event::Warning(format!(
+            "cannot write {}: {e}; it would have said: {why}",
+            log.display()
+        )));
+    }
 }
 
 fn lane_status(steps: &[StepResult]) -> Status {
@@ -588,7 +600,7 @@ impl Runner<'_> {
         let finished = match process::run(&command, writer, &self.cx.cancel) {
             Ok(finished) => finished,
             Err(e) => {
-                let _ = std::fs::write(&log_path, format!("lanes: {e}\n"));
+                write_reason(self.cx, &log_path, &e.to_string());
                 return Ok(StepResult {
                     name: step.name.clone(),
                     status: Status::Failed,
@@ -668,6 +680,7 @@ impl Runner<'_> {
                 }
                 Lookup::Hit(result) => {
                     let path = self.log_path(index);
+                    // Only so the copy starts afresh: one that fails below says why.
                     let _ = std::fs::remove_file(&path);
                     if store.copy_blob_to(&result.log, &path, false)? {
                         Ok(Some(result))

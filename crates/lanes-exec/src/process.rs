@@ -203,7 +203,7 @@ pub fn run(
 
     let (outcome, status) = wait(child, group, command, cancel, started)?;
     // Whatever the step started and left behind dies with it; this also closes the pipes the
-    // leftovers might hold, so the readers finish.
+    // leftovers might hold, so the readers finish. A group with nobody left is already dead.
     let _ = kill_process_group(group, Signal::KILL);
     let oom = step_group.as_ref().is_some_and(StepGroup::oom_killed);
     // Kills what left the process group (`setsid`) and removes the cgroup.
@@ -239,6 +239,7 @@ fn wait(
     let (tx, rx) = mpsc::channel();
     let mut child = child;
     thread::spawn(move || {
+        // The receiver only goes when the run returned early with an error: nobody to tell.
         let _ = tx.send(child.wait());
     });
     let mut stopped: Option<(Outcome, Instant)> = None;
@@ -262,11 +263,13 @@ fn wait(
                     None
                 };
                 if let Some(why) = why {
+                    // A group already gone has nothing to stop; the wait below sees it exit.
                     let _ = kill_process_group(group, Signal::TERM);
                     stopped = Some((why, Instant::now()));
                 }
             }
             Some((_, at)) if at.elapsed() >= command.grace => {
+                // As above: a group already gone needs no kill.
                 let _ = kill_process_group(group, Signal::KILL);
             }
             Some(_) => {}

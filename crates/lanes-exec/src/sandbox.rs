@@ -518,6 +518,7 @@ pub fn is_root() -> bool {
 /// The helper has no printer: its stderr is the step's log.
 fn eprintln_failure(message: &str) {
     use std::io::Write;
+    // With the log gone there is nowhere left to say it; the exit code still does.
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 

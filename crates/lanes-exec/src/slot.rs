@@ -346,8 +346,15 @@ pub fn sync(
     store: &LocalStore,
 ) -> Result<Synced, SyncError> {
     let src = slot.join("src");
-    // An old manifest must not outlive a sync that fails halfway.
-    let _ = std::fs::remove_file(manifest_path(slot));
+    // An old manifest must not outlive a sync that fails halfway: one that cannot be removed
+    // fails the sync.
+    let old = manifest_path(slot);
+    match std::fs::remove_file(&old) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(other("remove", &old)(e));
+        }
+        _ => {}
+    }
     match std::fs::symlink_metadata(&src) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => std::fs::remove_file(&src).map_err(other("remove", &src))?,
@@ -470,6 +477,7 @@ pub fn sync(
         let json = serde_json::to_vec(&manifest).expect("a manifest always serializes");
         let path = manifest_path(slot);
         let temp = path.with_extension("json.tmp");
+        // Without a manifest the next sync rewrites every file: slower, never wrong.
         if std::fs::write(&temp, json).is_ok() {
             let _ = std::fs::rename(&temp, &path);
         }
@@ -520,6 +528,7 @@ pub fn tick(slot: &Path) -> std::io::Result<(i64, i64)> {
         std::thread::sleep(std::time::Duration::from_millis(1));
         let now = stamp(&probe)?;
         if now > start || std::time::Instant::now() > deadline {
+            // A probe left behind is a stray empty file in the slot's own directory.
             let _ = std::fs::remove_file(&probe);
             return Ok(now);
         }

@@ -1,5 +1,6 @@
 //! Everything that can go wrong while reading a repository, and what the user can do about it.
 
+use lanes_core::ErrorClass;
 use std::path::PathBuf;
 
 use crate::CommitId;
@@ -93,6 +94,25 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// Whose problem it is. A name the user gave (a revision, the directory, a base without
+    /// shared history) is their input; a repository that lacks what was asked of it through no
+    /// typo (the history a shallow clone cut off, a file changing under lanes, an unreadable
+    /// object) is the environment.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            GitError::NotARepository { .. }
+            | GitError::UnknownRevision { .. }
+            | GitError::NotACommit { .. }
+            | GitError::NoDefaultBase
+            | GitError::NoMergeBase { .. }
+            | GitError::Bare { .. }
+            | GitError::NonUtf8Path { .. } => ErrorClass::Input,
+            GitError::ShallowClone { .. }
+            | GitError::ChangedWhileReading { .. }
+            | GitError::Other { .. } => ErrorClass::Environment,
+        }
+    }
+
     /// The "what to do next" line for the user, if there is a useful one.
     pub fn help(&self) -> Option<String> {
         match self {

@@ -31,10 +31,59 @@ type Shared<S> = State<Arc<Forge<S>>>;
 /// The longest a lease request waits for a job.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// A JSON request body read as `T`. A number written with a fraction of zero (`4.0`) is the
+/// integer it names, as JSON Schema counts it (the OpenAPI document says `integer`); anything
+/// else that does not read as `T` is `400 bad-request`, saying what.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T, St> axum::extract::FromRequest<St> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    St: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &St) -> Result<Self, Response> {
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        integral_numbers(&mut value);
+        T::deserialize(value).map(JsonBody).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("the body is not the JSON this route takes: {e}"),
+            )
+            .into_response()
+        })
+    }
+}
+
+/// Rewrites every number with a zero fraction that fits an integer (`4.0`) as that integer.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return };
+            if f.fract() != 0.0 {
+                return;
+            }
+            // Exactly representable integers only: beyond 2^63 an f64 is not one integer.
+            if (0.0..9_223_372_036_854_775_807.0).contains(&f) {
+                *value = serde_json::Value::from(f as u64);
+            } else if (-9_223_372_036_854_775_808.0..0.0).contains(&f) {
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
 /// `POST /api/v1/agents` (admin): registers an agent and returns its token, once.
 pub(crate) async fn register<S: Store + 'static>(
     State(forge): Shared<S>,
-    axum::Json(body): axum::Json<Registration>,
+    JsonBody(body): JsonBody<Registration>,
 ) -> Result<Response, ApiError> {
     input::text("name", &body.name, input::MAX_NAME)?;
     input::list("labels", &body.labels, input::MAX_LABELS, input::MAX_NAME)?;
@@ -143,7 +192,7 @@ pub(crate) async fn lease<S: Store + 'static>(
 pub(crate) async fn status<S: Store + 'static>(
     State(forge): Shared<S>,
     Extension(Caller(agent)): Extension<Caller>,
-    axum::Json(body): axum::Json<HostStatus>,
+    JsonBody(body): JsonBody<HostStatus>,
 ) -> Result<StatusCode, ApiError> {
     input::host_status(&body)?;
     forge.agent_connected(&agent).await;
@@ -164,10 +213,13 @@ async fn holder<S: Store + 'static>(
             format!("agent `{}` does not hold job {job}: stop it", agent.name),
         ));
     }
-    let _ = forge
+    let beat = forge
         .store()
         .agent_heartbeat(&agent.name, Timestamp::now())
         .await;
+    forge.unwritten(beat.map_err(Into::into), || {
+        format!("the heartbeat of agent {}", agent.name)
+    });
     forge.agent_connected(&agent).await;
     Ok(agent)
 }
@@ -177,7 +229,7 @@ pub(crate) async fn started<S: Store + 'static>(
     State(forge): Shared<S>,
     Extension(Caller(agent)): Extension<Caller>,
     job: JobPath,
-    axum::Json(body): axum::Json<Fenced>,
+    JsonBody(body): JsonBody<Fenced>,
 ) -> Result<StatusCode, ApiError> {
     let job = job.positive();
     holder(&forge, agent, job).await?;
@@ -190,7 +242,7 @@ pub(crate) async fn heartbeat<S: Store + 'static>(
     State(forge): Shared<S>,
     Extension(Caller(agent)): Extension<Caller>,
     job: JobPath,
-    axum::Json(body): axum::Json<Fenced>,
+    JsonBody(body): JsonBody<Fenced>,
 ) -> Result<StatusCode, ApiError> {
     let job = job.positive();
     holder(&forge, agent, job).await?;
@@ -204,7 +256,7 @@ pub(crate) async fn secrets<S: Store + 'static>(
     State(forge): Shared<S>,
     Extension(Caller(agent)): Extension<Caller>,
     job: JobPath,
-    axum::Json(body): axum::Json<SecretsRequest>,
+    JsonBody(body): JsonBody<SecretsRequest>,
 ) -> Result<Response, ApiError> {
     let job = job.positive();
     input::secret_names(&body.names)?;
@@ -256,7 +308,7 @@ pub(crate) async fn step<S: Store + 'static>(
     State(forge): Shared<S>,
     Extension(Caller(agent)): Extension<Caller>,
     job: JobPath,
-    axum::Json(body): axum::Json<StepBody>,
+    JsonBody(body): JsonBody<StepBody>,
 ) -> Result<StatusCode, ApiError> {
     let job = job.positive();
     input::step(&body.step, "step")?;
@@ -270,11 +322,33 @@ pub(crate) async fn finish<S: Store + 'static>(
     State(forge): Shared<S>,
     Extension(Caller(agent)): Extension<Caller>,
     job: JobPath,
-    axum::Json(body): axum::Json<FinishBody>,
+    JsonBody(body): JsonBody<FinishBody>,
 ) -> Result<StatusCode, ApiError> {
     let job = job.positive();
     input::finish(&body.finish)?;
     holder(&forge, agent, job).await?;
     detached(async move { forge.finish(job, body.token, body.finish).await }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_number_with_a_zero_fraction_reads_as_the_integer_it_names() {
+        let mut value = serde_json::json!({"token": 4.0, "steps": [{"index": 2.0}], "x": 1.5});
+        integral_numbers(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({"token": 4, "steps": [{"index": 2}], "x": 1.5})
+        );
+        let fenced: Fenced = serde_json::from_value(value.clone()["token"].take())
+            .map(|token| Fenced { token })
+            .expect("an integer");
+        assert_eq!(fenced.token, 4);
+        let mut huge = serde_json::json!(3.0e24);
+        integral_numbers(&mut huge);
+        assert!(huge.is_f64(), "too large for an integer: stays what it was");
+    }
 }

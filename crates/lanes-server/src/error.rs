@@ -2,8 +2,9 @@
 //! HTTP status.
 
 use crate::trigger::TriggerError;
+use lanes_core::ErrorClass;
 use lanes_core::schedule::Rejected;
-use lanes_store::{ErrorClass, StoreError};
+use lanes_store::{ErrorKind, StoreError};
 
 /// A forge operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,34 +47,54 @@ pub enum ForgeError {
 }
 
 impl ForgeError {
-    /// The API's stable error code.
-    pub fn code(&self) -> &'static str {
+    /// Whose problem it is. A name that does not exist, a request that does not apply and a
+    /// report from an agent that lost its job are the caller's; the store's errors say their own
+    /// class. Turning a head into a run is the forge's own doing, never a request's: its
+    /// failures, like the forge's repositories and files, are its environment (no request names
+    /// a revision, so a git error is never the caller's typo), but for a value the store cannot
+    /// read. A broken invariant is a bug.
+    pub fn class(&self) -> ErrorClass {
         match self {
-            ForgeError::NotFound(_) => "not-found",
-            ForgeError::Conflict(_) => "conflict",
-            ForgeError::BadRequest(_) => "bad-request",
-            ForgeError::Rejected(Rejected::NotAnOutcome { .. }) => "bad-request",
-            ForgeError::Rejected(_) => "stale-token",
-            ForgeError::Internal(_) => "internal",
-            ForgeError::Store(e) => match e.class() {
-                ErrorClass::NotFound => "not-found",
-                ErrorClass::StaleToken => "stale-token",
-                ErrorClass::Conflict => "conflict",
-                ErrorClass::Input => "bad-request",
-                ErrorClass::Environment | ErrorClass::Internal => "internal",
-            },
-            ForgeError::Trigger(_) | ForgeError::Git(_) | ForgeError::Io { .. } => "internal",
+            ForgeError::NotFound(_)
+            | ForgeError::Conflict(_)
+            | ForgeError::BadRequest(_)
+            | ForgeError::Rejected(_) => ErrorClass::Input,
+            ForgeError::Store(e) => e.class(),
+            ForgeError::Trigger(TriggerError::Store(e)) if e.class() == ErrorClass::Bug => {
+                ErrorClass::Bug
+            }
+            ForgeError::Trigger(_) | ForgeError::Git(_) | ForgeError::Io { .. } => {
+                ErrorClass::Environment
+            }
+            ForgeError::Internal(_) => ErrorClass::Bug,
         }
     }
 
-    /// The HTTP status of [`ForgeError::code`].
-    pub fn status(&self) -> u16 {
-        match self.code() {
-            "not-found" => 404,
-            "conflict" | "stale-token" => 409,
-            "bad-request" => 400,
-            _ => 500,
+    /// The API's stable error code: for the caller's errors, what they got wrong; otherwise the
+    /// class's.
+    pub fn code(&self) -> &'static str {
+        match self.class() {
+            ErrorClass::Input => match self {
+                ForgeError::NotFound(_) => "not-found",
+                ForgeError::Conflict(_) => "conflict",
+                ForgeError::Rejected(Rejected::NotAnOutcome { .. }) => "bad-request",
+                ForgeError::Rejected(_) => "stale-token",
+                ForgeError::Store(e) => match e.kind() {
+                    ErrorKind::NotFound => "not-found",
+                    ErrorKind::StaleToken => "stale-token",
+                    ErrorKind::Conflict => "conflict",
+                    _ => "bad-request",
+                },
+                _ => "bad-request",
+            },
+            ErrorClass::Environment => "unavailable",
+            ErrorClass::Bug => "internal",
         }
+    }
+
+    /// The HTTP status of this error: the one place a forge error gets its status.
+    pub fn status(&self) -> u16 {
+        status_of(self.class(), self.code())
     }
 
     /// True when the data directory's disk is full (the forge says so once, not per call).
@@ -100,5 +121,151 @@ impl ForgeError {
     }
 }
 
+/// The HTTP status of an error of `class` with the API code `code`: the caller's errors are 4xx,
+/// told apart by what they got wrong; the environment's are 503 (the forge cannot do it now: a
+/// full disk, a database that stays locked; the same request may work later); a bug is 500.
+fn status_of(class: ErrorClass, code: &str) -> u16 {
+    match class {
+        ErrorClass::Input => match code {
+            "not-found" => 404,
+            "conflict" | "stale-token" => 409,
+            _ => 400,
+        },
+        ErrorClass::Environment => 503,
+        ErrorClass::Bug => 500,
+    }
+}
+
 /// The result of a forge operation.
 pub type ForgeResult<T> = Result<T, ForgeError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanes_core::schedule::JobId;
+
+    /// One error of each class and what the API answers for it.
+    fn cases() -> Vec<(ForgeError, ErrorClass, &'static str, u16)> {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        vec![
+            (
+                ForgeError::NotFound("repository `web` not found".into()),
+                ErrorClass::Input,
+                "not-found",
+                404,
+            ),
+            (
+                ForgeError::Conflict("job 2 already ended".into()),
+                ErrorClass::Input,
+                "conflict",
+                409,
+            ),
+            (
+                ForgeError::BadRequest("not a number".into()),
+                ErrorClass::Input,
+                "bad-request",
+                400,
+            ),
+            (
+                ForgeError::Rejected(Rejected::UnknownJob { job: JobId(7) }),
+                ErrorClass::Input,
+                "stale-token",
+                409,
+            ),
+            (
+                ForgeError::Store(StoreError::NotFound("run #7".into())),
+                ErrorClass::Input,
+                "not-found",
+                404,
+            ),
+            (
+                ForgeError::Store(StoreError::Duplicate("agent `a`".into())),
+                ErrorClass::Input,
+                "conflict",
+                409,
+            ),
+            (
+                ForgeError::Store(StoreError::Invalid("no token".into())),
+                ErrorClass::Input,
+                "bad-request",
+                400,
+            ),
+            (
+                ForgeError::Store(StoreError::Io {
+                    action: "append to",
+                    path: "logs/7".into(),
+                    source: io(),
+                }),
+                ErrorClass::Environment,
+                "unavailable",
+                503,
+            ),
+            (
+                ForgeError::Store(StoreError::SchemaTooNew { found: 9, known: 8 }),
+                ErrorClass::Environment,
+                "unavailable",
+                503,
+            ),
+            (
+                ForgeError::Trigger(TriggerError::Store(StoreError::Conflict("raced".into()))),
+                ErrorClass::Environment,
+                "unavailable",
+                503,
+            ),
+            (
+                ForgeError::Io {
+                    action: "read",
+                    path: "data".into(),
+                    source: io(),
+                },
+                ErrorClass::Environment,
+                "unavailable",
+                503,
+            ),
+            (
+                ForgeError::Store(StoreError::Corrupt {
+                    column: "state",
+                    message: "unknown state `nope`".into(),
+                }),
+                ErrorClass::Bug,
+                "internal",
+                500,
+            ),
+            (
+                ForgeError::Internal("a task panicked".into()),
+                ErrorClass::Bug,
+                "internal",
+                500,
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_class_decides_the_status_and_the_caller_s_errors_say_what_they_got_wrong() {
+        for (error, class, code, status) in cases() {
+            assert_eq!(error.class(), class, "{error}");
+            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(error.status(), status, "{error}");
+            assert_eq!(error.reply().0, status, "{error}");
+        }
+    }
+
+    #[test]
+    fn each_class_has_its_own_range_of_statuses() {
+        for class in ErrorClass::ALL {
+            let statuses: Vec<u16> = cases()
+                .iter()
+                .filter(|(e, ..)| e.class() == class)
+                .map(|(e, ..)| e.status())
+                .collect();
+            assert!(!statuses.is_empty(), "no case of {class}");
+            for status in statuses {
+                match class {
+                    ErrorClass::Input => assert!((400..500).contains(&status), "{status}"),
+                    ErrorClass::Environment => assert_eq!(status, 503),
+                    ErrorClass::Bug => assert_eq!(status, 500),
+                }
+            }
+        }
+    }
+}

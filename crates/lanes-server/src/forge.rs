@@ -330,6 +330,18 @@ impl<S: Store + 'static> Forge<S> {
 
     /// Notes a failure: a full disk puts the forge in the disk-full state, said once at WARN.
     /// True when it was a full disk, which the caller then need not log again.
+    /// A write of the forge's state whose failure has no caller to go to (the operation it
+    /// follows is done): counted, and logged with `what` was not written (a full disk is said
+    /// once, by [`Forge::full_disk`]).
+    pub(crate) fn unwritten<T>(&self, result: ForgeResult<T>, what: impl FnOnce() -> String) {
+        if let Err(e) = result {
+            self.metrics.store_write_failed();
+            if !self.full_disk(&e) {
+                tracing::warn!("failed to write {}: {e}", what());
+            }
+        }
+    }
+
     pub(crate) fn full_disk(&self, e: &ForgeError) -> bool {
         if !e.is_disk_full() {
             return false;
@@ -523,6 +535,7 @@ impl<S: Store + 'static> Forge<S> {
         let mut wake = false;
         for t in transitions {
             if t.from != t.to {
+                // Fails only when nobody listens to live events: nobody to tell.
                 let _ = self.events.send(JobEvent::State {
                     job: store_id(t.job),
                 });
@@ -564,7 +577,10 @@ impl<S: Store + 'static> Forge<S> {
             if state.sched.open_in_run(&key.0, key.1) > 0 && state.running_runs.contains(&key) {
                 continue;
             }
-            let _ = self.refresh_run(&key.0, key.1).await;
+            let refreshed = self.refresh_run(&key.0, key.1).await;
+            self.unwritten(refreshed, || {
+                format!("the status of run #{} of {}", key.1, key.0)
+            });
             if state.sched.open_in_run(&key.0, key.1) == 0 {
                 state.running_runs.remove(&key);
             }
@@ -746,7 +762,10 @@ impl<S: Store + 'static> Forge<S> {
                 .await?;
         }
         for old in &created.superseded {
-            let _ = self.refresh_run(&record.name, *old).await;
+            let refreshed = self.refresh_run(&record.name, *old).await;
+            self.unwritten(refreshed, || {
+                format!("the status of run #{old} of {}, superseded", record.name)
+            });
         }
         drop(state);
         Ok(new.then_some(number))
@@ -899,7 +918,10 @@ impl<S: Store + 'static> Forge<S> {
                 last_seen: millis(Timestamp::now()),
             },
         );
-        let _ = self.refresh_reasons(&mut state).await;
+        let refreshed = self.refresh_reasons(&mut state).await;
+        self.unwritten(refreshed, || {
+            format!("the waiting reasons after agent {name} came online")
+        });
         self.work.notify_waiters();
     }
 
@@ -911,7 +933,10 @@ impl<S: Store + 'static> Forge<S> {
         if let Some(agent) = state.agents.get_mut(name) {
             agent.online = false;
         }
-        let _ = self.refresh_reasons(&mut state).await;
+        let refreshed = self.refresh_reasons(&mut state).await;
+        self.unwritten(refreshed, || {
+            format!("the waiting reasons after agent {name} went offline")
+        });
     }
 
     /// A registered remote agent called in: online with its stored labels and capacity, unless
@@ -930,10 +955,13 @@ impl<S: Store + 'static> Forge<S> {
         };
         if !known {
             self.agent_online(&agent.name, labels, agent.capacity).await;
-            let _ = self
+            let written = self
                 .store
                 .set_agent_state(&agent.name, lanes_store::AgentState::Online)
                 .await;
+            self.unwritten(written.map_err(ForgeError::from), || {
+                format!("the state of agent {} (online)", agent.name)
+            });
         }
     }
 
@@ -1018,7 +1046,13 @@ impl<S: Store + 'static> Forge<S> {
                                 "job {} could not be handed to {agent} ({e}): requeued",
                                 lease.job
                             );
-                            let _ = self.persist(&mut state, vec![t]).await;
+                            let written = self.persist(&mut state, vec![t]).await;
+                            self.unwritten(written, || {
+                                format!(
+                                    "the requeue of job {} (it waits for its lease to expire instead)",
+                                    lease.job
+                                )
+                            });
                         }
                         Err(e)
                     }
@@ -1204,6 +1238,7 @@ impl<S: Store + 'static> Forge<S> {
             return Ok(acked);
         }
         self.store.ack_log(id, token, acked, new_len).await?;
+        // Fails only when nobody listens to live events: nobody to tell.
         let _ = self.events.send(JobEvent::Log {
             job: id,
             len: new_len,
@@ -1216,6 +1251,7 @@ impl<S: Store + 'static> Forge<S> {
         self.check(job, token).await?;
         let id = JobId(i64::try_from(job).unwrap_or(i64::MAX));
         self.store.record_step(id, token, &step).await?;
+        // Fails only when nobody listens to live events: nobody to tell.
         let _ = self.events.send(JobEvent::State { job: id });
         Ok(())
     }
@@ -1249,10 +1285,13 @@ impl<S: Store + 'static> Forge<S> {
             if let Some(agent) = state.agents.get_mut(&name) {
                 agent.online = false;
             }
-            let _ = self
+            let written = self
                 .store
                 .set_agent_state(&name, lanes_store::AgentState::Lost)
                 .await;
+            self.unwritten(written.map_err(ForgeError::from), || {
+                format!("the state of agent {name} (lost)")
+            });
         }
         let transitions = state.sched.tick(now);
         self.persist(&mut state, transitions).await?;
@@ -1466,6 +1505,7 @@ impl<S: Store + 'static> Forge<S> {
 
     /// Waits until a job may be leasable, or `wait` passed.
     pub async fn wait_for_work(&self, wait: Duration) {
+        // Running out of time is one of the two ways this wait ends, not an error.
         let _ = tokio::time::timeout(wait, self.work.notified()).await;
     }
 }

@@ -6,17 +6,7 @@ use crate::api::ApiError;
 use axum::http::StatusCode;
 use lanes_agent::{FinishReport, HostStatus, StepRecord};
 
-/// A name: an agent's, a label, a scope, a secret's, a step's, a platform, a version.
-pub(crate) const MAX_NAME: usize = 128;
-/// An agent's labels.
-pub(crate) const MAX_LABELS: usize = 64;
-/// A step's key, a cache mount's name.
-pub(crate) const MAX_KEY: usize = 256;
-/// A message: a miss's detail, a finish's message, a pin's values.
-pub(crate) const MAX_MESSAGE: usize = 16 << 10;
-/// Items of a list in a report: scopes, mounts per scope, jobs per scope, steps of a job, secret
-/// names.
-pub(crate) const MAX_ITEMS: usize = 1024;
+pub(crate) use lanes_core::limits::{MAX_ITEMS, MAX_KEY, MAX_LABELS, MAX_MESSAGE, MAX_NAME};
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid", message)

@@ -26,6 +26,7 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     lease_expiries: AtomicU64,
     runs_created: AtomicU64,
+    store_write_errors: AtomicU64,
     write_batches: AtomicU64,
     batched_calls: AtomicU64,
     durations: Mutex<BTreeMap<&'static str, Histogram>>,
@@ -164,6 +165,11 @@ impl Metrics {
         self.runs_created.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A write of the forge's state failed where nobody waits for it: logged, and counted here.
+    pub(crate) fn store_write_failed(&self) {
+        self.store_write_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn job_finished(&self, state: JobState, ms: u64) {
         let seconds = ms as f64 / 1000.0;
         let mut durations = self
@@ -247,6 +253,14 @@ impl Metrics {
              # TYPE lanes_runs_created_total counter\n\
              lanes_runs_created_total {}",
             self.runs_created.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lanes_store_write_errors_total Writes of the forge's state that failed with \
+             no caller to tell (each is in the log).\n\
+             # TYPE lanes_store_write_errors_total counter\n\
+             lanes_store_write_errors_total {}",
+            self.store_write_errors.load(Ordering::Relaxed)
         );
         self.http.render(&mut out);
         out.push_str(

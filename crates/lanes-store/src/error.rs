@@ -2,6 +2,7 @@
 //! belongs to.
 
 use crate::job::JobId;
+use lanes_core::ErrorClass;
 use lanes_core::job::JobState;
 use std::path::PathBuf;
 
@@ -92,10 +93,10 @@ pub enum StoreError {
     },
 }
 
-/// The class of a [`StoreError`]: what the caller should do about it. One place (the server)
-/// maps a class to an HTTP status, an exit code or a job state.
+/// What a [`StoreError`] means to the forge, finer than its [`ErrorClass`]: the forge answers a
+/// missing thing, a lost race and a stale lease differently, though all three are the caller's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
+pub enum ErrorKind {
     /// A fenced write from an agent that lost its lease; the agent must stop the job.
     StaleToken,
     /// The thing asked for does not exist.
@@ -110,23 +111,43 @@ pub enum ErrorClass {
     Internal,
 }
 
-impl StoreError {
-    /// The class of this error.
-    pub fn class(&self) -> ErrorClass {
+impl ErrorKind {
+    /// The class of this kind: the first four are the caller's, who asked for something that is
+    /// not there or no longer holds.
+    pub fn class(self) -> ErrorClass {
         match self {
-            StoreError::StaleToken { .. } => ErrorClass::StaleToken,
-            StoreError::NotFound(_) => ErrorClass::NotFound,
+            ErrorKind::StaleToken
+            | ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::Input => ErrorClass::Input,
+            ErrorKind::Environment => ErrorClass::Environment,
+            ErrorKind::Internal => ErrorClass::Bug,
+        }
+    }
+}
+
+impl StoreError {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::StaleToken { .. } => ErrorKind::StaleToken,
+            StoreError::NotFound(_) => ErrorKind::NotFound,
             StoreError::StateConflict { .. }
             | StoreError::Conflict(_)
-            | StoreError::Duplicate(_) => ErrorClass::Conflict,
-            StoreError::Invalid(_) => ErrorClass::Input,
+            | StoreError::Duplicate(_) => ErrorKind::Conflict,
+            StoreError::Invalid(_) => ErrorKind::Input,
             StoreError::SchemaTooNew { .. }
             | StoreError::Migrate(_)
             | StoreError::Database(_)
             | StoreError::Io { .. }
-            | StoreError::LogTruncated { .. } => ErrorClass::Environment,
-            StoreError::Corrupt { .. } => ErrorClass::Internal,
+            | StoreError::LogTruncated { .. } => ErrorKind::Environment,
+            StoreError::Corrupt { .. } => ErrorKind::Internal,
         }
+    }
+
+    /// The class of this error (of its [`StoreError::kind`]).
+    pub fn class(&self) -> ErrorClass {
+        self.kind().class()
     }
 
     /// True when the data directory's disk (or the database's size limit) is full: SQLite's

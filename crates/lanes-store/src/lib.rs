@@ -23,7 +23,7 @@ mod store;
 pub mod token;
 
 pub use agent::{AgentRecord, AgentState, NewAgent};
-pub use error::{ErrorClass, StoreError};
+pub use error::{ErrorKind, StoreError};
 pub use job::{JobFinish, JobId, JobRecord, JobUpdate, JobWrite, NewJob, Timings};
 pub use logs::LogFile;
 pub use repo::{BranchSummary, NewRepo, RefRecord, RepoId, RepoRecord};

@@ -18,10 +18,12 @@ struct Stats {
 
 pub(crate) fn run(command: &CacheCommand, printer: &Printer) -> Result<u8, CliError> {
     let dir = cache_dir()?;
-    let store = LocalStore::open(&dir)
-        .map_err(|e| CliError::usage(format!("cannot open the cache: {e}"), None::<String>))?;
-    let failed =
-        |e: lanes_cache::CacheError| CliError::usage(format!("cache error: {e}"), None::<String>);
+    let store = LocalStore::open(&dir).map_err(|e| {
+        CliError::environment(format!("cannot open the cache: {e}"), None::<String>)
+    })?;
+    let failed = |e: lanes_cache::CacheError| {
+        CliError::environment(format!("cache error: {e}"), None::<String>)
+    };
     match command {
         CacheCommand::Stats { json } => {
             let stats = store.stats().map_err(failed)?;

@@ -400,6 +400,7 @@ fn may_create_cgroup(dir: &Path) -> bool {
     let probe = dir.join(format!("lanes-doctor-{}", std::process::id()));
     match std::fs::create_dir(&probe) {
         Ok(()) => {
+            // An empty cgroup left behind holds nothing and limits nothing.
             let _ = std::fs::remove_dir(&probe);
             true
         }

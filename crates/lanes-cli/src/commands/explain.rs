@@ -133,5 +133,5 @@ fn text(output: &Output) -> String {
 }
 
 fn cache_error(e: CacheError) -> CliError {
-    CliError::usage(format!("cannot read the cache: {e}"), None::<String>)
+    CliError::environment(format!("cannot read the cache: {e}"), None::<String>)
 }

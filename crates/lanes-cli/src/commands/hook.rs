@@ -72,13 +72,13 @@ fn install(dir: &Path, args: &HookInstallArgs, printer: &Printer) -> Result<u8, 
     let server = server_url(args.server.as_deref())?;
     let server = server.as_str().trim_end_matches('/');
     let lanes = std::env::current_exe().map_err(|e| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot tell where this lanes binary is: {e}"),
             None::<String>,
         )
     })?;
     let lanes = lanes.to_str().ok_or_else(|| {
-        CliError::usage(
+        CliError::environment(
             format!(
                 "the path of this lanes binary is not UTF-8: {}",
                 lanes.display()
@@ -156,7 +156,7 @@ fn shell_quote(text: &str) -> String {
 /// runs a half-written hook.
 fn write_hook(hooks: &Path, hook: &Path, text: &str) -> Result<(), CliError> {
     let failed = |path: &Path, e: std::io::Error| {
-        CliError::usage(
+        CliError::environment(
             format!("failed to write {}: {e}", path.display()),
             None::<String>,
         )
@@ -166,6 +166,7 @@ fn write_hook(hooks: &Path, hook: &Path, text: &str) -> Result<(), CliError> {
     std::fs::write(&temporary, text).map_err(|e| failed(&temporary, e))?;
     set_executable(&temporary).map_err(|e| failed(&temporary, e))?;
     std::fs::rename(&temporary, hook).map_err(|e| {
+        // The rename's error is the one to report; a temporary file left is overwritten next time.
         let _ = std::fs::remove_file(&temporary);
         failed(hook, e)
     })

@@ -103,7 +103,9 @@ async fn follow(client: &Client, job: i64, printer: &Printer) -> Result<u8, CliE
                             }
                             "error" => {
                                 let error: StreamError = read_event(client, "error", &event.data)?;
+                                // The forge's own reading of its log failed.
                                 return Err(CliError::Forge {
+                                    class: lanes_core::ErrorClass::Environment,
                                     code: None,
                                     message: format!(
                                         "the forge could not stream the log of job {job}: {}",

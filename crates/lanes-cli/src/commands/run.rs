@@ -143,14 +143,14 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     let cache_root = cache_dir()?;
     let fitting = (!args.no_sandbox).then(|| start_sandbox(&workspace, &cache_root));
     let store = LocalStore::open(&cache_root).map_err(|e| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot use the cache directory: {e}"),
             "set LANES_CACHE_DIR to a directory lanes may write to".to_owned(),
         )
     })?;
     let run_id = new_run_id(started_at);
     let _registration = store.register_run(&run_id).map_err(|e| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot register the run in the cache: {e}"),
             None::<String>,
         )
@@ -168,7 +168,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     }
     let run_dir = cache_root.join("runs").join(&run_id);
     let io = |what: &str, path: &Path, e: std::io::Error| {
-        CliError::usage(
+        CliError::environment(
             format!("cannot {what} {}: {e}", path.display()),
             None::<String>,
         )
@@ -251,8 +251,9 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
 
     let cancel = Cancel::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, cancel.flag())
-            .map_err(|e| CliError::usage(format!("cannot handle signals: {e}"), None::<String>))?;
+        signal_hook::flag::register(signal, cancel.flag()).map_err(|e| {
+            CliError::environment(format!("cannot handle signals: {e}"), None::<String>)
+        })?;
     }
 
     let width = run_set
@@ -294,6 +295,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         steps: Vec::new(),
                         error: Some(check.message()),
                     };
+                    // The main loop reads until every lane it started is done: nobody else waits for it.
                     let _ = tx.send(Message::Done(p, result, None));
                     continue;
                 }
@@ -316,6 +318,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                     grace: DEFAULT_GRACE,
                     stream: args.verbose,
                     events: Arc::new(move |event| {
+                        // Late events after the run ended are read below, or not wanted.
                         let _ = events_tx.send(Message::Event(p, event));
                     }),
                     sandbox: sandbox.clone(),
@@ -342,6 +345,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
                         steps: Vec::new(),
                         error: Some("internal error: the lane's thread panicked".to_owned()),
                     });
+                    // The main loop reads until every lane it started is done: nobody else waits for it.
                     let _ = done_tx.send(Message::Done(p, result, Some(slot)));
                 }));
             }
@@ -401,6 +405,7 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
         }
     }
     for thread in threads {
+        // A lane thread that panicked already said so as its lane's result.
         let _ = thread.join();
     }
     // Lanes that finished after the plan was done may still have queued their last events.
@@ -512,7 +517,17 @@ pub(crate) fn run(dir: &Path, args: &RunArgs, printer: &Printer) -> Result<u8, C
     std::fs::write(&report_path, &json).map_err(|e| io("write", &report_path, e))?;
     if let Some(path) = &args.report {
         let path = dir.join(path);
-        std::fs::write(&path, &json).map_err(|e| io("write", &path, e))?;
+        std::fs::write(&path, &json).map_err(|e| {
+            // `--report` into a directory that does not exist is a typo in the flag.
+            if e.kind() == std::io::ErrorKind::NotFound {
+                CliError::usage(
+                    format!("cannot write {}: {e}", path.display()),
+                    "give --report a path in an existing directory".to_owned(),
+                )
+            } else {
+                io("write", &path, e)
+            }
+        })?;
     }
     printer.out(&summary(&report, &report_path))?;
     Ok(if required_failed || was_cancelled {
@@ -630,6 +645,7 @@ fn prune_runs(runs: &Path, current: &str) {
     names.sort();
     let excess = names.len().saturating_sub(KEEP_RUNS);
     for name in &names[..excess] {
+        // Old run directories only take room; the next run prunes them again.
         let _ = std::fs::remove_dir_all(runs.join(name));
     }
 }

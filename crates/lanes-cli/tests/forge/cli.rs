@@ -182,7 +182,8 @@ fn an_unreachable_forge_and_a_wrong_token_say_what_to_do() {
         &["status"],
         &[("LANES_SERVER", "http://127.0.0.1:9"), ("LANES_TOKEN", "x")],
     );
-    assert_eq!(nobody.code, 2);
+    // The environment's exit code (docs/cli.md#exit-codes): the forge is not the user's typo.
+    assert_eq!(nobody.code, 4);
     assert!(
         nobody.stderr.contains("cannot reach the forge"),
         "{}",

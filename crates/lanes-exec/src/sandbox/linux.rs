@@ -145,6 +145,8 @@ pub(super) fn init(spec: &Spec) -> Result<i32, String> {
 /// (set-user-id programs run with the step's own rights). With `back`, through `--drop`, which
 /// gives the step the invoking user's ids in a nested user namespace first.
 fn step_command(spec: &Spec, back: Option<(u32, u32)>) -> std::process::Command {
+    // prctl(PR_SET_NO_NEW_PRIVS) only fails on kernels older than 3.5, where nothing else of
+    // the sandbox (user namespaces, cgroup v2) works either.
     let _ = rustix::thread::set_no_new_privs(true);
     if let Some((uid, gid)) = back {
         let mut command = std::process::Command::new("/proc/self/exe");

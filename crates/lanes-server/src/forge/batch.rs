@@ -274,6 +274,7 @@ impl<S: Store + 'static> Forge<S> {
                         )
                     })),
                 };
+                // Fails only when the caller went away: nobody to answer.
                 let _ = reply.send(answer);
             }
             return;
@@ -312,6 +313,7 @@ impl<S: Store + 'static> Forge<S> {
                     Ok(Answer::Done)
                 }
             };
+            // Fails only when the caller went away: its lease is requeued below.
             let _ = reply.send(answer);
         }
         // A lease nobody is left to receive (its caller went away) goes back to the queue now
@@ -319,9 +321,10 @@ impl<S: Store + 'static> Forge<S> {
         for job in unclaimed {
             if let Some(t) = state.sched.requeue(job) {
                 tracing::warn!("job {job} was leased to a caller that went away: requeued");
-                if let Err(e) = self.persist(state, vec![t]).await {
-                    tracing::warn!("requeueing job {job} failed: {e}");
-                }
+                let written = self.persist(state, vec![t]).await;
+                self.unwritten(written, || {
+                    format!("the requeue of job {job} (it waits for its lease to expire instead)")
+                });
             }
         }
     }
@@ -335,6 +338,7 @@ impl<S: Store + 'static> Forge<S> {
         run: Option<RunKey>,
         now_ms: u64,
     ) {
+        // Fails only when nobody listens to live events: nobody to tell.
         let _ = self.events.send(JobEvent::State { job });
         state.started_at.insert(job, now_ms);
         let key = match run {
