@@ -147,6 +147,32 @@ impl Run {
     pub fn jobs(&self) -> &[Job] {
         self.jobs.as_deref().unwrap_or_default()
     }
+
+    /// True once the run can change no more: its status is final and none of its jobs (a rerun
+    /// added after it finished, say) is still queued or held.
+    pub fn is_finished(&self) -> bool {
+        let status_final = self.status.known().is_some_and(|s| s.is_terminal());
+        status_final && self.jobs().iter().all(|j| !j.is_open())
+    }
+
+    /// The newest job of `lane` (the latest rerun, if any).
+    pub fn newest_job(&self, lane: &str) -> Option<&Job> {
+        self.jobs()
+            .iter()
+            .filter(|j| j.lane == lane)
+            .max_by_key(|j| j.id)
+    }
+
+    /// The run's lanes, each once, in the order their first job comes (catalog order).
+    pub fn lanes(&self) -> Vec<&str> {
+        let mut lanes: Vec<&str> = Vec::new();
+        for job in self.jobs() {
+            if !lanes.contains(&job.lane.as_str()) {
+                lanes.push(&job.lane);
+            }
+        }
+        lanes
+    }
 }
 
 /// The catalog problems that made a run `error`.

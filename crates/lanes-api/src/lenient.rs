@@ -43,6 +43,13 @@ impl<T> Lenient<T> {
     }
 }
 
+/// The value's [`Lenient::name`], padded as the formatter asks.
+impl<T: Serialize> std::fmt::Display for Lenient<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.name())
+    }
+}
+
 impl<T> From<T> for Lenient<T> {
     fn from(t: T) -> Lenient<T> {
         Lenient::Known(t)

@@ -1,148 +1,11 @@
-//! The forge's JSON objects (docs/api.md), as the CLI reads them.
-//!
-//! Lenient on purpose: fields the CLI does not show are not declared, most declared ones have a
-//! default, and reasons stay JSON until they are put into words, so a newer forge that adds a
-//! field or a reason kind still reads. `--json` output never goes through these types: the
-//! commands print the forge's document as it came.
+//! The forge's JSON objects (docs/api.md) as the CLI reads them: `lanes-api`'s types, the ones
+//! the forge writes with. Statuses and reasons are [`lanes_api::Lenient`], so a newer forge
+//! that adds a value still reads and the value is shown by its name. `--json` output never goes
+//! through these types: the commands print the forge's document as it came.
 
-use lanes_core::job::JobState;
-use lanes_store::RunStatus;
-use serde::Deserialize;
+pub(crate) use lanes_api::events::{LogChunk, LogEnd, StreamError};
+pub(crate) use lanes_api::forge::{BranchState, Job, Jobs, RefsChanged, Repo, Run};
 use serde_json::Value;
-
-/// `GET /api/v1/repos/{repo}/branches/{branch}`.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct BranchStatus {
-    pub(crate) repo: String,
-    pub(crate) branch: String,
-    /// The head the forge saw last.
-    #[serde(default)]
-    pub(crate) head: Option<String>,
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) run: Option<Run>,
-}
-
-/// A run, with its jobs when it comes from a branch status or `GET .../runs/{number}`.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Run {
-    pub(crate) number: u64,
-    #[serde(default)]
-    pub(crate) branch: String,
-    pub(crate) head: String,
-    /// `push`, `nightly` or `manual`; empty when the forge did not say.
-    #[serde(default)]
-    pub(crate) trigger: String,
-    pub(crate) status: String,
-    #[serde(default)]
-    pub(crate) superseded_by: Option<u64>,
-    #[serde(default)]
-    pub(crate) diagnostics: Option<Value>,
-    #[serde(default)]
-    pub(crate) jobs: Vec<Job>,
-}
-
-impl Run {
-    /// True once the run can change no more: its status is final and none of its jobs (a
-    /// rerun added after it finished, say) is still queued or held.
-    pub(crate) fn is_finished(&self) -> bool {
-        let status_final = RunStatus::parse(&self.status).is_some_and(RunStatus::is_terminal);
-        status_final && self.jobs.iter().all(|j| !j.is_open())
-    }
-
-    /// The newest job of `lane` (the latest rerun, if any).
-    pub(crate) fn newest_job(&self, lane: &str) -> Option<&Job> {
-        self.jobs
-            .iter()
-            .filter(|j| j.lane == lane)
-            .max_by_key(|j| j.id)
-    }
-
-    /// The run's lanes, each once, in the order their first job comes (catalog order).
-    pub(crate) fn lanes(&self) -> Vec<&str> {
-        let mut lanes: Vec<&str> = Vec::new();
-        for job in &self.jobs {
-            if !lanes.contains(&job.lane.as_str()) {
-                lanes.push(&job.lane);
-            }
-        }
-        lanes
-    }
-}
-
-/// A job.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Job {
-    pub(crate) id: i64,
-    pub(crate) lane: String,
-    #[serde(default)]
-    pub(crate) class: String,
-    pub(crate) status: String,
-    /// A [`lanes_core::job::JobReason`] as JSON, or `null`.
-    #[serde(default)]
-    pub(crate) reason: Option<Value>,
-    /// Selection reasons (`lanes select --json`'s), as JSON.
-    #[serde(default)]
-    pub(crate) selection: Vec<Value>,
-    #[serde(default)]
-    pub(crate) rerun_of: Option<i64>,
-    #[serde(default)]
-    pub(crate) started_at: Option<String>,
-    #[serde(default)]
-    pub(crate) duration_ms: u64,
-    #[serde(default)]
-    pub(crate) steps_cached: u64,
-    #[serde(default)]
-    pub(crate) steps_run: u64,
-    #[serde(default)]
-    pub(crate) saved_ms: u64,
-}
-
-impl Job {
-    /// Queued, leased or running. A status this lanes does not know counts as closed, so a
-    /// newer forge cannot keep `lanes wait` waiting forever.
-    pub(crate) fn is_open(&self) -> bool {
-        JobState::parse(&self.status).is_some_and(|s| !s.is_terminal())
-    }
-}
-
-/// One entry of `GET /api/v1/repos`.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Repository {
-    pub(crate) name: String,
-}
-
-/// `.../log/stream`: `event: end`'s data.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct LogEnd {
-    pub(crate) status: String,
-}
-
-/// `.../log/stream`: `event: log`'s data.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct LogChunk {
-    pub(crate) offset: u64,
-    pub(crate) text: String,
-}
-
-/// `.../log/stream`: `event: error`'s data (the forge could not read the log; the stream ends).
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct StreamError {
-    pub(crate) message: String,
-}
-
-/// `POST .../rerun-failed`.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct Jobs {
-    pub(crate) jobs: Vec<Job>,
-}
-
-/// `POST .../refs-changed`.
-#[derive(Clone, Debug, Deserialize)]
-pub(crate) struct RefsChanged {
-    #[serde(default)]
-    pub(crate) created: Vec<u64>,
-}
 
 /// Reads a forge document into `T`, or says which document the forge got wrong.
 pub(crate) fn read<T: serde::de::DeserializeOwned>(
@@ -151,4 +14,47 @@ pub(crate) fn read<T: serde::de::DeserializeOwned>(
     value: &Value,
 ) -> Result<T, crate::error::CliError> {
     T::deserialize(value).map_err(|e| client.unreadable(&format!("{what}: {e}")))
+}
+
+/// Whole API documents from the few fields a unit test cares about.
+#[cfg(test)]
+pub(crate) mod docs {
+    use serde_json::{Value, json};
+
+    /// `partial` over what every job document of the API has.
+    pub(crate) fn job_doc(partial: Value) -> Value {
+        let mut doc = json!({
+            "id": 1, "lane": "l", "class": "required", "priority": "required", "status": "queued",
+            "reason": null, "selection": [], "needs": [], "group": null, "labels": [],
+            "rerun_of": null, "attempts": 0, "retries": 2, "agent": null, "queued_at": null,
+            "leased_at": null, "started_at": null, "finished_at": null, "duration_ms": 0,
+            "timings": {"queue_wait_ms": null, "lock_wait_ms": null, "materialize_ms": null},
+            "steps_cached": 0, "steps_run": 0, "saved_ms": 0, "log_bytes": 0, "steps": []
+        });
+        merge(&mut doc, partial);
+        doc
+    }
+
+    /// `partial` over what every run document of the API has; its jobs completed by [`job_doc`].
+    pub(crate) fn run_doc(partial: Value) -> Value {
+        let mut doc = json!({
+            "repo": "app", "number": 1, "branch": "main", "head": "", "base": null,
+            "trigger": "push", "status": "pending", "superseded_by": null,
+            "created_at": "2026-12-01T10:00:00Z", "started_at": null, "finished_at": null,
+            "diagnostics": null
+        });
+        merge(&mut doc, partial);
+        if let Some(jobs) = doc.get_mut("jobs").and_then(Value::as_array_mut) {
+            for job in jobs.iter_mut() {
+                *job = job_doc(job.take());
+            }
+        }
+        doc
+    }
+
+    fn merge(doc: &mut Value, partial: Value) {
+        if let (Some(doc), Value::Object(partial)) = (doc.as_object_mut(), partial) {
+            doc.extend(partial);
+        }
+    }
 }

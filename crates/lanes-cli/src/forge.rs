@@ -3,7 +3,7 @@
 //!
 //! The choices themselves ([`choose_repo`]) are pure; the network and git are at the edges.
 
-use crate::api::{self, BranchStatus, Repository, Run};
+use crate::api::{self, BranchState, Run};
 use crate::args::{ForgeArgs, JobTarget};
 use crate::client::{Client, block_on};
 use crate::error::{CliError, exit};
@@ -142,7 +142,7 @@ impl Forge {
     pub(crate) async fn branch_status(
         &self,
         branch: &str,
-    ) -> Result<(Value, BranchStatus), CliError> {
+    ) -> Result<(Value, BranchState), CliError> {
         let url = self.client.url(
             ["repos", self.repo.as_str(), "branches"]
                 .into_iter()
@@ -282,7 +282,7 @@ pub(crate) fn act_on_target(
 /// The names of the forge's repositories.
 pub(crate) async fn repositories(client: &Client) -> Result<Vec<String>, CliError> {
     let value = client.get_json(client.url(["repos"])).await?;
-    let repos: Vec<Repository> = api::read(client, "the repository list", &value)?;
+    let repos: Vec<api::Repo> = api::read(client, "the repository list", &value)?;
     Ok(repos.into_iter().map(|r| r.name).collect())
 }
 

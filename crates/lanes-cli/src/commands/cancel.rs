@@ -39,7 +39,7 @@ pub(crate) fn run(dir: &Path, args: &CancelArgs, printer: &Printer) -> Result<u8
 
 /// The job after the cancel: cancelled, or still ending (an agent holding it stops it).
 fn job_line(repo: &str, number: u64, job: &Job) -> String {
-    if job.status == "cancelled" {
+    if job.status == lanes_core::job::JobState::Cancelled {
         format!(
             "cancelled {} in {repo} run #{number} (job {})\n",
             job.lane, job.id
@@ -55,20 +55,23 @@ fn job_line(repo: &str, number: u64, job: &Job) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::docs::job_doc;
     use serde_json::json;
 
     #[test]
     fn a_cancelled_job_says_so_and_one_still_ending_says_what_it_is() {
-        let job: Job =
-            serde_json::from_value(json!({"id": 12, "lane": "build", "status": "cancelled"}))
-                .expect("job parses");
+        let job: Job = serde_json::from_value(job_doc(
+            json!({"id": 12, "lane": "build", "status": "cancelled"}),
+        ))
+        .expect("job parses");
         assert_eq!(
             job_line("app", 3, &job),
             "cancelled build in app run #3 (job 12)\n"
         );
-        let job: Job =
-            serde_json::from_value(json!({"id": 12, "lane": "build", "status": "running"}))
-                .expect("job parses");
+        let job: Job = serde_json::from_value(job_doc(
+            json!({"id": 12, "lane": "build", "status": "running"}),
+        ))
+        .expect("job parses");
         assert_eq!(
             job_line("app", 3, &job),
             "asked to cancel build in app run #3 (job 12); it is running for now\n"

@@ -31,7 +31,7 @@ pub(crate) fn run(dir: &Path, args: &LogsArgs, printer: &Printer) -> Result<u8, 
 }
 
 /// Page through `GET /jobs/{id}/log` until the acknowledged length is reached.
-async fn print_log(client: &Client, job: i64, printer: &Printer) -> Result<u8, CliError> {
+async fn print_log(client: &Client, job: u64, printer: &Printer) -> Result<u8, CliError> {
     let id = job.to_string();
     let mut offset: u64 = 0;
     let mut text = Utf8Chunks::default();
@@ -65,7 +65,7 @@ async fn print_log(client: &Client, job: i64, printer: &Printer) -> Result<u8, C
 
 /// Read `GET /jobs/{id}/log/stream` until its `end` event, reconnecting from the last offset
 /// printed when it drops. 0 if the job passed, 1 if not.
-async fn follow(client: &Client, job: i64, printer: &Printer) -> Result<u8, CliError> {
+async fn follow(client: &Client, job: u64, printer: &Printer) -> Result<u8, CliError> {
     let id = job.to_string();
     let mut offset: u64 = 0;
     let mut fruitless: u32 = 0;
@@ -95,7 +95,7 @@ async fn follow(client: &Client, job: i64, printer: &Printer) -> Result<u8, CliE
                             }
                             "end" => {
                                 let end: LogEnd = read_event(client, "end", &event.data)?;
-                                return Ok(if end.status == "passed" {
+                                return Ok(if end.status == lanes_core::job::JobState::Passed {
                                     exit::SUCCESS
                                 } else {
                                     exit::FAILED

@@ -61,13 +61,14 @@ fn render(repo: &str, number: u64, jobs: &[Job]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::docs::job_doc;
     use serde_json::json;
 
     #[test]
     fn the_queued_reruns_are_listed_by_lane() {
         let jobs: Vec<Job> = serde_json::from_value(json!([
-            {"id": 31, "lane": "build", "status": "queued", "rerun_of": 12},
-            {"id": 32, "lane": "e2e", "status": "queued", "rerun_of": 15},
+            job_doc(json!({"id": 31, "lane": "build", "status": "queued", "rerun_of": 12})),
+            job_doc(json!({"id": 32, "lane": "e2e", "status": "queued", "rerun_of": 15})),
         ]))
         .expect("jobs parse");
         assert_eq!(

@@ -1,7 +1,7 @@
 //! `lanes status`: a branch's CI status on the forge, and the words every forge command uses for
 //! a job's state (its reason, duration and cache use).
 
-use crate::api::{BranchStatus, Job, Run};
+use crate::api::{BranchState, Job, Run};
 use crate::args::StatusArgs;
 use crate::client::block_on;
 use crate::commands::select::describe;
@@ -9,7 +9,7 @@ use crate::error::{CliError, exit};
 use crate::forge::{Forge, Local};
 use crate::printer::Printer;
 use lanes_core::Reason;
-use lanes_core::job::JobReason;
+use lanes_core::job::{JobReason, JobState};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -37,7 +37,7 @@ pub(crate) fn run(dir: &Path, args: &StatusArgs, printer: &Printer) -> Result<u8
 
 /// A warning when the forge's head for the branch is not the local branch's: the local commits
 /// are not pushed yet, or the forge has not read the push.
-pub(crate) fn local_head_warning(status: &BranchStatus, local: &Local) -> Option<String> {
+pub(crate) fn local_head_warning(status: &BranchState, local: &Local) -> Option<String> {
     let local_head = local.branch_head(&status.branch)?;
     let forge_head = status
         .head
@@ -57,7 +57,7 @@ pub(crate) fn local_head_warning(status: &BranchStatus, local: &Local) -> Option
 
 /// The text of `lanes status`: a header line, one line per lane that was selected (its newest
 /// job), the lanes selection skipped on one line, and an `error` run's diagnostics.
-pub(crate) fn render(status: &BranchStatus) -> String {
+pub(crate) fn render(status: &BranchState) -> String {
     let mut text = String::new();
     let Some(run) = &status.run else {
         let head = match &status.head {
@@ -72,7 +72,7 @@ pub(crate) fn render(status: &BranchStatus) -> String {
         return text;
     };
     let mut about = format!("run #{} at {}", run.number, short(&run.head));
-    if run.status != status.status {
+    if run.status.name() != status.status.name() {
         let _ = write!(about, ": {}", run.status);
     }
     if let Some(by) = run.superseded_by {
@@ -99,12 +99,20 @@ pub(crate) fn render_jobs(run: &Run) -> String {
     let (unselected, shown): (Vec<&Job>, Vec<&Job>) =
         newest.into_iter().partition(|j| is_unselected(j));
     let lane_width = shown.iter().map(|j| j.lane.len()).max().unwrap_or(0);
-    let class_width = shown.iter().map(|j| j.class.len()).max().unwrap_or(0);
-    let status_width = shown.iter().map(|j| j.status.len()).max().unwrap_or(0);
+    let class_width = shown
+        .iter()
+        .map(|j| j.class.name().len())
+        .max()
+        .unwrap_or(0);
+    let status_width = shown
+        .iter()
+        .map(|j| j.status.name().len())
+        .max()
+        .unwrap_or(0);
     for job in &shown {
         let mut details: Vec<String> = Vec::new();
-        if let Some(reason) = job.reason.as_ref().filter(|r| !r.is_null()) {
-            details.push(job_reason(reason));
+        if let Some(reason) = &job.reason {
+            details.push(job_reason(&as_json(reason)));
         }
         if let Some(cache) = cache_summary(job) {
             details.push(cache);
@@ -126,7 +134,7 @@ pub(crate) fn render_jobs(run: &Run) -> String {
         let lanes: Vec<String> = unselected
             .iter()
             .map(|j| match j.selection.first() {
-                Some(reason) => format!("{} ({})", j.lane, selection_reason(reason)),
+                Some(reason) => format!("{} ({})", j.lane, selection_reason(&as_json(reason))),
                 None => j.lane.clone(),
             })
             .collect();
@@ -138,7 +146,7 @@ pub(crate) fn render_jobs(run: &Run) -> String {
             lanes.join(", ")
         );
     }
-    if run.jobs.is_empty() && run.diagnostics.as_ref().is_none_or(Value::is_null) {
+    if run.jobs().is_empty() && run.diagnostics.is_none() {
         text.push_str("  no lanes\n");
     }
     text
@@ -147,19 +155,16 @@ pub(crate) fn render_jobs(run: &Run) -> String {
 /// Skipped by selection (no changed path matched, nightly, manual): not worth a line of its
 /// own. A lane skipped because a need failed has a reason and keeps its line.
 fn is_unselected(job: &Job) -> bool {
-    job.status == "skipped" && job.reason.as_ref().is_none_or(Value::is_null)
+    job.status == JobState::Skipped && job.reason.is_none()
 }
 
 /// An `error` run's catalog problems, one per line with its location and help.
 fn render_diagnostics(run: &Run) -> String {
     let mut text = String::new();
-    let Some(diagnostics) = run.diagnostics.as_ref().filter(|d| !d.is_null()) else {
+    let Some(diagnostics) = &run.diagnostics else {
         return text;
     };
-    let list = diagnostics["diagnostics"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let list = &diagnostics.diagnostics;
     let _ = writeln!(
         text,
         "the catalog at {} has {} error{}:",
@@ -168,27 +173,24 @@ fn render_diagnostics(run: &Run) -> String {
         plural(list.len())
     );
     for d in list {
-        let mut place = d["file"].as_str().unwrap_or("lanes.toml").to_owned();
-        if let Some(line) = d["line"].as_u64() {
+        let mut place = d.file.clone();
+        if let Some(line) = d.line {
             let _ = write!(place, ":{line}");
-            if let Some(column) = d["column"].as_u64() {
+            if let Some(column) = d.column {
                 let _ = write!(place, ":{column}");
             }
         }
-        let message = d["message"].as_str().unwrap_or("(no message)");
-        match d["code"].as_str() {
-            Some(code) => {
-                let _ = writeln!(text, "  {place}: {message} [{code}]");
-            }
-            None => {
-                let _ = writeln!(text, "  {place}: {message}");
-            }
-        }
-        if let Some(help) = d["help"].as_str() {
+        let _ = writeln!(text, "  {place}: {} [{}]", d.message, d.code);
+        if let Some(help) = &d.help {
             let _ = writeln!(text, "    help: {help}");
         }
     }
     text
+}
+
+/// A reason as the JSON it came as.
+fn as_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// A job's reason in words (docs/api.md's `reason`, lanes-core's [`JobReason`]). A kind this
@@ -439,7 +441,7 @@ mod tests {
         assert_eq!(format_ms(3_725_000), "1h02m");
     }
 
-    fn fixture(name: &str) -> BranchStatus {
+    fn fixture(name: &str) -> BranchState {
         let text = match name {
             "failed" => include_str!("fixtures/status_failed.json"),
             "error" => include_str!("fixtures/status_error.json"),

@@ -3,14 +3,13 @@
 //! The one rule that matters: never report an older head's run. Until the forge's run is for the
 //! awaited head, `lanes wait` keeps waiting ([`decide`]).
 
-use crate::api::{self, BranchStatus, Run};
+use crate::api::{self, BranchState, Run};
 use crate::args::WaitArgs;
 use crate::client::block_on;
 use crate::commands::status::{render, short};
 use crate::error::{CliError, exit};
 use crate::forge::{Forge, Local};
 use crate::printer::Printer;
-use lanes_core::job::JobState;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -47,7 +46,7 @@ pub(crate) enum Until {
 
 /// Whether the branch's latest run is the final word on `awaited` (the forge's own head when
 /// `None`). A run for any other head, finished or not, is never an answer.
-pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus, until: Until) -> Decision {
+pub(crate) fn decide(awaited: Option<&str>, status: &BranchState, until: Until) -> Decision {
     let Some(run) = &status.run else {
         return Decision::NotSeen;
     };
@@ -63,7 +62,7 @@ pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus, until: Until)
                     .lanes()
                     .into_iter()
                     .filter_map(|lane| run.newest_job(lane))
-                    .filter(|job| job.class == "required")
+                    .filter(|job| job.class == lanes_core::LaneClass::Required)
                     .all(|job| !job.is_open())
         }
     };
@@ -79,7 +78,7 @@ pub(crate) fn decide(awaited: Option<&str>, status: &BranchStatus, until: Until)
 /// manual runs do not decide a branch's status, so they are not the answer either.
 pub(crate) fn run_of_head<'r>(awaited: &str, runs: &'r [Run]) -> Option<&'r Run> {
     runs.iter().find(|r| {
-        r.head.eq_ignore_ascii_case(awaited) && (r.trigger.is_empty() || r.trigger == "push")
+        r.head.eq_ignore_ascii_case(awaited) && r.trigger == lanes_core::run::RunTrigger::Push
     })
 }
 
@@ -155,7 +154,7 @@ impl Waiter<'_> {
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> Result<u8, CliError> {
-        let mut last: Option<(Value, BranchStatus)> = None;
+        let mut last: Option<(Value, BranchState)> = None;
         let mut noted_unseen = false;
         let mut noted_unreachable = false;
         let mut unreachable_since: Option<Instant> = None;
@@ -236,7 +235,7 @@ impl Waiter<'_> {
         }
     }
 
-    fn note_unseen(&self, status: &BranchStatus) {
+    fn note_unseen(&self, status: &BranchState) {
         let Some(awaited) = self.awaited else {
             return;
         };
@@ -259,7 +258,7 @@ impl Waiter<'_> {
         &self,
         awaited: &str,
         branch_value: &Value,
-        status: &BranchStatus,
+        status: &BranchState,
     ) -> Result<Option<u8>, CliError> {
         let client = &self.forge.client;
         let mut url = client.url(["repos", self.forge.repo.as_str(), "runs"]);
@@ -279,7 +278,7 @@ impl Waiter<'_> {
             return Ok(None);
         }
         let (run_value, run) = self.forge.run(listed.number).await?;
-        let listed_status = BranchStatus {
+        let listed_status = BranchState {
             run: Some(run.clone()),
             ..status.clone()
         };
@@ -296,10 +295,13 @@ impl Waiter<'_> {
             ));
         }
         let mut value = branch_value.clone();
-        value["status"] = Value::String(run.status.clone());
+        value["status"] = Value::String(run.status.name());
         value["run"] = run_value;
-        let older = BranchStatus {
-            status: run.status.clone(),
+        let older = BranchState {
+            // The run's own status word (`cancelled` has no branch status of its own).
+            status: serde_json::from_value(Value::String(run.status.name())).unwrap_or(
+                lanes_api::Lenient::Unknown(Value::String(run.status.name())),
+            ),
             run: Some(run),
             ..status.clone()
         };
@@ -307,9 +309,9 @@ impl Waiter<'_> {
     }
 
     /// Print the final status; 0 if it passed.
-    fn finish(&self, value: &Value, status: &BranchStatus) -> Result<u8, CliError> {
+    fn finish(&self, value: &Value, status: &BranchState) -> Result<u8, CliError> {
         self.show(value, status)?;
-        Ok(if status.status == "passed" {
+        Ok(if status.status == lanes_core::run::BranchStatus::Passed {
             exit::SUCCESS
         } else {
             exit::FAILED
@@ -318,7 +320,7 @@ impl Waiter<'_> {
 
     fn timed_out(
         &self,
-        last: Option<&(Value, BranchStatus)>,
+        last: Option<&(Value, BranchState)>,
         timeout: Duration,
     ) -> Result<u8, CliError> {
         let waited = crate::commands::status::format_ms(
@@ -342,7 +344,7 @@ impl Waiter<'_> {
         Ok(exit::TIMED_OUT)
     }
 
-    fn show(&self, value: &Value, status: &BranchStatus) -> Result<(), CliError> {
+    fn show(&self, value: &Value, status: &BranchState) -> Result<(), CliError> {
         if self.json {
             self.printer.json(value)?;
         } else {
@@ -363,7 +365,7 @@ fn progress_line(run: &Run) -> String {
     let finished = newest.iter().filter(|j| !j.is_open()).count();
     let running = newest
         .iter()
-        .filter(|j| JobState::parse(&j.status).is_some_and(JobState::is_held))
+        .filter(|j| j.status.known().is_some_and(|s| s.is_held()))
         .count();
     format!(
         "waiting for run #{} at {}: {finished} of {} jobs finished, {running} running\n",
@@ -378,17 +380,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use crate::api::docs::run_doc;
+    use lanes_core::job::JobState;
+
     const OLD: &str = "1111111111111111111111111111111111111111";
     const NEW: &str = "2222222222222222222222222222222222222222";
 
-    fn status(head: Option<&str>, run: Option<(&str, &str, &[&str])>) -> BranchStatus {
+    fn status(head: Option<&str>, run: Option<(&str, &str, &[&str])>) -> BranchState {
         let run = run.map(|(run_head, run_status, jobs)| {
             let jobs: Vec<Value> = jobs
                 .iter()
                 .enumerate()
                 .map(|(i, s)| json!({"id": i, "lane": format!("l{i}"), "status": s}))
                 .collect();
-            json!({"number": 1, "head": run_head, "status": run_status, "jobs": jobs})
+            run_doc(json!({"number": 1, "head": run_head, "status": run_status, "jobs": jobs}))
         });
         serde_json::from_value(json!({
             "repo": "app", "branch": "main", "head": head, "status": "running", "run": run
@@ -444,13 +449,13 @@ mod tests {
 
     #[test]
     fn with_required_the_wait_ends_once_every_required_lanes_newest_job_has() {
-        let s: BranchStatus = serde_json::from_value(json!({
+        let s: BranchState = serde_json::from_value(json!({
             "repo": "app", "branch": "main", "head": NEW, "status": "passed",
-            "run": {"number": 1, "head": NEW, "status": "running", "jobs": [
+            "run": run_doc(json!({"number": 1, "head": NEW, "status": "running", "jobs": [
                 {"id": 1, "lane": "test", "class": "required", "status": "failed"},
                 {"id": 2, "lane": "sign", "class": "advisory", "status": "queued"},
                 {"id": 3, "lane": "test", "class": "required", "status": "passed", "rerun_of": 1},
-            ]}
+            ]}))
         }))
         .expect("status parses");
         assert_eq!(decide(Some(NEW), &s, Until::Finished), Decision::Running);
@@ -459,7 +464,7 @@ mod tests {
         assert_eq!(decide(Some(OLD), &s, Until::Required), Decision::NotSeen);
         let mut rerun = s.clone();
         if let Some(run) = rerun.run.as_mut() {
-            run.jobs[2].status = "queued".to_owned();
+            run.jobs.get_or_insert_default()[2].status = JobState::Queued.into();
         }
         assert_eq!(
             decide(Some(NEW), &rerun, Until::Required),
@@ -470,10 +475,10 @@ mod tests {
     #[test]
     fn the_newest_push_run_of_the_awaited_head_is_found_in_the_history() {
         let runs: Vec<Run> = serde_json::from_value(json!([
-            {"number": 6, "head": OLD, "status": "passed", "trigger": "manual"},
-            {"number": 5, "head": NEW, "status": "running", "trigger": "push"},
-            {"number": 4, "head": OLD, "status": "cancelled", "trigger": "push"},
-            {"number": 2, "head": OLD, "status": "passed", "trigger": "push"},
+            run_doc(json!({"number": 6, "head": OLD, "status": "passed", "trigger": "manual"})),
+            run_doc(json!({"number": 5, "head": NEW, "status": "running", "trigger": "push"})),
+            run_doc(json!({"number": 4, "head": OLD, "status": "cancelled", "trigger": "push"})),
+            run_doc(json!({"number": 2, "head": OLD, "status": "passed", "trigger": "push"})),
         ]))
         .expect("runs parse");
         assert_eq!(run_of_head(OLD, &runs).map(|r| r.number), Some(4));
@@ -482,14 +487,14 @@ mod tests {
 
     #[test]
     fn progress_counts_each_lanes_newest_job() {
-        let run: Run = serde_json::from_value(json!({
+        let run: Run = serde_json::from_value(run_doc(json!({
             "number": 3, "head": NEW, "status": "running", "jobs": [
                 {"id": 1, "lane": "a", "status": "failed"},
                 {"id": 2, "lane": "b", "status": "running"},
                 {"id": 3, "lane": "c", "status": "queued"},
                 {"id": 4, "lane": "a", "status": "leased", "rerun_of": 1},
             ]
-        }))
+        })))
         .expect("run parses");
         assert_eq!(
             progress_line(&run),
