@@ -229,6 +229,54 @@ pub enum JobReason {
     },
 }
 
+/// A reason in words: the one wording the CLI, the web UI and the logs use.
+impl std::fmt::Display for JobReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobReason::WaitingForNeeds { lanes } => write!(f, "waiting for {}", lanes.join(", ")),
+            JobReason::BlockedByGroup { group, holders } => {
+                write!(f, "blocked by group {group}")?;
+                if !holders.is_empty() {
+                    let held: Vec<String> = holders
+                        .iter()
+                        .map(|h| format!("{} #{} {}", h.repo, h.run, h.lane))
+                        .collect();
+                    write!(f, ", held by {}", held.join(", "))?;
+                }
+                Ok(())
+            }
+            JobReason::WaitingForAgent { labels } => {
+                write!(
+                    f,
+                    "waiting for an agent with labels [{}]",
+                    labels.join(", ")
+                )
+            }
+            JobReason::WaitingForCapacity => f.write_str("waiting for capacity"),
+            JobReason::AgentLost { attempt, .. } => write!(f, "agent lost (attempt {attempt})"),
+            JobReason::Requeued => f.write_str("requeued by a user"),
+            JobReason::ForgeRestarted { attempt } => {
+                write!(f, "forge restarted (attempt {attempt})")
+            }
+            JobReason::HandedBack => f.write_str("handed back at a forge stop"),
+            JobReason::RetriesExhausted { retries } => write!(
+                f,
+                "agent lost again after {retries} retr{}",
+                if *retries == 1 { "y" } else { "ies" }
+            ),
+            JobReason::NeedFailed { lane } => write!(f, "needs {lane}, which did not pass"),
+            JobReason::Superseded { by } => write!(f, "superseded by #{by}"),
+            JobReason::CancelledByUser => f.write_str("cancelled by a user"),
+            JobReason::RunAborted { message } => write!(f, "run aborted: {message}"),
+            JobReason::PinMismatch {
+                pin,
+                expected,
+                found,
+            } => write!(f, "pin {pin} mismatch: expected {expected}, found {found}"),
+        }
+    }
+}
+
 impl JobReason {
     /// The `kind` string of this reason, as in JSON.
     pub fn kind(&self) -> &'static str {

@@ -65,6 +65,46 @@ pub enum Reason {
     RunCancelled,
 }
 
+impl Reason {
+    /// True for a reason a lane is skipped for (no changed path matched, nightly, manual, not
+    /// named, a failure stopped it, the run was cancelled).
+    pub fn skips(&self) -> bool {
+        matches!(
+            self,
+            Reason::NoMatchingPath
+                | Reason::Nightly
+                | Reason::Manual
+                | Reason::NotRequested
+                | Reason::StoppedAfterFailure { .. }
+                | Reason::NeedFailed { .. }
+                | Reason::RunCancelled
+        )
+    }
+}
+
+/// A selection reason in words: the one wording `lanes select`, `lanes run`, `lanes status` and
+/// the web UI use.
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Path { path, pattern } => write!(f, "{path} matched {pattern}"),
+            Reason::CatalogChanged { path } => write!(f, "{path} changed"),
+            Reason::Always => f.write_str("runs on every change"),
+            Reason::NeededBy { lane } => write!(f, "needed by {lane}"),
+            Reason::Forced => f.write_str("selected by --all"),
+            Reason::NoMatchingPath => f.write_str("no matching path"),
+            Reason::Nightly => f.write_str("nightly"),
+            Reason::Manual => f.write_str("manual"),
+            Reason::Requested => f.write_str("named on the command line"),
+            Reason::Scheduled { slot } => write!(f, "scheduled for the cron slot {slot}"),
+            Reason::NotRequested => f.write_str("not named on the command line"),
+            Reason::StoppedAfterFailure { lane } => write!(f, "not started after {lane} failed"),
+            Reason::NeedFailed { lane } => write!(f, "needs {lane}, which did not pass"),
+            Reason::RunCancelled => f.write_str("the run was cancelled"),
+        }
+    }
+}
+
 /// The decision for one lane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LaneSelection {

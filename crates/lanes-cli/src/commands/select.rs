@@ -117,22 +117,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// A reason in words, the same words the UI will use.
+/// A reason in words (lanes-core's one wording).
 pub(crate) fn describe(reason: &Reason) -> String {
-    match reason {
-        Reason::Path { path, pattern } => format!("{path} matched {pattern}"),
-        Reason::CatalogChanged { path } => format!("{path} changed"),
-        Reason::Always => "runs on every change".to_owned(),
-        Reason::NeededBy { lane } => format!("needed by {lane}"),
-        Reason::Forced => "selected by --all".to_owned(),
-        Reason::NoMatchingPath => "no matching path".to_owned(),
-        Reason::Nightly => "nightly".to_owned(),
-        Reason::Manual => "manual".to_owned(),
-        Reason::Requested => "named on the command line".to_owned(),
-        Reason::Scheduled { slot } => format!("scheduled for the cron slot {slot}"),
-        Reason::NotRequested => "not named on the command line".to_owned(),
-        Reason::StoppedAfterFailure { lane } => format!("not started after {lane} failed"),
-        Reason::NeedFailed { lane } => format!("needs {lane}, which did not pass"),
-        Reason::RunCancelled => "the run was cancelled".to_owned(),
-    }
+    reason.to_string()
 }

@@ -202,43 +202,7 @@ pub(crate) fn job_reason(reason: &Value) -> String {
             .map(|k| k.replace('-', " "))
             .unwrap_or_else(|| reason.to_string());
     };
-    match known {
-        JobReason::WaitingForNeeds { lanes } => format!("waiting for {}", lanes.join(", ")),
-        JobReason::BlockedByGroup { group, holders } => {
-            if holders.is_empty() {
-                format!("blocked by group {group}")
-            } else {
-                let held: Vec<String> = holders
-                    .iter()
-                    .map(|h| format!("{} #{} {}", h.repo, h.run, h.lane))
-                    .collect();
-                format!("blocked by group {group}, held by {}", held.join(", "))
-            }
-        }
-        JobReason::WaitingForAgent { labels } => {
-            format!("waiting for an agent with labels [{}]", labels.join(", "))
-        }
-        JobReason::WaitingForCapacity => "waiting for capacity".to_owned(),
-        JobReason::AgentLost { attempt, .. } => format!("agent lost (attempt {attempt})"),
-        JobReason::Requeued => "requeued by a user".to_owned(),
-        JobReason::ForgeRestarted { attempt } => format!("forge restarted (attempt {attempt})"),
-        JobReason::HandedBack => "handed back at a forge stop".to_owned(),
-        JobReason::RetriesExhausted { retries } => {
-            format!(
-                "agent lost again after {retries} retr{}",
-                if retries == 1 { "y" } else { "ies" }
-            )
-        }
-        JobReason::NeedFailed { lane } => format!("needs {lane}, which did not pass"),
-        JobReason::Superseded { by } => format!("superseded by #{by}"),
-        JobReason::CancelledByUser => "cancelled by a user".to_owned(),
-        JobReason::RunAborted { message } => format!("run aborted: {message}"),
-        JobReason::PinMismatch {
-            pin,
-            expected,
-            found,
-        } => format!("pin {pin} mismatch: expected {expected}, found {found}"),
-    }
+    known.to_string()
 }
 
 /// A selection reason in the words `lanes select` uses. Takes `path` reasons with `pattern`

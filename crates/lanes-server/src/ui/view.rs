@@ -145,38 +145,9 @@ pub(crate) fn job_run_ms(job: &JobRecord, now: Timestamp) -> Option<u64> {
         .map(|start| between(start, job.finished_at.unwrap_or(now)))
 }
 
-/// What a job's reason means, in a sentence.
+/// What a job's reason means, in lanes-core's one wording.
 pub(crate) fn reason_text(reason: &JobReason) -> String {
-    match reason {
-        JobReason::WaitingForNeeds { lanes } => {
-            format!("waiting for {} to pass", lanes.join(", "))
-        }
-        JobReason::BlockedByGroup { group, .. } => format!("blocked by group {group}"),
-        JobReason::WaitingForAgent { labels } => {
-            format!("no online agent has labels [{}]", labels.join(", "))
-        }
-        JobReason::WaitingForCapacity => "every agent that can run it is busy".to_owned(),
-        JobReason::AgentLost { agent, attempt } => {
-            format!("requeued: agent {agent} stopped heartbeating (attempt {attempt})")
-        }
-        JobReason::Requeued => "requeued by a user".to_owned(),
-        JobReason::ForgeRestarted { attempt } => {
-            format!("requeued: the forge restarted while running it (attempt {attempt})")
-        }
-        JobReason::HandedBack => "requeued: the forge stopped while running it".to_owned(),
-        JobReason::RetriesExhausted { retries } => {
-            format!("its agent was lost again after {retries} requeues")
-        }
-        JobReason::NeedFailed { lane } => format!("skipped: {lane} did not pass"),
-        JobReason::Superseded { by } => format!("superseded by run #{by}"),
-        JobReason::CancelledByUser => "cancelled by a user".to_owned(),
-        JobReason::RunAborted { message } => format!("run aborted: {message}"),
-        JobReason::PinMismatch {
-            pin,
-            expected,
-            found,
-        } => format!("pin {pin} does not match its agent: expected {expected}, found {found}"),
-    }
+    reason.to_string()
 }
 
 /// Why a queued job waits, what holds it, and what an operator could do.
@@ -256,33 +227,21 @@ pub(crate) fn wait(job: &JobRecord, now: Timestamp) -> Option<Wait> {
     })
 }
 
-/// Why selection picked or skipped a lane, one sentence per stored reason.
+/// Why selection picked or skipped a lane, one sentence per stored reason, in lanes-core's one
+/// wording; a kind this lanes does not know is shown by its name.
 pub(crate) fn selection_text(selection: &Value) -> Vec<String> {
     let Some(reasons) = selection.as_array() else {
         return Vec::new();
     };
     reasons
         .iter()
-        .map(|r| {
-            let field = |name: &str| r[name].as_str().unwrap_or("?").to_owned();
-            match r["kind"].as_str().unwrap_or("") {
-                "path" => format!("{} matched {}", field("path"), field("pattern")),
-                "catalog-changed" => format!("the catalog changed ({})", field("path")),
-                "always" => "runs on every change (no paths)".to_owned(),
-                "needed-by" => format!("needed by {}", field("lane")),
-                "forced" => "every lane was asked for".to_owned(),
-                "no-matching-path" => "skipped: no changed path matched".to_owned(),
-                "nightly" => "skipped: nightly lanes run on their schedule".to_owned(),
-                "manual" => "skipped: manual lanes run when asked for".to_owned(),
-                "requested" => "asked for by name".to_owned(),
-                "scheduled" => format!("scheduled for the slot {}", field("slot")),
-                "not-requested" => "skipped: other lanes were asked for".to_owned(),
-                "stopped-after-failure" => format!("skipped: {} failed", field("lane")),
-                "need-failed" => format!("skipped: {} did not pass", field("lane")),
-                "run-cancelled" => "skipped: the run was cancelled".to_owned(),
-                other => other.to_owned(),
-            }
-        })
+        .map(
+            |r| match <lanes_core::Reason as serde::Deserialize>::deserialize(r) {
+                Ok(reason) if reason.skips() => format!("skipped: {reason}"),
+            Ok(reason) => reason.to_string(),
+                Err(_) => r["kind"].as_str().unwrap_or("?").replace('-', " "),
+            },
+        )
         .collect()
 }
 
