@@ -19,6 +19,7 @@ pub mod plan;
 pub mod run;
 pub mod schedule;
 pub mod select;
+pub mod status;
 
 pub use catalog::{Catalog, Lane, LaneClass, Step};
 pub use diagnostic::{Diagnostic, Source};

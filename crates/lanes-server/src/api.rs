@@ -420,7 +420,7 @@ async fn latest_push_run<S: Store>(
 }
 
 fn status_of(detail: &RunDetail) -> BranchStatus {
-    let views: Vec<JobView> = detail.jobs.iter().map(JobView::from).collect();
+    let views: Vec<JobView> = detail.jobs.iter().map(crate::status::view).collect();
     branch_status(detail.run.status, &views)
 }
 

@@ -238,7 +238,7 @@ pub(crate) fn selection_text(selection: &Value) -> Vec<String> {
         .map(
             |r| match <lanes_core::Reason as serde::Deserialize>::deserialize(r) {
                 Ok(reason) if reason.skips() => format!("skipped: {reason}"),
-            Ok(reason) => reason.to_string(),
+                Ok(reason) => reason.to_string(),
                 Err(_) => r["kind"].as_str().unwrap_or("?").replace('-', " "),
             },
         )
