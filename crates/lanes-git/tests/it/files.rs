@@ -287,7 +287,7 @@ fn files_worktree_reads_unmerged_and_skip_worktree_files_from_disk() {
     fixture.write("conflict.txt", "ours\n");
     fixture.commit("ours");
     let merge = git_command(&fixture.path)
-        .args(&["merge", "--quiet", "other"])
+        .args(["merge", "--quiet", "other"])
         .output()
         .expect("run git merge");
     assert!(!merge.status.success(), "the merge conflicts");
