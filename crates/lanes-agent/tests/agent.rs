@@ -11,45 +11,28 @@ use lanes_core::explain::MissKind;
 use lanes_core::job::JobState;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A git repository in a temporary directory, its commits made by the `git` binary.
+/// A git repository in a temporary directory (lanes-testkit's), its commits made by the `git`
+/// binary.
 struct Git {
-    dir: tempfile::TempDir,
+    repo: lanes_testkit::Repo,
 }
 
 impl Git {
     fn new() -> Git {
-        let git = Git {
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        git.run(&["init", "-q", "-b", "main"]);
-        git
+        Git {
+            repo: lanes_testkit::Repo::new(),
+        }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.repo.path
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(self.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args([
-                "-c",
-                "user.name=Agent Test",
-                "-c",
-                "user.email=agent@example.invalid",
-            ])
-            .args(["-c", "commit.gpgsign=false"])
-            .args(args)
-            .output()
-            .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        self.repo.git(args)
     }
 
     /// Writes `files` (path, contents; `None` removes it) and commits; returns the commit id.

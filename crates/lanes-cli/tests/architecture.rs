@@ -1,14 +1,22 @@
 //! The crate graph follows docs/architecture.md: `lanes-core` depends on no crate of ours,
 //! adapters depend on core (and `lanes-exec` may use `lanes-cache`), the wire formats
-//! (`lanes-api`) on core alone, nothing depends on the CLI.
+//! (`lanes-api`) on core alone, nothing depends on the CLI; the test support (`lanes-testkit`)
+//! on core at most, and every crate may use it, as a dev-dependency only.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
-/// Workspace crates each crate may depend on (normal, dev or build dependencies).
+/// The test support crate: any crate of ours may use it, but only as a dev-dependency, so it
+/// never reaches a shipped binary.
+const TESTKIT: &str = "lanes-testkit";
+
+/// Workspace crates each crate may depend on (normal, dev or build dependencies), besides
+/// [`TESTKIT`] as a dev-dependency.
 fn allowed(krate: &str) -> Option<&'static [&'static str]> {
     Some(match krate {
         "lanes-core" => &[],
+        // What tests share; core's vocabulary at most, so every crate's tests may use it.
+        TESTKIT => &["lanes-core"],
         // The wire formats: typed once, from core's vocabulary, for the server, agents and CLI.
         "lanes-api" | "lanes-git" | "lanes-cache" | "lanes-store" => &["lanes-core"],
         "lanes-exec" => &["lanes-core", "lanes-cache"],
@@ -67,17 +75,27 @@ fn crate_dependencies_point_inward() {
         .map(|p| p["name"].as_str().expect("name"))
         .collect();
     let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut not_dev = Vec::new();
     for package in packages {
         let name = package["name"].as_str().expect("name");
         for dep in package["dependencies"].as_array().expect("dependencies") {
+            let kind = dep["kind"].as_str().unwrap_or("normal");
             let dep = dep["name"].as_str().expect("name");
-            if ours.contains(&dep) {
+            if dep == TESTKIT {
+                if kind != "dev" {
+                    not_dev.push(format!("{name} -> {dep} ({kind})"));
+                }
+            } else if ours.contains(&dep) {
                 edges.entry(name).or_default().push(dep);
             }
         }
     }
     assert!(
-        ours.contains(&"lanes-core") && ours.contains(&"lanes-cli"),
+        not_dev.is_empty(),
+        "{TESTKIT} is a dev-dependency only: {not_dev:?}"
+    );
+    assert!(
+        ours.contains(&"lanes-core") && ours.contains(&"lanes-cli") && ours.contains(&TESTKIT),
         "{ours:?}"
     );
     let mut forbidden = Vec::new();

@@ -99,3 +99,13 @@ fn the_projects_own_catalog_passes_check() {
     let out = lanes_in(&root, &["check", "--manifest", "lanes.toml"], &[]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
 }
+
+/// lanes-testkit finds the binary beside the test binary, as it cannot read
+/// `CARGO_BIN_EXE_lanes`; this is the path cargo gives the CLI's tests.
+#[test]
+fn the_testkit_runs_the_binary_cargo_built_for_these_tests() {
+    assert_eq!(
+        std::fs::canonicalize(lanes_testkit::lanes_bin()).expect("the testkit's lanes"),
+        std::fs::canonicalize(env!("CARGO_BIN_EXE_lanes")).expect("cargo's lanes"),
+    );
+}

@@ -8,7 +8,8 @@ use lanes_server::{Created, Outcome, on_branch_head};
 use lanes_store::{RunStatus, Store};
 
 mod common;
-use common::{Forge, TestResult, git};
+use common::{Forge, TestResult};
+use lanes_testkit::git_in;
 
 const CATALOG: &str = r#"version = 1
 
@@ -81,10 +82,10 @@ async fn a_feature_branch_selects_by_its_diff_against_the_merge_base_and_records
         ("docs/a.md", "1"),
     ])?;
     created(f.push("main", &root, 1).await?)?;
-    git(&f.work(), &["checkout", "--quiet", "-b", "feature"])?;
+    git_in(&f.work(), &["checkout", "--quiet", "-b", "feature"]);
     let head = f.commit(&[("docs/a.md", "2")])?;
     // main moves on after the branch point: its change must not count for the feature branch.
-    git(&f.work(), &["checkout", "--quiet", "main"])?;
+    git_in(&f.work(), &["checkout", "--quiet", "main"]);
     f.commit(&[("src/a.rs", "2")])?;
 
     let c = created(f.push("feature", &head, 2).await?)?;
@@ -231,7 +232,7 @@ async fn a_new_head_supersedes_the_older_run_and_returns_its_open_jobs() -> Test
     let old = f.store.run("app", c1.run.run.number).await?;
     assert_eq!(old.run.superseded_by, Some(c2.run.run.number));
     // A run on another branch is left alone.
-    git(&f.work(), &["checkout", "--quiet", "-b", "other"])?;
+    git_in(&f.work(), &["checkout", "--quiet", "-b", "other"]);
     let other = f.commit(&[("src/b.rs", "1")])?;
     let c3 = created(f.push("other", &other, 3).await?)?;
     assert!(c3.superseded.is_empty() && c3.to_cancel.is_empty());

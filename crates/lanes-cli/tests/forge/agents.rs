@@ -1,11 +1,11 @@
 //! Remote agents over the real HTTP agent endpoints: by hand, one request at a time, and as the
 //! real agent (`lanes_agent::run_job`) behind an HTTP `Link` whose heartbeats the test can cut.
 
-use crate::server::{Forge, Response, http};
 use lanes_agent::{
     AgentEnv, Assignment, FinishReport, HostStatus, JobEnd, Link, LinkError, Shutdown, StepRecord,
     Stop, run_job,
 };
+use lanes_testkit::{Forge, Response, http};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

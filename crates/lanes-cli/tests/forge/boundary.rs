@@ -5,7 +5,7 @@
 //! They need root (a step user, cgroups) and Linux namespaces, as CI has.
 
 use crate::job;
-use crate::server::Forge;
+use lanes_testkit::Forge;
 use serde_json::Value;
 use std::io::Read;
 use std::net::TcpListener;
@@ -433,7 +433,7 @@ fn a_cache_directory_the_step_user_cannot_reach_stops_the_forge_with_the_reason(
     }
     // Outside /tmp (steps get their own there, so any way down it is made for them): a 0700
     // directory of root's, with the cache inside.
-    let closed = crate::common::outside_tmp();
+    let closed = lanes_testkit::outside_tmp();
     std::fs::set_permissions(
         closed.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o700),

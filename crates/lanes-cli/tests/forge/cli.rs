@@ -1,7 +1,7 @@
 //! The CLI against a real forge: `lanes status`, `wait`, `logs`, `rerun`, `cancel` and the
 //! post-receive hook, as a developer uses them after a push.
 
-use crate::server::Forge;
+use lanes_testkit::Forge;
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
@@ -177,7 +177,7 @@ fn the_post_receive_hook_starts_a_run_without_waiting_for_a_poll() {
 #[test]
 fn an_unreachable_forge_and_a_wrong_token_say_what_to_do() {
     let forge = Forge::new(CATALOG, &[("src/a.txt", "one\n")]);
-    let nobody = crate::common::lanes_in(
+    let nobody = lanes_testkit::lanes_in(
         &forge.work,
         &["status"],
         &[("LANES_SERVER", "http://127.0.0.1:9"), ("LANES_TOKEN", "x")],
@@ -191,7 +191,7 @@ fn an_unreachable_forge_and_a_wrong_token_say_what_to_do() {
     );
     assert!(nobody.stderr.contains("lanes serve"), "{}", nobody.stderr);
     let server = format!("http://{}", forge.addr);
-    let wrong = crate::common::lanes_in(
+    let wrong = lanes_testkit::lanes_in(
         &forge.work,
         &["status"],
         &[
@@ -240,7 +240,7 @@ step = [{ name = "slow", run = "echo before; sleep 4; echo after" }]
     });
     loop {
         let line = rx
-            .recv_timeout(crate::server::PATIENCE)
+            .recv_timeout(lanes_testkit::PATIENCE)
             .expect("the follower prints the log");
         if line.contains("before") {
             break;
@@ -291,19 +291,19 @@ fn status_outside_a_repository_needs_a_branch() {
         ("LANES_SERVER", server.as_str()),
         ("LANES_TOKEN", forge.token.as_str()),
     ];
-    let out = crate::common::lanes_in(outside.path(), &["status"], &env);
+    let out = lanes_testkit::lanes_in(outside.path(), &["status"], &env);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("branch"), "{}", out.stderr);
     let head = forge.git(&["rev-parse", "HEAD"]);
     forge.wait_done("main", &head);
-    let named = crate::common::lanes_in(outside.path(), &["status", "main", "--json"], &env);
+    let named = lanes_testkit::lanes_in(outside.path(), &["status", "main", "--json"], &env);
     assert_eq!(named.json()["status"], "passed");
 }
 
 #[test]
 fn the_repository_named_like_the_checkout_is_chosen_and_repo_overrides_it() {
     let other = tempfile::tempdir().expect("tempdir");
-    crate::common::git_in(other.path(), &["init", "-q", "--bare", "work.git"]);
+    lanes_testkit::git_in(other.path(), &["init", "-q", "--bare", "work.git"]);
     let work = other.path().join("work.git");
     let forge = Forge::with_args(
         CATALOG,

@@ -2,7 +2,7 @@
 //! as the tests have in CI; elsewhere it says why it skips).
 
 use crate::PASSING;
-use crate::server::Forge;
+use lanes_testkit::Forge;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,8 +4,8 @@
 //! Installing needs no forge at all. `cli.rs` has the hook's run turning green and a push with
 //! the forge down.
 
-use crate::common::{Run, git_in, lanes_in};
-use crate::server::Forge;
+use lanes_testkit::Forge;
+use lanes_testkit::{Run, git_in, lanes_in};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! answer (or a closed connection) and never lock other clients out; authentication comes
 //! before bodies; ids and client strings are checked the same way everywhere.
 
-use crate::server::{Forge, PATIENCE, Response, parse_response};
+use lanes_testkit::{Forge, PATIENCE, Response, parse_response};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;

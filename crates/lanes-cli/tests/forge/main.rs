@@ -4,18 +4,15 @@
 mod agents;
 mod boundary;
 mod cli;
-#[path = "../common/mod.rs"]
-mod common;
 mod disk;
 mod hook;
 mod http;
 mod pins;
 mod secrets;
-mod server;
 mod ui;
 
+use lanes_testkit::Forge;
 use serde_json::Value;
-use server::Forge;
 
 /// Two required lanes in the group `mac` of limit 1, each sleeping: one holds it, one waits.
 const ONE_GROUP: &str = r#"version = 1
@@ -753,18 +750,18 @@ step = [{ name = "soak", run = "echo soaking" }]
 fn a_mirror_from_the_configuration_file_is_fetched_before_its_refs_are_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     // An upstream the forge cannot watch directly, and an empty mirror it fetches into.
-    common::git_in(dir.path(), &["init", "-q", "--bare", "upstream.git"]);
-    common::git_in(dir.path(), &["init", "-q", "--bare", "mirror.git"]);
-    common::git_in(dir.path(), &["clone", "-q", "upstream.git", "dev"]);
+    lanes_testkit::git_in(dir.path(), &["init", "-q", "--bare", "upstream.git"]);
+    lanes_testkit::git_in(dir.path(), &["init", "-q", "--bare", "mirror.git"]);
+    lanes_testkit::git_in(dir.path(), &["clone", "-q", "upstream.git", "dev"]);
     let dev = dir.path().join("dev");
-    common::git_in(&dev, &["checkout", "-q", "-b", "main"]);
+    lanes_testkit::git_in(&dev, &["checkout", "-q", "-b", "main"]);
     std::fs::write(dev.join("lanes.toml"), PASSING).expect("write");
     std::fs::create_dir_all(dev.join("src")).expect("mkdir");
     std::fs::write(dev.join("src/lib.txt"), "upstream\n").expect("write");
-    common::git_in(&dev, &["add", "-A"]);
-    common::git_in(&dev, &["commit", "-q", "-m", "upstream"]);
-    common::git_in(&dev, &["push", "-q", "origin", "main"]);
-    let head = common::git_in(&dev, &["rev-parse", "HEAD"]);
+    lanes_testkit::git_in(&dev, &["add", "-A"]);
+    lanes_testkit::git_in(&dev, &["commit", "-q", "-m", "upstream"]);
+    lanes_testkit::git_in(&dev, &["push", "-q", "origin", "main"]);
+    let head = lanes_testkit::git_in(&dev, &["rev-parse", "HEAD"]);
     let config = dir.path().join("serve.toml");
     std::fs::write(
         &config,
@@ -801,7 +798,7 @@ fn a_mirror_from_the_configuration_file_is_fetched_before_its_refs_are_read() {
 fn bad_serve_flags_and_configuration_files_are_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let serve = |args: &[&str]| {
-        common::lanes_in(
+        lanes_testkit::lanes_in(
             dir.path(),
             &[
                 &["serve", "--data-dir", "data", "--listen", "127.0.0.1:0"],
@@ -851,7 +848,7 @@ fn bad_serve_flags_and_configuration_files_are_clear_errors() {
     );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
-    let busy = common::lanes_in(
+    let busy = lanes_testkit::lanes_in(
         dir.path(),
         &["serve", "--data-dir", "busy", "--listen", &addr],
         &[],

@@ -1,8 +1,8 @@
 //! Pins on the forge's agent: a pin whose command reads a file outside the repository, which the
 //! test rewrites as a toolchain upgrade on the agent's host would change what it prints.
 
-use crate::server::Forge;
 use crate::{job, log_of};
+use lanes_testkit::Forge;
 
 /// The catalog of a required lane `test` that uses the pin `tool`, read from `dir`.
 fn catalog(dir: &std::path::Path) -> String {

@@ -2,7 +2,7 @@
 //! the lanes that ask for them on the branches allowed, masked in every view of the log, and
 //! nowhere in the data directory.
 
-use crate::server::Forge;
+use lanes_testkit::Forge;
 use std::path::Path;
 
 const INLINE: &str = "s3cr3t-Inline-4242-xyzzy";
@@ -64,7 +64,7 @@ fn base64(text: &str) -> String {
 #[test]
 fn secrets_reach_the_lane_masked_everywhere_and_a_branch_not_allowed_fails_with_the_reason() {
     // Outside /tmp, which steps see as their own empty tmpfs anyway.
-    let dir = crate::common::outside_tmp();
+    let dir = lanes_testkit::outside_tmp();
     let secret_file = dir.path().join("deploy-key");
     std::fs::write(&secret_file, format!("{FROM_FILE}\n")).expect("write the secret file");
     let start = |extra: &[&str]| {

@@ -2,8 +2,8 @@
 //! action forms, cross-site refusals, escaping, 404 pages, live events; and the browser tests
 //! (`tests/browser/`, headless Chromium through playwright-core) driven from here.
 
-use crate::server::{Forge, PATIENCE, Response, parse_response};
 use crate::{ONE_GROUP, PASSING, job};
+use lanes_testkit::{Forge, PATIENCE, Response, parse_response};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;

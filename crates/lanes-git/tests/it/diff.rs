@@ -1,6 +1,6 @@
 use lanes_git::Repo;
 
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, Open};
 
 const COMMIT_ID: &str = "1111111111111111111111111111111111111111";
 const OTHER_COMMIT_ID: &str = "2222222222222222222222222222222222222222";
@@ -41,7 +41,7 @@ fn changed_paths_lists_every_kind_of_change() {
     fixture.chmod_x("script.sh");
     fixture.remove("become-link");
     fixture.symlink("keep.txt", "become-link");
-    std::fs::remove_dir_all(fixture.path().join("dir")).expect("remove dir");
+    std::fs::remove_dir_all(fixture.path.join("dir")).expect("remove dir");
     fixture.write("dir", "now a file\n");
     fixture.git(&["add", "--all"]);
     set_gitlink(&fixture, "sub", OTHER_COMMIT_ID);
@@ -100,13 +100,13 @@ fn worktree_fixture() -> (Fixture, String) {
     ] {
         fixture.write(file, &format!("{file}\n"));
     }
-    let base = fixture.commit_all("base");
+    let base = fixture.commit("base");
     fixture.write("committed.txt", "changed in a commit\n");
     fixture.write(
         "reverted.txt",
         "changed in a commit, reverted in the worktree\n",
     );
-    fixture.commit_all("head");
+    fixture.commit("head");
 
     fixture.write("reverted.txt", "reverted.txt\n");
     fixture.write("staged.txt", "staged change\n");
@@ -119,10 +119,10 @@ fn worktree_fixture() -> (Fixture, String) {
     fixture.write("debug.log", "ignored by .gitignore\n");
     fixture.write("build/out.txt", "ignored directory\n");
     fixture.write("local-only.txt", "ignored by info/exclude\n");
-    std::fs::write(fixture.path().join(".git/info/exclude"), "local-only.txt\n")
+    std::fs::write(fixture.path.join(".git/info/exclude"), "local-only.txt\n")
         .expect("write info/exclude");
     fixture.write("personal.tmp", "ignored by core.excludesFile\n");
-    let excludes = fixture.path().join(".git/personal-excludes");
+    let excludes = fixture.path.join(".git/personal-excludes");
     std::fs::write(&excludes, "*.tmp\n").expect("write an excludes file");
     fixture.git(&[
         "config",
@@ -136,7 +136,7 @@ fn worktree_fixture() -> (Fixture, String) {
 fn changed_paths_worktree_unions_commits_index_worktree_and_untracked_files() {
     let (fixture, base) = worktree_fixture();
     // Discovered from a subdirectory: the answer is still for the whole repository.
-    let repo = Repo::discover(&fixture.path().join("src")).expect("discover");
+    let repo = Repo::discover(&fixture.path.join("src")).expect("discover");
     let base = repo.resolve(&base).expect("base");
     let changed = repo
         .changed_paths_worktree(&base)
@@ -161,7 +161,7 @@ fn changed_paths_worktree_unions_commits_index_worktree_and_untracked_files() {
 fn changed_paths_worktree_of_a_clean_tree_at_head_is_empty() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "a\n");
-    let head = fixture.commit_all("one");
+    let head = fixture.commit("one");
     let repo = fixture.repo();
     let head = repo.resolve(&head).expect("head");
     assert_eq!(

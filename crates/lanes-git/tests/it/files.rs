@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use lanes_core::fileset::{ContentId, FileEntry, mode};
 
-use crate::fixture::{Fixture, git_command, git_in};
+use crate::fixture::{Fixture, Open, git_command, git_in};
 
 fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
@@ -116,7 +116,7 @@ fn files_worktree_keeps_blob_ids_for_clean_files_and_hashes_the_rest() {
     fixture.write("deleted.txt", "soon gone\n");
     fixture.write("chmod.sh", "#!/bin/sh\n");
     fixture.symlink("clean.txt", "link");
-    fixture.commit_all("base");
+    fixture.commit("base");
     let index = git_index(&fixture);
 
     fixture.write("modified.txt", "after, and longer\n");
@@ -163,13 +163,13 @@ fn files_worktree_trusts_the_stat_cache_for_clean_files() {
     let touch = |args: &[&str]| {
         let status = std::process::Command::new("touch")
             .args(args)
-            .current_dir(fixture.path())
+            .current_dir(&fixture.path)
             .status()
             .expect("run touch");
         assert!(status.success());
     };
     touch(&past);
-    fixture.commit_all("base");
+    fixture.commit("base");
     let index = git_index(&fixture);
 
     // Same size, same mtime, different bytes: git's status calls it clean without reading it,
@@ -192,8 +192,8 @@ fn files_worktree_trusts_the_stat_cache_for_clean_files() {
 #[test]
 fn files_worktree_does_not_depend_on_location_or_mtime() {
     let origin = committed_fixture();
-    let first = Fixture::clone_of(&origin, &[]);
-    let second = Fixture::clone_of(&origin, &[]);
+    let first = origin.clone_with(&[]);
+    let second = origin.clone_with(&[]);
     for clone in [&first, &second] {
         clone.write("untracked.txt", "same untracked bytes\n");
     }
@@ -203,7 +203,7 @@ fn files_worktree_does_not_depend_on_location_or_mtime() {
             "-c",
             "find . -path ./.git -prune -o -type f -exec touch -d '2030-01-01' {} +",
         ])
-        .current_dir(second.path())
+        .current_dir(&second.path)
         .status()
         .expect("run find");
     assert!(status.success());
@@ -233,12 +233,12 @@ fn files_worktree_does_not_depend_on_location_or_mtime() {
 fn files_worktree_names_a_submodule_by_its_checked_out_commit() {
     let library = Fixture::new();
     library.write("lib.txt", "v1\n");
-    let recorded = library.commit_all("v1");
+    let recorded = library.commit("v1");
     let fixture = Fixture::new();
     fixture.write("a.txt", "a\n");
-    let url = format!("file://{}", library.path().display());
+    let url = format!("file://{}", library.path.display());
     fixture.git(&["submodule", "add", "--quiet", &url, "vendor/lib"]);
-    fixture.commit_all("add the submodule");
+    fixture.commit("add the submodule");
 
     let gitlink = |files: &[FileEntry]| {
         files
@@ -262,7 +262,7 @@ fn files_worktree_names_a_submodule_by_its_checked_out_commit() {
     );
 
     // A new commit checked out in the submodule, not yet recorded in the superproject.
-    let submodule = fixture.path().join("vendor/lib");
+    let submodule = fixture.path.join("vendor/lib");
     std::fs::write(submodule.join("lib.txt"), "v2\n").expect("edit the submodule");
     git_in(
         &submodule,
@@ -279,14 +279,15 @@ fn files_worktree_reads_unmerged_and_skip_worktree_files_from_disk() {
     fixture.write("conflict.txt", "base\n");
     fixture.write("hidden.txt", "committed\n");
     fixture.write("sparse/away.txt", "not checked out\n");
-    fixture.commit_all("base");
+    fixture.commit("base");
     fixture.git(&["switch", "--quiet", "--create", "other"]);
     fixture.write("conflict.txt", "theirs\n");
-    fixture.commit_all("theirs");
+    fixture.commit("theirs");
     fixture.git(&["switch", "--quiet", "main"]);
     fixture.write("conflict.txt", "ours\n");
-    fixture.commit_all("ours");
-    let merge = git_command(fixture.path(), &["merge", "--quiet", "other"])
+    fixture.commit("ours");
+    let merge = git_command(&fixture.path)
+        .args(["merge", "--quiet", "other"])
         .output()
         .expect("run git merge");
     assert!(!merge.status.success(), "the merge conflicts");
@@ -302,7 +303,7 @@ fn files_worktree_reads_unmerged_and_skip_worktree_files_from_disk() {
 
     let files = fixture.repo().files_worktree().expect("list the worktree");
     let on_disk = |path: &str| {
-        let bytes = std::fs::read(fixture.path().join(path)).expect("read a fixture file");
+        let bytes = std::fs::read(fixture.path.join(path)).expect("read a fixture file");
         FileEntry {
             path: path.to_owned(),
             mode: mode::FILE,

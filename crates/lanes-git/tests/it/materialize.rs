@@ -7,7 +7,7 @@ use std::path::Path;
 use lanes_core::fileset::mode;
 use lanes_git::GitError;
 
-use crate::fixture::{Fixture, git_in};
+use crate::fixture::{Fixture, Open, git_in};
 
 /// Every entry under `root`: path -> (kind and mode, content or link target).
 fn tree(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
@@ -52,7 +52,7 @@ fn sample() -> Fixture {
     f.write("docs/index.md", "# docs\n");
     f.symlink("../src/lib.rs", "docs/lib-link.rs");
     f.write("empty.txt", "");
-    f.commit_all("initial");
+    f.commit("initial");
     f
 }
 
@@ -71,7 +71,7 @@ fn a_commit_materializes_exactly_like_git_archive() {
     std::fs::create_dir(&reference).expect("mkdir");
     let archive = out.path().join("head.tar");
     git_in(
-        f.path(),
+        &f.path,
         &["archive", "-o", archive.to_str().expect("utf-8"), "HEAD"],
     );
     let status = std::process::Command::new("tar")
@@ -122,7 +122,7 @@ fn the_working_tree_materializes_modified_and_untracked_files() {
     assert_eq!(got["src/new.rs"].1, b"// untracked\n");
     assert!(!got.contains_key("docs/index.md"));
     // Everything else equals the working tree, byte for byte and mode for mode.
-    let mut expected = tree(f.path());
+    let mut expected = tree(&f.path);
     expected.retain(|path, _| !path.starts_with(".git"));
     assert_eq!(got, expected);
 }

@@ -1,14 +1,14 @@
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, Open};
 
 #[test]
 fn branches_list_every_local_branch_with_its_tip_and_see_later_pushes() {
     let origin = Fixture::with_branch("main");
     origin.write("a.txt", "a");
-    let first = origin.commit_all("one");
+    let first = origin.commit("one");
     origin.git(&["branch", "feature/x"]);
     origin.write("a.txt", "b");
-    let second = origin.commit_all("two");
-    let bare = Fixture::clone_of(&origin, &["--bare"]);
+    let second = origin.commit("two");
+    let bare = origin.clone_with(&["--bare"]);
     let repo = bare.repo();
     let listed: Vec<(String, String)> = repo
         .branches()
@@ -27,11 +27,11 @@ fn branches_list_every_local_branch_with_its_tip_and_see_later_pushes() {
 
     // A push after the repository was opened shows on the next call.
     origin.write("a.txt", "c");
-    let third = origin.commit_all("three");
+    let third = origin.commit("three");
     origin.git(&[
         "push",
         "-q",
-        bare.path().to_str().expect("utf-8"),
+        bare.path.to_str().expect("utf-8"),
         "main",
         "main:topic",
     ]);
@@ -55,7 +55,7 @@ fn branches_list_every_local_branch_with_its_tip_and_see_later_pushes() {
 fn a_detached_head_has_no_branch() {
     let fixture = Fixture::with_branch("main");
     fixture.write("a.txt", "a");
-    let head = fixture.commit_all("one");
+    let head = fixture.commit("one");
     fixture.git(&["checkout", "-q", "--detach", &head]);
     assert_eq!(fixture.repo().head_branch().expect("HEAD"), None);
 }
@@ -72,8 +72,8 @@ fn the_default_branch_is_heads_or_main_or_master_when_head_names_a_branch_never_
     );
     let work = Fixture::with_branch("main");
     work.write("a.txt", "a");
-    work.commit_all("one");
-    let url = bare.path().to_str().expect("utf-8");
+    work.commit("one");
+    let url = bare.path.to_str().expect("utf-8");
     work.git(&["push", "-q", url, "main:topic"]);
     assert_eq!(
         bare.repo().default_branch().expect("HEAD"),

@@ -1,16 +1,16 @@
 use lanes_git::GitError;
 
-use crate::fixture::Fixture;
+use crate::fixture::{Fixture, Open};
 
 #[test]
 fn resolve_branch_tag_sha_and_ancestry() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "one");
-    let first = fixture.commit_all("one");
+    let first = fixture.commit("one");
     fixture.git(&["tag", "--annotate", "v1", "--message", "release one"]);
     fixture.git(&["branch", "feature"]);
     fixture.write("a.txt", "two");
-    let second = fixture.commit_all("two");
+    let second = fixture.commit("two");
     let repo = fixture.repo();
 
     let resolve = |rev: &str| repo.resolve(rev).expect("a known revision").to_string();
@@ -32,7 +32,7 @@ fn resolve_branch_tag_sha_and_ancestry() {
 fn resolve_unknown_revision_is_an_error_naming_it() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "one");
-    fixture.commit_all("one");
+    fixture.commit("one");
     let err = fixture
         .repo()
         .resolve("nope")
@@ -53,7 +53,7 @@ fn resolve_unknown_revision_is_an_error_naming_it() {
 fn resolve_a_blob_is_not_a_commit() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "one");
-    fixture.commit_all("one");
+    fixture.commit("one");
     let err = fixture
         .repo()
         .resolve("HEAD:a.txt")
@@ -68,15 +68,15 @@ fn resolve_a_blob_is_not_a_commit() {
 fn merge_base_of_diverged_branches_is_the_fork_point() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "1");
-    fixture.commit_all("root");
+    fixture.commit("root");
     fixture.write("a.txt", "2");
-    let fork = fixture.commit_all("fork point");
+    let fork = fixture.commit("fork point");
     fixture.git(&["switch", "--quiet", "--create", "feature"]);
     fixture.write("f.txt", "feature");
-    fixture.commit_all("feature work");
+    fixture.commit("feature work");
     fixture.git(&["switch", "--quiet", "main"]);
     fixture.write("a.txt", "3");
-    let main_tip = fixture.commit_all("main moves on");
+    let main_tip = fixture.commit("main moves on");
 
     let repo = fixture.repo();
     let base = repo.resolve("main").expect("main");
@@ -94,10 +94,10 @@ fn merge_base_of_diverged_branches_is_the_fork_point() {
 fn merge_base_of_unrelated_histories_is_an_error() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "1");
-    fixture.commit_all("root");
+    fixture.commit("root");
     fixture.git(&["switch", "--quiet", "--orphan", "other"]);
     fixture.write("b.txt", "2");
-    fixture.commit_all("other root");
+    fixture.commit("other root");
 
     let repo = fixture.repo();
     let base = repo.resolve("main").expect("main");
@@ -114,21 +114,21 @@ fn merge_base_beyond_a_shallow_clone_says_how_to_deepen() {
     let origin = Fixture::new();
     for n in 0..3 {
         origin.write("a.txt", &n.to_string());
-        origin.commit_all("history");
+        origin.commit("history");
     }
     let fork = origin.git(&["rev-parse", "HEAD"]);
     origin.git(&["switch", "--quiet", "--create", "feature"]);
     for n in 0..3 {
         origin.write("f.txt", &n.to_string());
-        origin.commit_all("feature work");
+        origin.commit("feature work");
     }
     origin.git(&["switch", "--quiet", "main"]);
     for n in 3..6 {
         origin.write("a.txt", &n.to_string());
-        origin.commit_all("main moves on");
+        origin.commit("main moves on");
     }
 
-    let clone = Fixture::clone_of(&origin, &["--depth", "1", "--no-single-branch"]);
+    let clone = origin.clone_with(&["--depth", "1", "--no-single-branch"]);
     let repo = clone.repo();
     assert!(repo.is_shallow());
     let base = repo.resolve("origin/main").expect("origin/main");
@@ -157,8 +157,8 @@ fn merge_base_beyond_a_shallow_clone_says_how_to_deepen() {
 fn default_base_prefers_the_remote_default_branch_over_main() {
     let origin = Fixture::with_branch("trunk");
     origin.write("a.txt", "1");
-    origin.commit_all("root");
-    let clone = Fixture::clone_of(&origin, &[]);
+    origin.commit("root");
+    let clone = origin.clone_with(&[]);
     clone.git(&["branch", "main"]);
     assert_eq!(
         clone.git(&["symbolic-ref", "refs/remotes/origin/HEAD"]),
@@ -174,8 +174,8 @@ fn default_base_prefers_the_remote_default_branch_over_main() {
 fn default_base_considers_remotes_other_than_origin() {
     let upstream = Fixture::with_branch("trunk");
     upstream.write("a.txt", "1");
-    upstream.commit_all("root");
-    let clone = Fixture::clone_of(&upstream, &["--origin", "upstream"]);
+    upstream.commit("root");
+    let clone = upstream.clone_with(&["--origin", "upstream"]);
     clone.git(&["branch", "main"]);
     assert_eq!(
         clone.repo().default_base().expect("a default base"),
@@ -187,7 +187,7 @@ fn default_base_considers_remotes_other_than_origin() {
 fn default_base_is_main_without_a_remote_default() {
     let fixture = Fixture::new();
     fixture.write("a.txt", "1");
-    fixture.commit_all("root");
+    fixture.commit("root");
     fixture.git(&["branch", "master"]);
     fixture.git(&["switch", "--quiet", "--create", "work"]);
     assert_eq!(
@@ -200,7 +200,7 @@ fn default_base_is_main_without_a_remote_default() {
 fn default_base_is_master_without_main() {
     let fixture = Fixture::with_branch("master");
     fixture.write("a.txt", "1");
-    fixture.commit_all("root");
+    fixture.commit("root");
     fixture.git(&["switch", "--quiet", "--create", "work"]);
     assert_eq!(
         fixture.repo().default_base().expect("a default base"),
@@ -212,8 +212,8 @@ fn default_base_is_master_without_main() {
 fn default_base_falls_back_to_a_remote_tracking_main() {
     let origin = Fixture::new();
     origin.write("a.txt", "1");
-    origin.commit_all("root");
-    let clone = Fixture::clone_of(&origin, &[]);
+    origin.commit("root");
+    let clone = origin.clone_with(&[]);
     // Like a CI checkout: a detached head, no local branch, no `origin/HEAD`.
     clone.git(&["switch", "--quiet", "--detach"]);
     clone.git(&["branch", "--delete", "main"]);
@@ -228,7 +228,7 @@ fn default_base_falls_back_to_a_remote_tracking_main() {
 fn default_base_none_found_says_how_to_choose_one() {
     let fixture = Fixture::with_branch("trunk");
     fixture.write("a.txt", "1");
-    fixture.commit_all("root");
+    fixture.commit("root");
     let err = fixture
         .repo()
         .default_base()

@@ -1,5 +1,5 @@
-//! What the integration tests share: the `git` CLI, isolated from the user's configuration, and
-//! a repository `app` in a temporary directory with a real SQLite store that knows it.
+//! What the integration tests share: a repository `app` in a temporary directory with a real
+//! SQLite store that knows it (git itself comes from lanes-testkit).
 
 #![allow(
     dead_code,
@@ -9,33 +9,10 @@
 use jiff::Timestamp;
 use lanes_git::{CommitId, Repo};
 use lanes_store::{NewRepo, RepoRecord, SqliteStore, Store};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use lanes_testkit::git_in;
+use std::path::PathBuf;
 
 pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// `git ARGS` in `dir`; its standard output without the trailing newline.
-pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=lanes",
-            "-c",
-            "user.email=lanes@example.invalid",
-        ])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim_end().to_owned())
-}
 
 /// A repository `app` (branch `main`) and a store that added it.
 pub(crate) struct Forge {
@@ -50,7 +27,7 @@ impl Forge {
         let dir = tempfile::tempdir()?;
         let work = dir.path().join("app");
         std::fs::create_dir(&work)?;
-        git(&work, &["init", "--quiet", "--initial-branch", "main"])?;
+        git_in(&work, &["init", "--quiet", "--initial-branch", "main"]);
         let store = SqliteStore::open(&dir.path().join("lanes.db")).await?;
         let repo = store
             .add_repo(
@@ -83,11 +60,11 @@ impl Forge {
             }
             std::fs::write(full, text)?;
         }
-        git(&self.work(), &["add", "--all"])?;
-        git(
+        git_in(&self.work(), &["add", "--all"]);
+        git_in(
             &self.work(),
             &["commit", "--quiet", "--allow-empty", "-m", "c"],
-        )?;
+        );
         Ok(Repo::discover(&self.work())?.resolve("HEAD")?)
     }
 }

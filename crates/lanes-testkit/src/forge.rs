@@ -1,6 +1,7 @@
 //! A real `lanes serve` over a real bare repository, and a developer's clone that pushes to it.
 
-use crate::common::{Run, git_command, git_in};
+use crate::binary::{Run, lanes_bin, lanes_in};
+use crate::git::{git_command, git_in};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -10,41 +11,42 @@ use std::time::{Duration, Instant};
 
 /// How long a test waits for the forge to make progress before it fails. Not a timing
 /// assertion: a generous bound so a broken forge fails the test instead of hanging it.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
+pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A bare `origin.git`, a clone `work` that pushes to it, and a forge watching `origin`.
-pub(crate) struct Forge {
-    pub(crate) root: tempfile::TempDir,
-    pub(crate) origin: PathBuf,
-    pub(crate) work: PathBuf,
-    pub(crate) data: PathBuf,
-    pub(crate) cache: PathBuf,
-    pub(crate) extra: Vec<String>,
+#[derive(Debug)]
+pub struct Forge {
+    pub root: tempfile::TempDir,
+    pub origin: PathBuf,
+    pub work: PathBuf,
+    pub data: PathBuf,
+    pub cache: PathBuf,
+    pub extra: Vec<String>,
     /// Environment variables `lanes serve` gets besides the test's own.
-    pub(crate) env: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
     /// Start the server with its own pid in `FORGE_PID`, for steps that kill it.
-    pub(crate) export_pid: bool,
+    pub export_pid: bool,
     /// Start the server with at most this many open files.
-    pub(crate) nofile: Option<u32>,
+    pub nofile: Option<u32>,
     /// Watch origin through a configuration file whose `[[repo]]` table ends with these lines
     /// (`[repo.secrets.NAME]` ...) rather than through `--repo`.
-    pub(crate) repo_config: Option<String>,
+    pub repo_config: Option<String>,
     server: Option<Child>,
-    pub(crate) addr: String,
-    pub(crate) token: String,
+    pub addr: String,
+    pub token: String,
     stderr: Arc<Mutex<String>>,
 }
 
 /// One HTTP response.
 #[derive(Debug)]
-pub(crate) struct Response {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Response {
-    pub(crate) fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}): {} {}",
@@ -54,26 +56,26 @@ impl Response {
         })
     }
 
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 impl Forge {
     /// A forge whose `main` holds `catalog` and `files`, pushed before the server starts.
-    pub(crate) fn new(catalog: &str, files: &[(&str, &str)]) -> Forge {
+    pub fn new(catalog: &str, files: &[(&str, &str)]) -> Forge {
         Forge::with_args(catalog, files, &[])
     }
 
     /// [`Forge::new`] with extra `lanes serve` flags.
-    pub(crate) fn with_args(catalog: &str, files: &[(&str, &str)], extra: &[&str]) -> Forge {
+    pub fn with_args(catalog: &str, files: &[(&str, &str)], extra: &[&str]) -> Forge {
         let mut forge = Forge::unstarted(catalog, files, extra, "main");
         forge.push("main");
         forge.start();
@@ -82,7 +84,7 @@ impl Forge {
 
     /// [`Forge::with_args`], the server started with its own pid in `FORGE_PID` (a step may kill
     /// it, when `extra` turns the sandbox off).
-    pub(crate) fn exporting_pid(catalog: &str, extra: &[&str]) -> Forge {
+    pub fn exporting_pid(catalog: &str, extra: &[&str]) -> Forge {
         let mut forge = Forge::unstarted(catalog, &[], extra, "main");
         forge.export_pid = true;
         forge.push("main");
@@ -92,17 +94,13 @@ impl Forge {
 
     /// A forge started on a bare origin with nothing pushed yet, whose `HEAD` names
     /// `origin_head`; `main` holds `catalog` and `files` in the clone, not pushed.
-    pub(crate) fn on_empty_origin(
-        catalog: &str,
-        files: &[(&str, &str)],
-        origin_head: &str,
-    ) -> Forge {
+    pub fn on_empty_origin(catalog: &str, files: &[(&str, &str)], origin_head: &str) -> Forge {
         let mut forge = Forge::unstarted(catalog, files, &[], origin_head);
         forge.start();
         forge
     }
 
-    pub(crate) fn unstarted(
+    pub fn unstarted(
         catalog: &str,
         files: &[(&str, &str)],
         extra: &[&str],
@@ -148,18 +146,18 @@ impl Forge {
         forge
     }
 
-    pub(crate) fn write(&self, path: &str, text: &str) {
+    pub fn write(&self, path: &str, text: &str) {
         let full = self.work.join(path);
         std::fs::create_dir_all(full.parent().expect("a parent")).expect("mkdir");
         std::fs::write(full, text).expect("write");
     }
 
-    pub(crate) fn git(&self, args: &[&str]) -> String {
+    pub fn git(&self, args: &[&str]) -> String {
         git_in(&self.work, args)
     }
 
     /// Commits everything in the clone; returns the commit id.
-    pub(crate) fn commit(&self, message: &str) -> String {
+    pub fn commit(&self, message: &str) -> String {
         self.git(&["add", "-A"]);
         // Distinct dates would not matter; distinct messages make distinct commits.
         self.git(&["commit", "-q", "--allow-empty", "-m", message]);
@@ -167,7 +165,7 @@ impl Forge {
     }
 
     /// Pushes `branch` to origin (forced) and tells the forge, as the post-receive hook does.
-    pub(crate) fn push(&self, branch: &str) {
+    pub fn push(&self, branch: &str) {
         self.git_push(branch);
         if !self.addr.is_empty() {
             let r = self.request("POST", "/api/v1/repos/origin/refs-changed", None);
@@ -177,7 +175,7 @@ impl Forge {
 
     /// Pushes `branch` to origin (forced) without telling the forge; returns git's stderr (where
     /// a hook's output goes).
-    pub(crate) fn git_push(&self, branch: &str) -> String {
+    pub fn git_push(&self, branch: &str) -> String {
         let out = git_command(&self.work)
             .args([
                 "push",
@@ -197,7 +195,7 @@ impl Forge {
     }
 
     /// Starts `lanes serve` (again, after a stop or a kill) and waits until it listens.
-    pub(crate) fn start(&mut self) {
+    pub fn start(&mut self) {
         let mut cmd = if self.export_pid || self.nofile.is_some() {
             // `exec` keeps the shell's pid, which is the server's then, and its limits.
             let mut script = String::new();
@@ -209,10 +207,10 @@ impl Forge {
             }
             script.push_str("exec \"$0\" \"$@\"");
             let mut sh = Command::new("sh");
-            sh.args(["-c", &script]).arg(env!("CARGO_BIN_EXE_lanes"));
+            sh.args(["-c", &script]).arg(lanes_bin());
             sh
         } else {
-            Command::new(env!("CARGO_BIN_EXE_lanes"))
+            Command::new(lanes_bin())
         };
         // A restart keeps the address, so clients following the forge can reconnect.
         let listen = if self.addr.is_empty() {
@@ -283,17 +281,17 @@ impl Forge {
     }
 
     /// The running server's process id.
-    pub(crate) fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)
     }
 
     /// Everything the server wrote on stderr so far.
-    pub(crate) fn server_log(&self) -> String {
+    pub fn server_log(&self) -> String {
         self.stderr.lock().expect("log lock").clone()
     }
 
     /// SIGKILL: no shutdown at all.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.server.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -301,7 +299,7 @@ impl Forge {
     }
 
     /// Waits until the server exits on its own (or is killed by someone else); returns how.
-    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         let child = self.server.as_mut().expect("a running server");
         loop {
@@ -319,7 +317,7 @@ impl Forge {
     }
 
     /// SIGTERM, then wait for the server to exit; returns its exit code.
-    pub(crate) fn stop(&mut self) -> Option<i32> {
+    pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.server.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -328,12 +326,12 @@ impl Forge {
     }
 
     /// One HTTP/1.1 request with the admin token.
-    pub(crate) fn request(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> Response {
         self.request_as(method, path, body, Some(&self.token))
     }
 
     /// One HTTP/1.1 request, with `token` if given.
-    pub(crate) fn request_as(
+    pub fn request_as(
         &self,
         method: &str,
         path: &str,
@@ -351,19 +349,19 @@ impl Forge {
     }
 
     /// GET a JSON document with the token; panics unless 200.
-    pub(crate) fn get(&self, path: &str) -> serde_json::Value {
+    pub fn get(&self, path: &str) -> serde_json::Value {
         let r = self.request("GET", path, None);
         assert_eq!(r.status, 200, "GET {path}: {}", r.text());
         r.json()
     }
 
     /// The branch status of `branch`.
-    pub(crate) fn branch(&self, branch: &str) -> serde_json::Value {
+    pub fn branch(&self, branch: &str) -> serde_json::Value {
         self.get(&format!("/api/v1/repos/origin/branches/{branch}"))
     }
 
     /// The branch status of `branch`, `None` until the forge has seen it.
-    pub(crate) fn seen_branch(&self, branch: &str) -> Option<serde_json::Value> {
+    pub fn seen_branch(&self, branch: &str) -> Option<serde_json::Value> {
         let r = self.request(
             "GET",
             &format!("/api/v1/repos/origin/branches/{branch}"),
@@ -374,7 +372,7 @@ impl Forge {
 
     /// Waits until `check` returns `Some`, polling; panics with the server's log after
     /// [`PATIENCE`].
-    pub(crate) fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(v) = check() {
@@ -390,7 +388,7 @@ impl Forge {
     }
 
     /// Waits until `branch`'s run for `head` has ended; returns the branch status.
-    pub(crate) fn wait_done(&self, branch: &str, head: &str) -> serde_json::Value {
+    pub fn wait_done(&self, branch: &str, head: &str) -> serde_json::Value {
         self.wait_for(&format!("{branch} at {head:.12} to finish"), || {
             let status = self.seen_branch(branch)?;
             let run = &status["run"];
@@ -401,8 +399,8 @@ impl Forge {
     }
 
     /// Runs the `lanes` CLI in the clone against this forge.
-    pub(crate) fn lanes(&self, args: &[&str]) -> Run {
-        crate::common::lanes_in(
+    pub fn lanes(&self, args: &[&str]) -> Run {
+        lanes_in(
             &self.work,
             args,
             &[
@@ -421,7 +419,7 @@ impl Drop for Forge {
 
 /// One HTTP/1.1 request to `addr`, with `token` if given; an error when the forge cannot be
 /// reached or hangs up.
-pub(crate) fn http(
+pub fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -448,7 +446,7 @@ pub(crate) fn http(
 }
 
 /// A whole HTTP/1.1 response as read off a connection, its chunked body joined.
-pub(crate) fn parse_response(raw: &[u8]) -> Response {
+pub fn parse_response(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
