@@ -32,8 +32,7 @@ use tokio::time::Instant;
 /// grant them (heartbeat every 10 s, lease 30 s).
 pub use lanes_api::agent::LEASE_PER_HEARTBEAT;
 
-/// Time between SIGTERM and SIGKILL when a step is stopped, as in `lanes run`.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+pub use lanes_engine::DEFAULT_GRACE;
 
 /// Log bytes are sent at least this often while a step writes.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);

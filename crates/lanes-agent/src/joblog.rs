@@ -42,7 +42,6 @@
 use crate::link::StepRecord;
 use lanes_core::Lane;
 use lanes_core::job::JobState;
-use lanes_exec::lane::millis;
 use lanes_exec::{CacheUse, Event, LaneResult, Status, StepResult};
 use std::io::Write as _;
 use std::time::Duration;
@@ -221,31 +220,8 @@ impl JobLog {
     }
 }
 
-/// `NAME: STATUS in TIME (R run, C cached)`, then `: REASON` when the lane could not prepare
-/// its directory: how `lanes run` and the job log sum a lane up.
-pub fn lane_summary(name: &str, result: &LaneResult) -> String {
-    let (ran, cached) = ran_and_cached(&result.steps);
-    let mut line = format!(
-        "{name}: {} in {} ({ran} run, {cached} cached)",
-        result.status.as_str(),
-        seconds(millis(result.duration))
-    );
-    if let Some(error) = &result.error {
-        line.push_str(": ");
-        line.push_str(error);
-    }
-    line
-}
-
-/// How many of `steps` ran (or were stopped while running) and how many were restored.
-pub fn ran_and_cached(steps: &[StepResult]) -> (usize, usize) {
-    let ran = steps
-        .iter()
-        .filter(|s| !matches!(s.status, Status::Cached | Status::Skipped))
-        .count();
-    let cached = steps.iter().filter(|s| s.status == Status::Cached).count();
-    (ran, cached)
-}
+use lanes_engine::summary::seconds;
+pub use lanes_engine::summary::{lane_summary, ran_and_cached};
 
 /// Append `bytes` as whole lines (a missing last newline added).
 fn push_lines(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -274,10 +250,6 @@ fn unstreamed<'l>(log: &'l [u8], streamed: usize, first: Option<&str>) -> &'l [u
         }
     }
     rest
-}
-
-fn seconds(ms: u64) -> String {
-    format!("{:.1}s", ms as f64 / 1000.0)
 }
 
 /// What the closing line of a step says about it.

@@ -14,8 +14,7 @@
 //! step itself: `lanes-exec` does.
 
 pub mod agent;
-pub mod fileset;
-pub mod host;
+pub use lanes_engine::{fileset, host};
 pub mod job;
 pub mod joblog;
 pub mod link;

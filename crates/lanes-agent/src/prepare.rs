@@ -11,14 +11,14 @@ use crate::fileset::RepoFileset;
 use crate::host::{PinCheck, check_lane_pins, lane_keys};
 use crate::link::Assignment;
 use lanes_core::job::JobReason;
-use lanes_core::{Catalog, CatalogError, ErrorClass, Lane, Source, StepFingerprint};
+use lanes_core::{Catalog, CatalogError, ErrorClass, Lane, StepFingerprint};
 use lanes_git::{CommitId, GitError, Repo};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where the catalog lives, relative to the repository root.
-pub const CATALOG_PATH: &str = "lanes.toml";
+pub use lanes_engine::catalog::CATALOG_PATH;
+use lanes_engine::catalog::{self, LoadError};
 
 /// Why a job's lane could not be run at all. Each is the job's message when it ends.
 #[derive(Debug, thiserror::Error)]
@@ -148,41 +148,19 @@ pub(crate) fn prepare(assignment: &Assignment) -> Result<Prepared, PrepareError>
     })
 }
 
-/// The catalog at `head`, its pins file read at the same commit.
+/// The catalog at `head`, its pins file read at the same commit (lanes-engine's one loader).
 fn catalog_at(repo: &Repo, head: &CommitId) -> Result<Catalog, PrepareError> {
-    let read = |path: &str| -> Result<Option<String>, String> {
-        match repo.read_file_at(head, path) {
-            Ok(Some(bytes)) => String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| format!("`{path}` is not valid UTF-8")),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let text = match read(CATALOG_PATH) {
-        Ok(Some(text)) => text,
-        Ok(None) => {
-            return Err(PrepareError::NoCatalog {
-                head: head.as_str().to_owned(),
-            });
-        }
-        Err(why) => {
-            return Err(PrepareError::Unreadable {
-                head: head.as_str().to_owned(),
-                why,
-            });
-        }
-    };
-    let mut load = |path: &str| match read(path) {
-        Ok(Some(text)) => Ok(text),
-        Ok(None) => Err(format!("no such file at commit {head}")),
-        Err(why) => Err(why),
-    };
-    lanes_core::parse(&Source::new(CATALOG_PATH, text), &mut load).map_err(|error| {
-        PrepareError::Catalog {
-            head: head.as_str().to_owned(),
+    let head_text = head.as_str().to_owned();
+    catalog::load(catalog::From::Commit(repo, head)).map_err(|e| match e {
+        LoadError::Missing { .. } => PrepareError::NoCatalog { head: head_text },
+        LoadError::Invalid(error) => PrepareError::Catalog {
+            head: head_text,
             error,
-        }
+        },
+        other => PrepareError::Unreadable {
+            head: head_text,
+            why: other.to_string(),
+        },
     })
 }
 

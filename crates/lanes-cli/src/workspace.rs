@@ -1,12 +1,13 @@
 //! The repository state a command looks at: a commit (`--head REV`) or the working tree.
 
 use crate::error::CliError;
-use lanes_core::{Catalog, FileEntry, Source};
+use lanes_core::{Catalog, FileEntry};
 use lanes_git::{CommitId, Repo};
 use std::path::Path;
 
 /// Where the catalog lives, relative to the repository root.
-pub(crate) const CATALOG_PATH: &str = "lanes.toml";
+pub(crate) use lanes_engine::catalog::CATALOG_PATH;
+use lanes_engine::catalog::{self, LoadError};
 
 #[derive(Debug)]
 pub(crate) struct Workspace {
@@ -36,55 +37,26 @@ impl Workspace {
         }
     }
 
-    /// A file's text at the head commit or in the working tree; `None` if it does not exist.
-    pub(crate) fn read(&self, path: &str) -> Result<Option<String>, CliError> {
-        let bytes = match &self.head {
-            Some(commit) => self.repo.read_file_at(commit, path)?,
-            None => {
-                let full = self.repo.workdir().expect("checked in open").join(path);
-                match std::fs::read(&full) {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(source) => {
-                        return Err(CliError::Read {
-                            path: full.display().to_string(),
-                            source,
-                        });
-                    }
-                }
-            }
-        };
-        bytes
-            .map(|b| {
-                String::from_utf8(b).map_err(|_| {
-                    CliError::usage(format!("`{path}` is not valid UTF-8"), None::<String>)
-                })
-            })
-            .transpose()
-    }
-
-    fn location(&self) -> String {
-        match &self.head {
-            Some(commit) => format!("at commit {}", &commit.as_str()[..12]),
-            None => "in the working tree".to_owned(),
-        }
-    }
-
-    /// The catalog at the head commit (or in the working tree), validated.
+    /// The catalog at the head commit (or in the working tree), validated (lanes-engine's one
+    /// loader).
     pub(crate) fn catalog(&self) -> Result<Catalog, CliError> {
-        let text = self.read(CATALOG_PATH)?.ok_or_else(|| {
-            CliError::usage(
-                format!("no {CATALOG_PATH} {}", self.location()),
+        let from = match &self.head {
+            Some(commit) => catalog::From::Commit(&self.repo, commit),
+            None => catalog::From::Worktree(self.repo.workdir().expect("checked in open")),
+        };
+        catalog::load(from).map_err(|e| match e {
+            LoadError::Missing { location } => CliError::usage(
+                format!("no {CATALOG_PATH} {location}"),
                 "create one at the repository root; docs/manifest.md describes the format"
                     .to_owned(),
-            )
-        })?;
-        let mut load = |path: &str| match self.read(path) {
-            Ok(Some(text)) => Ok(text),
-            Ok(None) => Err(format!("no such file {}", self.location())),
-            Err(e) => Err(e.to_string()),
-        };
-        lanes_core::parse(&Source::new(CATALOG_PATH, text), &mut load).map_err(CliError::Catalog)
+            ),
+            LoadError::Invalid(error) => CliError::Catalog(error),
+            LoadError::Git(error) => CliError::Git(error),
+            LoadError::NotUtf8 { path } => {
+                CliError::usage(format!("`{path}` is not valid UTF-8"), None::<String>)
+            }
+            LoadError::Io { path, source } => CliError::Read { path, source },
+        })
     }
 
     /// Paths changed between `merge_base` and the head commit (or the working tree).

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use lanes_api::forge::{RunDiagnostic, RunDiagnostics};
 use lanes_core::job::{JobState, Priority};
 use lanes_core::schedule::{OpenJob, Superseded, SupersedingCatalog, on_superseded};
-use lanes_core::{Catalog, LaneClass, Source, Trigger};
+use lanes_core::{Catalog, LaneClass, Trigger};
 use lanes_git::{CommitId, GitError, Repo};
 use lanes_store::{
     JobRecord, NewJob, NewRun, RepoRecord, RunDetail, RunFilter, RunStatus, RunTrigger, RunUpdate,
@@ -17,7 +17,8 @@ use lanes_store::{
 };
 
 /// Where the catalog lives, relative to the repository root.
-pub const CATALOG_PATH: &str = "lanes.toml";
+pub use lanes_engine::catalog::CATALOG_PATH;
+use lanes_engine::catalog::LoadError;
 
 /// How many times a job is requeued after lost agents before it ends `error`.
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -219,29 +220,24 @@ pub(crate) fn read_catalog(
     git: &Repo,
     head: &CommitId,
 ) -> Result<Result<Catalog, String>, GitError> {
-    let read = |path: &str| -> Result<Option<String>, GitError> {
-        Ok(git
-            .read_file_at(head, path)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned()))
-    };
-    let Some(text) = read(CATALOG_PATH)? else {
-        return Ok(Err(diagnostics_json(vec![RunDiagnostic {
-            code: "catalog::missing".into(),
-            file: CATALOG_PATH.into(),
-            line: None,
-            column: None,
-            message: format!("no {CATALOG_PATH} at commit {head}"),
-            help: Some("add a catalog at the repository root; see docs/manifest.md".into()),
-        }])));
-    };
-    let mut load = |path: &str| match read(path) {
-        Ok(Some(text)) => Ok(text),
-        Ok(None) => Err(format!("no such file at commit {head}")),
-        Err(e) => Err(e.to_string()),
+    let diagnostic = |code: &str, message: String, help: Option<String>| RunDiagnostic {
+        code: code.to_owned(),
+        file: CATALOG_PATH.into(),
+        line: None,
+        column: None,
+        message,
+        help,
     };
     Ok(
-        lanes_core::parse(&Source::new(CATALOG_PATH, text), &mut load).map_err(|e| {
-            diagnostics_json(
+        match lanes_engine::catalog::load(lanes_engine::catalog::From::Commit(git, head)) {
+            Ok(catalog) => Ok(catalog),
+            Err(LoadError::Git(e)) => return Err(e),
+            Err(LoadError::Missing { .. }) => Err(diagnostics_json(vec![diagnostic(
+                "catalog::missing",
+                format!("no {CATALOG_PATH} at commit {head}"),
+                Some("add a catalog at the repository root; see docs/manifest.md".into()),
+            )])),
+            Err(LoadError::Invalid(e)) => Err(diagnostics_json(
                 e.diagnostics
                     .into_iter()
                     .map(|d| RunDiagnostic {
@@ -253,8 +249,13 @@ pub(crate) fn read_catalog(
                         help: d.help,
                     })
                     .collect(),
-            )
-        }),
+            )),
+            Err(other) => Err(diagnostics_json(vec![diagnostic(
+                "catalog::unreadable",
+                other.to_string(),
+                None,
+            )])),
+        },
     )
 }
 

@@ -12,7 +12,7 @@ use crate::cache_dir::cache_dir;
 use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::workspace::Workspace;
-use lanes_agent::host::{PinCheck, check_pin, run_ensure};
+use lanes_engine::host::{PinCheck, check_pin, run_ensure};
 use lanes_exec::Sandbox;
 use serde::Serialize;
 use std::fmt::Write as _;

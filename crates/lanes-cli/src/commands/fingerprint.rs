@@ -57,7 +57,7 @@ pub(crate) fn lane_keys(
     lane: &Lane,
     files: &[FileEntry],
 ) -> (Vec<FileEntry>, String, Vec<StepFingerprint>) {
-    let keys = lanes_agent::host::lane_keys(catalog, lane, files);
+    let keys = lanes_engine::host::lane_keys(catalog, lane, files);
     let inputs = keys.inputs.into_iter().cloned().collect();
     (inputs, keys.digest, keys.fingerprints)
 }
@@ -68,7 +68,7 @@ pub(crate) fn run(dir: &Path, args: &FingerprintArgs, printer: &Printer) -> Resu
     let lane = find_lane(&catalog, &args.lane)?;
     check_step(lane, args.step.as_deref())?;
     let files = workspace.files()?;
-    let keys = lanes_agent::host::lane_keys(&catalog, lane, &files);
+    let keys = lanes_engine::host::lane_keys(&catalog, lane, &files);
     // Each key covers what the step before it left: known from the results this cache recorded
     // (without a cache, only the first key is the one a run uses).
     let store = cache_dir()

@@ -7,14 +7,14 @@ use crate::error::{CliError, exit};
 use crate::printer::Printer;
 use crate::progress::Progress;
 use crate::workspace::{CATALOG_PATH, Workspace};
-use lanes_agent::DEFAULT_GRACE;
-use lanes_agent::fileset::RepoFileset;
-use lanes_agent::host::{PinCheck, base_env, check_lane_pins, step_fingerprints};
 use lanes_cache::{LocalStore, RunEvent};
 use lanes_core::job::JobReason;
 use lanes_core::plan::{Plan, PlanLane};
 use lanes_core::select::LaneSelection;
 use lanes_core::{Catalog, LaneClass, Reason, StepFingerprint, Trigger, fileset};
+use lanes_engine::DEFAULT_GRACE;
+use lanes_engine::fileset::RepoFileset;
+use lanes_engine::host::{PinCheck, base_env, check_lane_pins, step_fingerprints};
 use lanes_exec::lane::{millis, unix_millis};
 use lanes_exec::slot::{Slot, mounts_dir, take_slot};
 use lanes_exec::{Cancel, Event, LaneContext, LaneResult, Sandbox, Status, StepResult};
@@ -757,7 +757,7 @@ fn step_line(lane: &lanes_core::Lane, step: &StepResult) -> String {
 }
 
 fn lane_line(lane: &lanes_core::Lane, result: &LaneResult) -> String {
-    lanes_agent::joblog::lane_summary(&lane.name, result)
+    lanes_engine::summary::lane_summary(&lane.name, result)
 }
 
 /// The last `n` lines of a log file.
@@ -824,7 +824,7 @@ fn summary(report: &Report, report_path: &Path) -> String {
         );
     }
     for lane in &shown {
-        let (ran, cached) = lanes_agent::joblog::ran_and_cached(&lane.steps);
+        let (ran, cached) = lanes_engine::summary::ran_and_cached(&lane.steps);
         let saved: u64 = lane.steps.iter().map(|s| s.saved_ms).sum();
         let _ = writeln!(
             out,
