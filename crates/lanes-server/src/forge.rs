@@ -31,14 +31,26 @@
 //! held across the store writes that persist a decision, so nobody acts on a decision before it
 //! is durable. Every operation that decides, or reads the scheduler, takes it through
 //! `locked()` (`persist.rs`), which first rebuilds a dirty scheduler; the agents' frequent calls
-//! take it in `ask` (`batch.rs`), which catches up the same way. It is never taken twice by one
-//! task: a function that receives `&mut Sched` already holds it.
+//! take it in `ask` (`batch.rs`), which catches up the same way; `open` takes it directly, before
+//! anyone else can. It is never taken twice by one task: a function that receives `&mut Sched`
+//! already holds it. Beside the scheduler it holds:
+//!
+//! - `dirty`: set while a rebuild runs (here) and when a job cannot be added (`persist.rs`) or a
+//!   new head's write fails (`polling.rs`); cleared by a rebuild that succeeds;
+//! - `running_runs`: a run is added by a job's start (`batch.rs`), dropped when it has no open
+//!   job left (`persist.rs`) or is rerun (`actions.rs`);
+//! - `started_at`: set by a start (`batch.rs`), read by the finish, dropped at a job's end
+//!   (`persist.rs`) and by a rebuild;
+//! - `agents`: written by `agents.rs`, replayed into a rebuilt scheduler;
+//! - `limits`: from the catalogs, at open and for each new run (`polling.rs`, `nightly.rs`),
+//!   replayed into a rebuilt scheduler.
 //!
 //! **Per-key tokio locks**, each in a map behind a std mutex: `polls` (`polling.rs`), one per
 //! repository, held for a whole poll so the watcher and a hook never read the same refs at once;
 //! `appends` (`reports.rs`), one per job, held for one log append so two appends of a log never
 //! interleave. A poll takes the scheduling lock under its repository's lock (never the other way
-//! round); an append takes no other lock (its fencing check comes before).
+//! round); an append takes its fencing check (the scheduling lock) before its job's lock and no
+//! lock under it but, on a full disk, `disk_full`.
 //!
 //! **Std mutexes**, each a leaf: held for a few statements, never across an `.await`, never two
 //! at once; `asks` and `disk_full` are also taken under the scheduling lock, the others not.
@@ -51,10 +63,11 @@
 //! | `watched` (a `RwLock`) | `polling.rs` | the repositories the watcher reads | `set_watched` writes it at start-up; a poll reads it |
 //! | `places` | `leases.rs` | each run's commit and repository path | an assignment |
 //! | `hosts` | `agents.rs` | each agent's newest host status | an agent's status report; the agents page and API |
-//! | `disk_full` | `disk.rs` | since when the disk is full, and why | whoever sees a full disk (under the scheduling lock or not); the ticker; a lease call |
+//! | `disk_full` | `disk.rs` | since when the disk is full, and why | whoever sees a full disk (under the scheduling lock, an append's lock or neither); the ticker; a lease call; `/health`, `/metrics` and the UI |
 //!
 //! Without a lock: `work` (a `Notify`, raised when a job may have become leasable), `events`
-//! (a broadcast channel, `events.rs`) and `metrics` (counters).
+//! (a broadcast channel, `events.rs`) and `metrics` (atomic counters; its histograms have their
+//! own lock, `crate::metrics`).
 
 use crate::error::{ForgeError, ForgeResult};
 use crate::metrics::Metrics;
