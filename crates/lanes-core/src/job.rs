@@ -272,7 +272,10 @@ impl std::fmt::Display for JobReason {
                 pin,
                 expected,
                 found,
-            } => write!(f, "pin {pin} mismatch: expected {expected}, found {found}"),
+            } => write!(
+                f,
+                "pin {pin} does not match its agent: expected {expected}, found {found}"
+            ),
         }
     }
 }

@@ -365,7 +365,7 @@ mod tests {
                 json!({"kind": "pin-mismatch", "pin": "tool", "expected": "tool 1.0",
                 "found": "tool 2.0"})
             ),
-            "pin tool mismatch: expected tool 1.0, found tool 2.0"
+            "pin tool does not match its agent: expected tool 1.0, found tool 2.0"
         );
     }
 
