@@ -57,6 +57,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The head is larger than the forge takes.
     HeadersTooLarge,
+    /// The request's target is longer than the forge reads.
+    UriTooLong,
     /// The forge failed (a bug).
     Internal,
     /// The forge is at its limit of connections or requests: retry.
@@ -260,8 +262,9 @@ pub struct Job {
     pub saved_ms: u64,
     /// The acknowledged length of its log.
     pub log_bytes: u64,
-    /// Its steps, in order.
-    pub steps: Vec<StepRecord>,
+    /// Its steps, in order (each lenient: a step status or cache use a newer forge adds keeps
+    /// the job readable).
+    pub steps: Vec<Lenient<StepRecord>>,
 }
 
 impl Job {
@@ -311,10 +314,10 @@ pub struct Group {
     /// The jobs holding it.
     pub holders: Vec<GroupJob>,
     /// The jobs waiting for it, first served first.
-    pub waiters: Vec<GroupJob>,
+    pub waiters: Vec<GroupWaiter>,
 }
 
-/// A job holding or waiting for a group.
+/// A job holding a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GroupJob {
@@ -326,8 +329,21 @@ pub struct GroupJob {
     pub run: u64,
     /// Its lane.
     pub lane: String,
-    /// When it was queued (waiters only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+}
+
+/// A job waiting for a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct GroupWaiter {
+    /// The job.
+    pub job: u64,
+    /// Its repository.
+    pub repo: String,
+    /// Its run's number.
+    pub run: u64,
+    /// Its lane.
+    pub lane: String,
+    /// When it was queued.
     pub queued_at: Option<Timestamp>,
 }
 

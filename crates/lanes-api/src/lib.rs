@@ -27,7 +27,3 @@ pub use lenient::Lenient;
 
 /// The API's version: the `/api/{VERSION}` prefix of every route.
 pub const VERSION: &str = "v1";
-
-/// Largest number of bytes of an API request body the forge reads (a job's log chunk is the
-/// largest an agent sends).
-pub const MAX_BODY: usize = 4 << 20;

@@ -98,3 +98,32 @@ fn a_request_with_a_field_the_forge_does_not_know_is_refused() {
     let body = serde_json::json!({"token": 4, "extra": 1});
     assert!(serde_json::from_value::<Fenced>(body).is_err());
 }
+
+#[test]
+fn a_step_status_or_cache_use_from_a_newer_forge_keeps_the_job_readable() {
+    let mut job = fixture("job");
+    job["steps"] = serde_json::json!([
+        {"index": 0, "name": "build", "status": "paused", "cache": "remote-hit", "key": null,
+         "duration_ms": null, "saved_ms": null, "exit_code": null, "miss": null}
+    ]);
+    let read: Job = serde_json::from_value(job).expect("reads");
+    assert_eq!(read.steps[0].known(), None);
+    assert_eq!(read.steps.len(), 1);
+}
+
+#[test]
+fn a_group_waiter_says_when_it_was_queued_even_when_that_is_unknown() {
+    let waiter = lanes_api::forge::GroupWaiter {
+        job: 3,
+        repo: "app".into(),
+        run: 2,
+        lane: "ios".into(),
+        queued_at: None,
+    };
+    assert_eq!(
+        serde_json::to_value(&waiter).ok(),
+        Some(
+            serde_json::json!({"job": 3, "repo": "app", "run": 2, "lane": "ios", "queued_at": null})
+        )
+    );
+}

@@ -802,7 +802,7 @@ async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Json<V
                 .await
                 .ok()
                 .and_then(|j| j.queued_at);
-            waiters.push(api::GroupJob {
+            waiters.push(api::GroupWaiter {
                 job: id.0,
                 repo: h.repo.clone(),
                 run: h.run,
@@ -821,7 +821,6 @@ async fn groups<S: Store + 'static>(State(forge): Shared<S>) -> ApiResult<Json<V
                     repo: h.repo.clone(),
                     run: h.run,
                     lane: h.lane.clone(),
-                    queued_at: None,
                 })
                 .collect(),
             waiters,
