@@ -209,7 +209,19 @@ impl Waiter<'_> {
                         noted_unseen = true;
                     }
                 }
-                Err(e @ CliError::Unreachable { .. }) if polls > 0 => {
+                // Unreachable, or the forge answered that it cannot now (`503 busy` at its
+                // limits, `503 unavailable`): worth asking again for a while.
+                Err(e)
+                    if polls > 0
+                        && matches!(
+                            e,
+                            CliError::Unreachable { .. }
+                                | CliError::Forge {
+                                    class: lanes_core::ErrorClass::Environment,
+                                    ..
+                                }
+                        ) =>
+                {
                     let since = *unreachable_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > UNREACHABLE_GRACE {
                         return Err(e);
