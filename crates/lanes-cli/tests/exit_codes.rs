@@ -150,3 +150,63 @@ fn the_forge_s_own_errors_keep_their_class() {
     assert_eq!(run.code, INPUT, "{run:?}");
     assert_eq!(run.stderr, "error: repository `app` not found\n");
 }
+
+/// A server on loopback that answers its requests with `answers` in turn (the last one again
+/// once they run out), each `(status, JSON body)`. Its address.
+fn answering_in_turn(answers: Vec<(&'static str, String)>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let (status, body) = &answers[n.min(answers.len() - 1)];
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nRetry-After: 1\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = (&stream).write_all(answer.as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn lanes_wait_asks_again_when_the_forge_answers_it_is_busy() {
+    // A branch whose run failed, as the forge sent it (lanes-api's v1 fixture), and the same run
+    // while its job still ran.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lanes-api/tests/fixtures/v1/branch.json");
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("fixture")).expect("json");
+    let mut running = done.clone();
+    running["status"] = "running".into();
+    running["run"]["status"] = "running".into();
+    running["run"]["finished_at"] = serde_json::Value::Null;
+    running["run"]["jobs"][0]["status"] = "running".into();
+    running["run"]["jobs"][0]["finished_at"] = serde_json::Value::Null;
+    let busy = r#"{"error": {"code": "busy", "message": "the forge is at its limit of 256 requests in flight: try again"}}"#;
+    let server = answering_in_turn(vec![
+        ("200 OK", running.to_string()),
+        ("503 Service Unavailable", busy.to_owned()),
+        ("200 OK", done.to_string()),
+    ]);
+    let outside = tempfile::tempdir().expect("tempdir");
+    let run = lanes_in(
+        outside.path(),
+        &["wait", "main", "--repo", "origin", "--timeout", "60s"],
+        &[("LANES_SERVER", &server)],
+    );
+    // The run failed: 1, not the 4 of giving up on the busy answer.
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("trying again for a minute"),
+        "{}",
+        run.stderr
+    );
+}
