@@ -4,7 +4,7 @@
 //! ([`forge`]), the agent protocol ([`agent`]) and the log stream's events ([`events`]). The
 //! server builds its answers from these types (no response is written by hand), remote agents
 //! and the CLI read them with the same types, and the OpenAPI document the server serves is
-//! generated from them ([`openapi`], feature `schema`), so the three cannot drift apart.
+//! generated from them (module `openapi`, feature `schema`), so the three cannot drift apart.
 //!
 //! ## Versions
 //!

@@ -11,7 +11,7 @@
 //!   most `max-body-bytes` (`413`) and arrive within `body-timeout` (`408`).
 //!
 //! Every answer the server gives itself is the API's JSON error. hyper's own answers to heads it
-//! cannot parse are replaced by JSON ones ([`conn::Watched`]). It decides nothing about routes.
+//! cannot parse are replaced by JSON ones (`conn::Watched`). It decides nothing about routes.
 
 mod conn;
 mod head;
