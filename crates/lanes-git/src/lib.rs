@@ -18,6 +18,7 @@
 
 mod diff;
 mod error;
+mod fetch;
 mod files;
 mod materialize;
 mod refs;
@@ -25,6 +26,7 @@ mod repo;
 mod revision;
 
 pub use error::GitError;
+pub use fetch::fetch_branches;
 pub use materialize::Materialized;
 pub use refs::Branch;
 pub use repo::{CommitId, Repo};

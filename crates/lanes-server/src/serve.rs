@@ -390,27 +390,6 @@ async fn add_repos(store: &SqliteStore, repos: &[NewRepo]) -> Result<(), ServeEr
     Ok(())
 }
 
-/// Brings the local branches of a mirror up to date with its remote (`git fetch`).
-fn fetch(path: &Path, remote: &str) -> Result<(), String> {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(path)
-        .args([
-            "fetch",
-            "--prune",
-            "--quiet",
-            remote,
-            "+refs/heads/*:refs/heads/*",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
-}
-
 /// Runs the forge until SIGINT or SIGTERM. `say` prints what a person starting it must see
 /// (the admin token, once; the address).
 pub async fn serve(config: ServeConfig, say: impl Fn(&str)) -> Result<(), ServeError> {
@@ -575,7 +554,9 @@ async fn watch_refs<S: Store + 'static>(
             };
             if let Some(remote) = repo.remote_url.clone() {
                 let path = repo.path.clone();
-                let fetched = tokio::task::spawn_blocking(move || fetch(&path, &remote)).await;
+                let fetched =
+                    tokio::task::spawn_blocking(move || lanes_git::fetch_branches(&path, &remote))
+                        .await;
                 if let Ok(Err(e)) = fetched {
                     tracing::warn!("git fetch of {name} failed: {e}");
                 }
