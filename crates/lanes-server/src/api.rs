@@ -8,7 +8,7 @@ use crate::agent_api;
 use crate::error::ForgeError;
 use crate::forge::{Forge, JobEvent};
 use crate::metrics::Gauges;
-use crate::status::{JobView, branch_status};
+use crate::status::branch_status_of;
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -419,11 +419,6 @@ async fn latest_push_run<S: Store>(
     }
 }
 
-fn status_of(detail: &RunDetail) -> BranchStatus {
-    let views: Vec<JobView> = detail.jobs.iter().map(crate::status::view).collect();
-    branch_status(detail.run.status, &views)
-}
-
 async fn branches<S: Store + 'static>(
     State(forge): Shared<S>,
     Path(repo): Path<String>,
@@ -439,7 +434,7 @@ async fn branches<S: Store + 'static>(
         )
         .await?;
         out.push(api::BranchSummary {
-            status: latest.as_ref().map(|d| status_of(d).into()),
+            status: latest.as_ref().map(|d| branch_status_of(d).into()),
             latest_run: latest.as_ref().map(|d| wire::run(&d.run, None)),
             branch: summary.branch,
             head: summary.head,
@@ -470,7 +465,7 @@ async fn branch<S: Store + 'static>(
     Ok(Json(api::BranchState {
         status: latest
             .as_ref()
-            .map_or(BranchStatus::Pending, status_of)
+            .map_or(BranchStatus::Pending, branch_status_of)
             .into(),
         run: latest.as_ref().map(wire::detail),
         repo,

@@ -26,5 +26,5 @@ pub mod wire;
 
 pub use error::{ForgeError, ForgeResult};
 pub use forge::{Forge, ForgeConfig, JobEvent, LOCAL_AGENT};
-pub use status::{BranchStatus, JobView, branch_status, run_status, view};
+pub use status::{BranchStatus, JobView, branch_status, branch_status_of, run_status, view};
 pub use trigger::{CATALOG_PATH, Created, DEFAULT_RETRIES, Outcome, TriggerError, on_branch_head};

@@ -1,7 +1,7 @@
 //! A branch's and a run's status from the store's records, by lanes-core's rule
 //! ([`lanes_core::status`]).
 
-use lanes_store::{JobRecord, RunRecord, RunStatus};
+use lanes_store::{JobRecord, RunDetail, RunRecord, RunStatus};
 
 pub use lanes_core::run::BranchStatus;
 pub use lanes_core::status::{JobView, branch_status};
@@ -22,4 +22,10 @@ pub fn view(job: &JobRecord) -> JobView {
 pub fn run_status(run: &RunRecord, jobs: &[JobRecord]) -> RunStatus {
     let views: Vec<JobView> = jobs.iter().map(view).collect();
     lanes_core::status::run_status(run.status, &views)
+}
+
+/// The status of the branch whose head's run is `detail`.
+pub fn branch_status_of(detail: &RunDetail) -> BranchStatus {
+    let views: Vec<JobView> = detail.jobs.iter().map(view).collect();
+    branch_status(detail.run.status, &views)
 }

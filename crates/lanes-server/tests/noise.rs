@@ -36,14 +36,15 @@ impl Captured {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_written_after_a_lock_timeout_is_scheduled_without_an_error() -> TestResult {
-    let log = Captured::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+type OneLane = (
+    Forge,
+    std::path::PathBuf,
+    Arc<lanes_server::Forge<SqliteStore>>,
+);
+
+/// A forge over a repository with one required lane, on a store whose writes give up after
+/// 200 ms of waiting for the lock; the repository (kept alive by the caller) and the database.
+async fn one_lane_forge() -> Result<OneLane, Box<dyn std::error::Error>> {
     let f = Forge::new(Timestamp::now()).await?;
     let db = f.dir.path().join("lanes.db");
     let store = SqliteStore::open_with(
@@ -68,6 +69,18 @@ async fn a_run_written_after_a_lock_timeout_is_scheduled_without_an_error() -> T
         },
     )
     .await?;
+    Ok((f, db, forge))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_written_after_a_lock_timeout_is_scheduled_without_an_error() -> TestResult {
+    let log = Captured::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+    let (_f, db, forge) = one_lane_forge().await?;
 
     // Another process holds the write lock past the busy timeout: the push's run cannot be
     // written, and the forge reads the database again at its next step.
@@ -97,30 +110,7 @@ async fn a_write_nobody_waits_for_is_logged_with_what_was_lost_and_counted() -> 
             .with_ansi(false)
             .finish(),
     );
-    let f = Forge::new(Timestamp::now()).await?;
-    let db = f.dir.path().join("lanes.db");
-    let store = SqliteStore::open_with(
-        &db,
-        &StoreOptions {
-            busy_timeout: Duration::from_millis(200),
-            ..StoreOptions::default()
-        },
-    )
-    .await?;
-    f.commit(&[(
-        "lanes.toml",
-        "version = 1\n[lane.test]\nclass = \"required\"\nstep = [{ name = \"t\", run = \"true\" }]\n",
-    )])?;
-    let forge = lanes_server::Forge::open(
-        store,
-        ForgeConfig {
-            data_dir: f.dir.path().to_owned(),
-            schedule: lanes_core::schedule::Config::default(),
-            public_read: false,
-            secrets: Default::default(),
-        },
-    )
-    .await?;
+    let (_f, db, forge) = one_lane_forge().await?;
     assert_eq!(forge.poll_repo("app").await?, vec![1]);
     let written = || {
         forge

@@ -8,6 +8,7 @@ use crate::commands::select::describe;
 use crate::error::{CliError, exit};
 use crate::forge::{Forge, Local};
 use crate::printer::Printer;
+use lanes_api::Lenient;
 use lanes_core::Reason;
 use lanes_core::job::{JobReason, JobState};
 use serde_json::Value;
@@ -112,7 +113,10 @@ pub(crate) fn render_jobs(run: &Run) -> String {
     for job in &shown {
         let mut details: Vec<String> = Vec::new();
         if let Some(reason) = &job.reason {
-            details.push(job_reason(&as_json(reason)));
+            details.push(match reason {
+                Lenient::Known(reason) => reason.to_string(),
+                Lenient::Unknown(value) => job_reason(value),
+            });
         }
         if let Some(cache) = cache_summary(job) {
             details.push(cache);
@@ -134,7 +138,10 @@ pub(crate) fn render_jobs(run: &Run) -> String {
         let lanes: Vec<String> = unselected
             .iter()
             .map(|j| match j.selection.first() {
-                Some(reason) => format!("{} ({})", j.lane, selection_reason(&as_json(reason))),
+                Some(Lenient::Known(reason)) => format!("{} ({})", j.lane, describe(reason)),
+                Some(Lenient::Unknown(value)) => {
+                    format!("{} ({})", j.lane, selection_reason(value))
+                }
                 None => j.lane.clone(),
             })
             .collect();
@@ -186,11 +193,6 @@ fn render_diagnostics(run: &Run) -> String {
         }
     }
     text
-}
-
-/// A reason as the JSON it came as.
-fn as_json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// A job's reason in words (docs/api.md's `reason`, lanes-core's [`JobReason`]). A kind this

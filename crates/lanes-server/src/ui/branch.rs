@@ -70,8 +70,7 @@ async fn head_run_in<S: Store>(
 
 /// The branch's status from its head's run, as the API derives it.
 pub(crate) fn status_of(detail: &RunDetail) -> &'static str {
-    let views: Vec<crate::JobView> = detail.jobs.iter().map(crate::view).collect();
-    crate::branch_status(detail.run.status, &views).as_str()
+    crate::branch_status_of(detail).as_str()
 }
 
 #[derive(Debug)]
